@@ -1,0 +1,177 @@
+"""Base class for aggregators: sklearn-like parameters, fitted state and outputs.
+
+An aggregator's constructor only stores its parameters; ``fit`` encodes the
+data once (:class:`~crowdbayes.data.Annotations`) and sets attributes ending in
+``_``; results come back as pandas objects in the user's own ids and labels.
+``sklearn.base.clone`` works on every aggregator (it needs only
+``get_params``), but scikit-learn is not required.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .data import Annotations, GoldLike, as_annotations
+
+__all__ = ["Aggregator", "NotFittedError", "check_is_fitted"]
+
+
+class NotFittedError(ValueError, AttributeError):
+    """Raised when a result is asked of an aggregator before ``fit``."""
+
+
+def check_is_fitted(estimator: Any) -> None:
+    """Raise :class:`NotFittedError` unless ``estimator`` has been fitted."""
+    if getattr(estimator, "proba_", None) is None:
+        raise NotFittedError(
+            f"This {type(estimator).__name__} instance is not fitted yet: call "
+            "'fit(annotations)' before asking for results."
+        )
+
+
+def entropy(proba: np.ndarray) -> np.ndarray:
+    """Shannon entropy (nats) of each row of ``proba``; 0 log 0 counts as 0."""
+    p = np.asarray(proba, dtype=float)
+    logp = np.log(np.where(p > 0, p, 1.0))
+    return -(p * logp).sum(axis=1)
+
+
+class Aggregator:
+    """Common machinery of crowdbayes aggregators (not used directly).
+
+    Subclasses implement ``_fit(annotations)`` (setting ``proba_`` and
+    ``label_codes_``) and may override ``_predict_proba_new`` and
+    ``annotator_quality``.
+    """
+
+    # fitted state shared by all aggregators
+    annotations_: Annotations
+    proba_: np.ndarray
+    label_codes_: np.ndarray
+
+    # ------------------------------------------------------------ parameters
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return [
+            p.name
+            for p in sig.parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        """The constructor parameters, as ``sklearn`` expects."""
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params: Any) -> Aggregator:
+        """Set constructor parameters; unknown names raise ``ValueError``."""
+        valid = set(self._get_param_names())
+        for key, value in params.items():
+            if key not in valid:
+                raise ValueError(
+                    f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}"
+                )
+            setattr(self, key, value)
+        return self
+
+    def __repr__(self) -> str:
+        defaults = {
+            p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
+        }
+        changed = []
+        for k, v in self.get_params().items():
+            default = defaults.get(k, inspect.Parameter.empty)
+            try:
+                same = bool(default == v)
+            except (TypeError, ValueError):
+                same = False
+            if not same:
+                changed.append(f"{k}={v!r}")
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        annotations: Annotations | pd.DataFrame | str,
+        gold: GoldLike = None,
+        **columns: str,
+    ) -> Aggregator:
+        """Fit to annotations (long or wide DataFrame, file path or :class:`Annotations`).
+
+        ``gold`` (task id -> true label) is clamped where the model supports it.
+        ``columns`` may rename the long table's columns: ``task=``, ``worker=``, ``label=``.
+        """
+        ann = as_annotations(annotations, gold=gold, **columns)
+        self.annotations_ = ann
+        self._fit(ann)
+        return self
+
+    def _fit(self, ann: Annotations) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit_predict(
+        self, annotations: Annotations | pd.DataFrame | str, gold: GoldLike = None, **columns: str
+    ) -> pd.Series:
+        """``fit`` then ``predict``."""
+        return self.fit(annotations, gold=gold, **columns).predict()
+
+    # --------------------------------------------------------------- outputs
+    @property
+    def classes_(self) -> np.ndarray:
+        check_is_fitted(self)
+        return self.annotations_.classes.to_numpy()
+
+    def predict_proba(self, annotations: Annotations | pd.DataFrame | None = None) -> pd.DataFrame:
+        """Probability of each class per task (rows sum to 1), task ids as the index.
+
+        With ``annotations``, scores those (new) tasks with the fitted annotator model.
+        """
+        check_is_fitted(self)
+        if annotations is None:
+            ann, proba = self.annotations_, self.proba_
+        else:
+            ann = self.annotations_.encode_new(annotations)
+            proba = self._predict_proba_new(ann)
+        return pd.DataFrame(proba, index=ann.task_ids, columns=ann.classes)
+
+    def predict(self, annotations: Annotations | pd.DataFrame | None = None) -> pd.Series:
+        """The aggregated label of each task, in the user's label values."""
+        check_is_fitted(self)
+        if annotations is None:
+            ann, codes = self.annotations_, self.label_codes_
+        else:
+            ann = self.annotations_.encode_new(annotations)
+            codes = np.argmax(self._predict_proba_new(ann), axis=1)
+        return pd.Series(ann.decode_labels(codes), index=ann.task_ids, name="label")
+
+    def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} cannot score new tasks")
+
+    def task_uncertainty(self) -> pd.DataFrame:
+        """Per task: the chosen label, its probability, the posterior entropy (nats),
+        the number of labels, and whether the task has gold."""
+        check_is_fitted(self)
+        ann = self.annotations_
+        p = self.proba_
+        chosen = self.label_codes_
+        return pd.DataFrame(
+            {
+                "label": ann.decode_labels(chosen),
+                "probability": p[np.arange(len(chosen)), chosen],
+                "entropy": entropy(p),
+                "n_labels": ann.labels_per_task(),
+                "gold": ann.gold >= 0,
+            },
+            index=ann.task_ids,
+        )
+
+    def _agreement_with_consensus(self) -> np.ndarray:
+        ann = self.annotations_
+        agree = (ann.label == self.label_codes_[ann.task]).astype(float)
+        n = ann.labels_per_worker()
+        s = np.bincount(ann.worker, weights=agree, minlength=ann.n_workers)
+        return s / np.maximum(n, 1)

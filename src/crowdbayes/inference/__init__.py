@@ -1,0 +1,1 @@
+"""Inference engines: EM (MAP) and NUTS over the models' likelihoods."""

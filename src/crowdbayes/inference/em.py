@@ -1,0 +1,213 @@
+"""EM (MAP) for any model that gives per-task log-likelihoods and closed-form M-steps.
+
+A model is a class of static functions (see :class:`EMModel`); arrays are
+class-major (``[n_classes, n_tasks]``). The E-step adds the model's log class
+prior to the per-task log-likelihood, clamps gold tasks to their class, and
+normalises by log-sum-exp; the objective is the log joint of the labels with
+the true classes marginalised, plus the model's log prior (MAP). The loop is
+one jitted ``lax.while_loop``, compiled once per model and array shapes; it
+runs in chunks only so that a progress bar can move between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+from ..data import Annotations
+from .segments import Segments
+
+__all__ = ["EMData", "EMModel", "EMResult", "e_step", "em_data", "posterior", "run_em"]
+
+
+class EMData(NamedTuple):
+    """Kernel-side view of :class:`~crowdbayes.data.Annotations`.
+
+    ``by_task`` sums a ``[K, n_workers * n_classes]`` table over each task's
+    labels (key: ``worker * n_classes + label``); ``by_worker_label`` sums a
+    ``[K, n_tasks]`` table over the labels of each (worker, label) pair (key:
+    the task); ``by_task_label`` sums per-label values ``[K, n_labels]`` per task.
+    """
+
+    task: jnp.ndarray
+    worker: jnp.ndarray
+    label: jnp.ndarray
+    gold: jnp.ndarray
+    by_task: Segments
+    by_worker_label: Segments
+    by_task_label: Segments | None
+    n_labels_per_worker: jnp.ndarray
+
+
+def em_data(ann: Annotations, n_workers: int | None = None, per_label: bool = False) -> EMData:
+    """Build the kernel arrays and segment layouts for ``ann`` (numpy, once per fit).
+
+    ``n_workers`` may exceed ``ann.n_workers`` (for scoring with known workers);
+    ``per_label`` adds ``by_task_label`` for models whose terms vary per label."""
+    W = ann.n_workers if n_workers is None else n_workers
+    L = ann.n_classes
+    wl = ann.worker.astype(np.int64) * L + ann.label
+    return EMData(
+        task=jnp.asarray(ann.task),
+        worker=jnp.asarray(ann.worker),
+        label=jnp.asarray(ann.label),
+        gold=jnp.asarray(ann.gold),
+        by_task=Segments.build(ann.task, ann.n_tasks, keys=wl, n_keys=W * L),
+        by_worker_label=Segments.build(wl, W * L, keys=ann.task, n_keys=ann.n_tasks),
+        by_task_label=Segments.build(ann.task, ann.n_tasks) if per_label else None,
+        n_labels_per_worker=jnp.asarray(np.bincount(ann.worker, minlength=W)),
+    )
+
+
+class EMModel(Protocol):
+    """What a model family provides to EM (static functions; params are pytrees)."""
+
+    @staticmethod
+    def log_lik(params: Any, data: EMData) -> jnp.ndarray:
+        """``[K, n_tasks]``: sum over each task's labels of log p(label | class k)."""
+        ...
+
+    @staticmethod
+    def log_class_prior(params: Any, data: EMData) -> jnp.ndarray:
+        """``[K, 1]`` or ``[K, n_tasks]``: log p(class k) for each task."""
+        ...
+
+    @staticmethod
+    def m_step(post: jnp.ndarray, data: EMData, hyper: Any) -> Any:
+        """New params from the posterior ``[K, n_tasks]`` (MAP under the prior)."""
+        ...
+
+    @staticmethod
+    def log_prior(params: Any, hyper: Any) -> jnp.ndarray:
+        """Log prior density of params (up to a constant)."""
+        ...
+
+
+def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Posterior over classes ``[K, n_tasks]`` (gold clamped) and per-task log joint."""
+    joint = model.log_lik(params, data) + model.log_class_prior(params, data)
+    lse = logsumexp(joint, axis=0)
+    gold = data.gold
+    known = gold >= 0
+    safe = jnp.maximum(gold, 0)
+    gold_lp = jnp.take_along_axis(joint, safe[None, :], axis=0)[0]
+    task_lp = jnp.where(known, gold_lp, lse)
+    onehot = jax.nn.one_hot(safe, joint.shape[0], dtype=joint.dtype, axis=0)
+    post = jnp.where(known[None, :], onehot, jnp.exp(joint - lse[None, :]))
+    return post, task_lp
+
+
+class _State(NamedTuple):
+    params: Any
+    post: jnp.ndarray
+    objective: jnp.ndarray
+    gain: jnp.ndarray
+    n_iter: jnp.ndarray
+    history: jnp.ndarray
+
+
+def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
+    params = model.m_step(state.post, data, hyper)
+    post, task_lp = e_step(model, params, data)
+    objective = task_lp.sum() + model.log_prior(params, hyper)
+    history = state.history.at[state.n_iter].set(objective)
+    return _State(
+        params, post, objective, objective - state.objective, state.n_iter + 1, history
+    )
+
+
+def _em_chunk(
+    model: Any, state: _State, data: EMData, hyper: Any, stop_at: jnp.ndarray, tol: jnp.ndarray
+) -> _State:
+    n_labels = data.task.shape[0]
+
+    def cond(s: _State) -> jnp.ndarray:
+        running = (s.n_iter < 2) | (s.gain / n_labels >= tol) | (tol <= 0)
+        return (s.n_iter < stop_at) & running
+
+    return jax.lax.while_loop(cond, lambda s: _em_step(model, s, data, hyper), state)
+
+
+_em_chunk_jit: Callable[..., _State] = jax.jit(_em_chunk, static_argnums=0)
+_e_step_jit = jax.jit(e_step, static_argnums=0)
+
+
+class EMResult(NamedTuple):
+    params: Any
+    post: np.ndarray  # [n_tasks, K], task-major for the user side
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+
+
+def run_em(
+    model: Any,
+    data: EMData,
+    init_post: np.ndarray,
+    hyper: Any,
+    *,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    progress: bool = False,
+    chunk: int = 5,
+) -> EMResult:
+    """Iterate M- and E-steps from ``init_post`` (``[n_tasks, K]``) until the gain of
+    the log-posterior per label is below ``tol`` or ``max_iter`` steps (``tol <= 0``
+    runs exactly ``max_iter`` steps, as benchmarks want).
+
+    Returns the final params, the posterior, the objective history, the number of
+    iterations and whether the tolerance was met.
+    """
+    post0 = jnp.asarray(init_post.T, dtype=jnp.float32)
+    # the loop starts with an M-step, so params only need the right structure here
+    shapes = jax.eval_shape(model.m_step, post0, data, hyper)
+    params0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    state = _State(
+        params0,
+        post0,
+        jnp.asarray(-jnp.inf, jnp.float32),
+        jnp.asarray(jnp.inf, jnp.float32),
+        jnp.asarray(0, jnp.int32),
+        jnp.full((max(max_iter, 1),), jnp.nan, jnp.float32),
+    )
+    tol_arr = jnp.asarray(tol, jnp.float32)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=f"EM {getattr(model, '__name__', 'model')}", unit="it")
+    step = chunk if progress else max_iter
+    done = 0
+    while True:
+        stop_at = jnp.asarray(min(done + step, max_iter), jnp.int32)
+        state = _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
+        n_iter = int(state.n_iter)
+        if bar is not None:
+            bar.update(n_iter - done)
+        finished = n_iter < int(stop_at) or n_iter >= max_iter
+        done = n_iter
+        if finished:
+            break
+    if bar is not None:
+        bar.close()
+    n_labels = data.task.shape[0]
+    gain = float(state.gain)
+    converged = n_iter >= 2 and tol > 0 and gain / n_labels < tol
+    return EMResult(
+        params=state.params,
+        post=np.asarray(state.post, dtype=np.float64).T,
+        history=np.asarray(state.history[:n_iter], dtype=np.float64),
+        n_iter=n_iter,
+        converged=bool(converged),
+    )
+
+
+def posterior(model: Any, params: Any, data: EMData) -> np.ndarray:
+    """E-step only: the class posterior ``[n_tasks, K]`` under fixed params."""
+    post, _ = _e_step_jit(model, params, data)
+    return np.asarray(post, dtype=np.float64).T

@@ -1,0 +1,1 @@
+"""Annotation models, one module per family: likelihood, EM updates and estimator."""
