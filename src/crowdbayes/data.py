@@ -30,7 +30,7 @@ import os
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -42,7 +42,7 @@ class AnnotationsError(ValueError):
     """Raised when input annotations cannot be used; the message names the culprit."""
 
 
-GoldLike = pd.Series | Mapping[Hashable, Any] | None
+GoldLike: TypeAlias = "pd.Series | Mapping[Hashable, Any] | None"
 
 
 @dataclass(frozen=True, eq=False)
@@ -237,14 +237,21 @@ class Annotations:
         values = _gold_values(gold)
         return replace(self, gold=_encode_gold(values, self.task_ids, self.classes))
 
-    def encode_new(self, df: pd.DataFrame | Annotations, **columns: str) -> Annotations:
+    def encode_new(
+        self,
+        df: pd.DataFrame | Annotations,
+        *,
+        task: str = "task",
+        worker: str = "worker",
+        label: str = "label",
+    ) -> Annotations:
         """Encode new annotations with this object's class vocabulary.
 
         Workers keep their codes where known; workers not seen here get codes
         ``n_workers, n_workers + 1, ...`` in order of appearance (models treat them
         as new annotators). Used by ``predict(new_annotations)``.
         """
-        new = as_annotations(df, classes=list(self.classes), **columns)
+        new = as_annotations(df, classes=list(self.classes), task=task, worker=worker, label=label)
         if list(new.classes) != list(self.classes):
             extra = [c for c in new.classes if c not in set(self.classes)]
             raise AnnotationsError(

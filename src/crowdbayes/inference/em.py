@@ -116,9 +116,7 @@ def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
     post, task_lp = e_step(model, params, data)
     objective = task_lp.sum() + model.log_prior(params, hyper)
     history = state.history.at[state.n_iter].set(objective)
-    return _State(
-        params, post, objective, objective - state.objective, state.n_iter + 1, history
-    )
+    return _State(params, post, objective, objective - state.objective, state.n_iter + 1, history)
 
 
 def _em_chunk(

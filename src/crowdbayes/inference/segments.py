@@ -57,8 +57,9 @@ def choose_widths(counts: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarra
     ladder = np.unique(np.concatenate([ladder[ladder < top], [top], common[common > 0]]))
     hist = np.bincount(np.searchsorted(ladder, counts), minlength=ladder.size)
     n_at = np.cumsum(hist)  # segments with count <= ladder[i]
-    items_at = np.cumsum(np.bincount(np.searchsorted(ladder, counts), weights=counts,
-                                     minlength=ladder.size))
+    items_at = np.cumsum(
+        np.bincount(np.searchsorted(ladder, counts), weights=counts, minlength=ladder.size)
+    )
     C = ladder.size
 
     def cost(lo: int, hi: int) -> float:  # segments in ladder slots lo+1..hi padded to ladder[hi]

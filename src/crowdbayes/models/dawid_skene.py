@@ -18,7 +18,7 @@ defined (few labels give the prior mean) and better than chance a priori.
 >>> annotations, gold = cb.datasets.load("rte")
 >>> ds = cb.DawidSkene().fit(annotations)
 >>> round(float((ds.predict().loc[gold.index] == gold).mean()), 3)
-0.926
+0.929
 >>> ds.converged_
 True
 """
@@ -35,7 +35,7 @@ from ..base import Aggregator, check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData, em_data, posterior, run_em
 
-__all__ = ["DawidSkene", "DawidSkeneModel", "DSHyper", "DSParams", "confusion_pseudo_counts"]
+__all__ = ["DSHyper", "DSParams", "DawidSkene", "DawidSkeneModel", "confusion_pseudo_counts"]
 
 
 class DSParams(NamedTuple):
@@ -88,7 +88,7 @@ class DawidSkeneModel:
 
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: DSHyper) -> DSParams:
-        K, L = hyper.confusion_counts.shape
+        L = hyper.confusion_counts.shape[1]
         W = data.by_worker_label.inverse.shape[0] // L
         counts = DawidSkeneModel.expected_counts(post, data, W) + hyper.confusion_counts
         conf = counts / counts.sum(-1, keepdims=True)
