@@ -1,0 +1,338 @@
+"""Reading annotations from files: crowdsourcing platform exports and generic tables.
+
+A platform export (Toloka's TSV and look-alikes) has one row per task in an
+assignment, with columns
+
+* ``INPUT:<name>``: the task's inputs (kept, one row per task, in
+  :attr:`Annotations.task_inputs <crowdbayes.data.Annotations.task_inputs>`
+  with the ``INPUT:`` prefix removed),
+* ``OUTPUT:<field>``: the label given (which field is a parameter),
+* ``GOLDEN:<field>``: the gold (control) label, on rows of gold tasks,
+* ``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id`` and other ``ASSIGNMENT:*``
+  columns (kept, one row per label given, by :func:`load_platform_export`).
+
+:func:`read_annotations` is the one door the command line uses: it recognises a
+platform export by its columns, and reads anything else as a long table with
+named columns.
+
+>>> import pandas as pd
+>>> from crowdbayes.io import read_platform_export
+>>> export = pd.DataFrame({
+...     "INPUT:image": ["http://x/1.jpg", "http://x/1.jpg", "http://x/2.jpg"],
+...     "OUTPUT:result": ["cat", "dog", "dog"],
+...     "GOLDEN:result": ["cat", "cat", None],
+...     "ASSIGNMENT:task_id": ["t1", "t1", "t2"],
+...     "ASSIGNMENT:worker_id": ["w1", "w2", "w1"],
+... })
+>>> ann = read_platform_export(export)
+>>> ann
+Annotations(n_labels=3, n_tasks=2, n_workers=2, classes=['cat', 'dog'], n_gold=1)
+>>> ann.task_inputs
+             image
+task
+t1  http://x/1.jpg
+t2  http://x/2.jpg
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import replace
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from .data import Annotations, AnnotationsError, GoldLike, read_table
+
+__all__ = [
+    "PlatformExport",
+    "is_platform_export",
+    "load_platform_export",
+    "read_annotations",
+    "read_platform_export",
+]
+
+TASK_COL = "ASSIGNMENT:task_id"
+WORKER_COL = "ASSIGNMENT:worker_id"
+_PREFIXES = ("INPUT:", "OUTPUT:", "GOLDEN:", "ASSIGNMENT:", "HINT:", "ACCEPT:")
+
+
+class PlatformExport(NamedTuple):
+    """A platform export read in full: the encoded annotations, and the per-label
+    ``ASSIGNMENT:*`` (and ``HINT:``/``ACCEPT:``) columns, one row per label given, in the
+    order of ``annotations.task``/``worker``/``label``."""
+
+    annotations: Annotations
+    assignments: pd.DataFrame
+
+
+def _numbered(df: pd.DataFrame) -> pd.DataFrame:
+    """Index rows by their line in the file (the header is line 1), for error messages."""
+    df.index = pd.RangeIndex(2, len(df) + 2, name="line")
+    return df
+
+
+def is_platform_export(df: pd.DataFrame) -> bool:
+    """Whether a table looks like a platform export (``OUTPUT:*`` or ``ASSIGNMENT:*`` columns).
+
+    >>> import pandas as pd
+    >>> is_platform_export(pd.DataFrame(columns=["ASSIGNMENT:task_id", "OUTPUT:label"]))
+    True
+    >>> is_platform_export(pd.DataFrame(columns=["task", "worker", "label"]))
+    False
+    """
+    cols = [str(c) for c in df.columns]
+    return any(c.startswith(("OUTPUT:", "ASSIGNMENT:")) for c in cols)
+
+
+def _output_fields(df: pd.DataFrame) -> list[str]:
+    return [str(c)[len("OUTPUT:") :] for c in df.columns if str(c).startswith("OUTPUT:")]
+
+
+def load_platform_export(
+    data: pd.DataFrame | str | os.PathLike[str],
+    label_field: str | None = None,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
+) -> PlatformExport:
+    """Read a platform export (a DataFrame or a CSV/TSV/Parquet file) in full.
+
+    Parameters
+    ----------
+    data : DataFrame or path.
+    label_field : the ``OUTPUT:<field>`` that holds the label. Optional when the export
+        has exactly one ``OUTPUT:`` column.
+    gold : extra gold labels (task id -> label), added to the export's ``GOLDEN:<field>``;
+        a task whose two gold labels differ is an error.
+    classes : the full list of classes, when some class may have no label.
+
+    Every row is a label; a row with no task id, worker id or label is an error that
+    names the column and row (no task is dropped). Gold labels must be among the labels
+    given (or in ``classes``).
+    """
+    source = ""
+    if isinstance(data, str | os.PathLike):
+        source = f"{os.fspath(data)}: "
+        data = _numbered(read_table(data))
+    if not isinstance(data, pd.DataFrame):
+        raise AnnotationsError(
+            f"a platform export must be a DataFrame or a file path, got {type(data).__name__}"
+        )
+    try:
+        return _load_export(data, label_field, gold, classes)
+    except AnnotationsError as err:
+        if source:
+            raise AnnotationsError(f"{source}{err}") from err
+        raise
+
+
+def _load_export(
+    df: pd.DataFrame,
+    label_field: str | None,
+    gold: GoldLike,
+    classes: Sequence[Any] | None,
+) -> PlatformExport:
+    fields = _output_fields(df)
+    if label_field is None:
+        if len(fields) != 1:
+            if not fields:
+                raise AnnotationsError(
+                    "platform export has no OUTPUT:<field> column with the labels "
+                    f"(columns: {list(df.columns)})"
+                )
+            raise AnnotationsError(
+                f"platform export has several OUTPUT fields {fields}; choose the label with "
+                "label_field= (--label-field on the command line)"
+            )
+        label_field = fields[0]
+    label_col = f"OUTPUT:{label_field}"
+    if label_col not in df.columns:
+        raise AnnotationsError(
+            f"platform export has no column {label_col!r}; OUTPUT fields present: {fields}"
+        )
+    for col in (TASK_COL, WORKER_COL):
+        if col not in df.columns:
+            raise AnnotationsError(
+                f"platform export has no column {col!r} (columns: {list(df.columns)})"
+            )
+    gold_values = _export_gold(df, label_field, gold)
+    input_cols = [c for c in df.columns if str(c).startswith("INPUT:")]
+    inputs = None
+    if input_cols:
+        inputs = df.groupby(TASK_COL, sort=False)[input_cols].first()
+        inputs.columns = [str(c)[len("INPUT:") :] for c in input_cols]
+        inputs.index.name = "task"
+    ann = Annotations.from_long(
+        df,
+        task=TASK_COL,
+        worker=WORKER_COL,
+        label=label_col,
+        gold=gold_values,
+        classes=classes,
+    )
+    if inputs is not None:
+        inputs = inputs.reindex(ann.task_ids)
+        inputs.index.name = "task"
+    ann = replace(
+        ann,
+        task_ids=ann.task_ids.rename("task"),
+        worker_ids=ann.worker_ids.rename("worker"),
+        task_inputs=inputs,
+    )
+    kept = [
+        c
+        for c in df.columns
+        if str(c).startswith(("ASSIGNMENT:", "HINT:", "ACCEPT:")) and c not in (TASK_COL,)
+    ]
+    assignments = df[[TASK_COL, *[c for c in kept if c != TASK_COL]]].reset_index(drop=True)
+    return PlatformExport(ann, assignments)
+
+
+def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Series | None:
+    gold_col = f"GOLDEN:{label_field}"
+    parts: list[pd.Series] = []
+    if gold_col in df.columns:
+        g = df[[TASK_COL, gold_col]].dropna()
+        g = g[g[gold_col].astype(str) != ""]
+        if len(g):
+            dup = g.drop_duplicates()
+            clash = dup[TASK_COL].duplicated(keep=False)
+            if clash.any():
+                task = dup.loc[clash, TASK_COL].iloc[0]
+                values = sorted(map(str, dup.loc[dup[TASK_COL] == task, gold_col]))
+                raise AnnotationsError(
+                    f"column {gold_col!r} gives task {task!r} different gold labels {values}"
+                )
+            parts.append(dup.set_index(TASK_COL)[gold_col])
+    if extra is not None:
+        extra_s = _as_series(extra)
+        parts.append(extra_s)
+    if not parts:
+        return None
+    if len(parts) == 2:
+        a, b = parts
+        common = a.index.intersection(b.index)
+        differ = a.loc[common].astype(str).to_numpy() != b.loc[common].astype(str).to_numpy()
+        if differ.any():
+            t = common[differ][0]
+            raise AnnotationsError(
+                f"task {t!r} has gold {a.loc[t]!r} in column {gold_col!r} but {b.loc[t]!r} "
+                "in the gold given"
+            )
+        return pd.concat([a, b[~b.index.isin(common)]])
+    return parts[0]
+
+
+def _as_series(gold: pd.Series | Mapping[Hashable, Any] | pd.DataFrame) -> pd.Series:
+    if isinstance(gold, pd.DataFrame):
+        if {"task", "label"} <= set(gold.columns):
+            return gold.set_index("task")["label"]
+        if gold.shape[1] >= 2:
+            return gold.set_index(gold.columns[0])[gold.columns[1]]
+        return gold.iloc[:, 0]
+    s = gold if isinstance(gold, pd.Series) else pd.Series(gold)
+    return s[s.notna()]
+
+
+def read_platform_export(
+    data: pd.DataFrame | str | os.PathLike[str],
+    label_field: str | None = None,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
+) -> Annotations:
+    """Read a platform export into :class:`~crowdbayes.data.Annotations` (see
+    :func:`load_platform_export` for the parameters; this drops the assignment columns)."""
+    return load_platform_export(data, label_field, gold=gold, classes=classes).annotations
+
+
+def read_annotations(
+    data: pd.DataFrame | str | os.PathLike[str],
+    *,
+    task: str = "task",
+    worker: str = "worker",
+    label: str = "label",
+    gold: GoldLike = None,
+    gold_column: str | None = None,
+    input_columns: Sequence[str] | None = None,
+    label_field: str | None = None,
+    classes: Sequence[Any] | None = None,
+) -> Annotations:
+    """Read annotations from a DataFrame or a CSV/TSV/Parquet file, recognising the format.
+
+    A platform export (``OUTPUT:*``/``ASSIGNMENT:*`` columns) is read by
+    :func:`read_platform_export` (``label_field`` picks the ``OUTPUT:`` field). Any other
+    table is long, one row per label, with columns named by ``task``, ``worker``,
+    ``label``; ``gold_column`` names a column holding gold labels on gold tasks' rows, and
+    ``input_columns`` names per-task columns to keep as task inputs (for reports).
+
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"item": [1, 1, 2], "rater": ["a", "b", "a"],
+    ...                    "answer": ["y", "n", "y"], "url": ["u1", "u1", "u2"]})
+    >>> ann = read_annotations(df, task="item", worker="rater", label="answer",
+    ...                        input_columns=["url"])
+    >>> ann.task_inputs["url"].tolist()
+    ['u1', 'u2']
+    """
+    source = ""
+    if isinstance(data, str | os.PathLike):
+        source = f"{os.fspath(data)}: "
+        data = _numbered(read_table(data))
+    if not isinstance(data, pd.DataFrame):
+        raise AnnotationsError(
+            f"annotations must be a DataFrame or a file path, got {type(data).__name__}"
+        )
+    try:
+        if is_platform_export(data):
+            return read_platform_export(data, label_field, gold=gold, classes=classes)
+        return _read_long(data, task, worker, label, gold, gold_column, input_columns, classes)
+    except AnnotationsError as err:
+        if source:
+            raise AnnotationsError(f"{source}{err}") from err
+        raise
+
+
+def _read_long(
+    df: pd.DataFrame,
+    task: str,
+    worker: str,
+    label: str,
+    gold: GoldLike,
+    gold_column: str | None,
+    input_columns: Sequence[str] | None,
+    classes: Sequence[Any] | None,
+) -> Annotations:
+    for col in [gold_column, *(input_columns or [])]:
+        if col is not None and col not in df.columns:
+            raise AnnotationsError(
+                f"annotations have no column {col!r} (columns: {list(df.columns)})"
+            )
+    if task not in df.columns:
+        raise AnnotationsError(
+            f"annotations have no column {task!r} (columns: {list(df.columns)}); "
+            "name the columns with task=, worker=, label="
+        )
+    gold_values: GoldLike = gold
+    if gold_column is not None:
+        g = df[[task, gold_column]].dropna()
+        dup = g.drop_duplicates()
+        clash = dup[task].duplicated(keep=False)
+        if clash.any():
+            t = dup.loc[clash, task].iloc[0]
+            raise AnnotationsError(f"column {gold_column!r} gives task {t!r} different gold labels")
+        from_col = dup.set_index(task)[gold_column]
+        if gold is not None:
+            extra = _as_series(gold)
+            from_col = pd.concat([from_col, extra[~extra.index.isin(from_col.index)]])
+        gold_values = from_col
+    inputs = None
+    if input_columns:
+        inputs = df.groupby(task, sort=False)[list(input_columns)].first()
+    ann = Annotations.from_long(
+        df, task=task, worker=worker, label=label, gold=gold_values, classes=classes
+    )
+    if inputs is not None:
+        inputs = inputs.reindex(ann.task_ids)
+    return replace(ann, task_inputs=inputs)
