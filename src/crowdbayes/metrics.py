@@ -278,7 +278,7 @@ def task_metrics(model: Aggregator) -> pd.DataFrame:
             "consistency": crowd[rows, model.label_codes_],
             "n_labels": ann.labels_per_task(),
             "gold": known,
-            "gold_label": gold_label.where(known, None),
+            "gold_label": gold_label.astype(object).where(known, None),
         },
         index=ann.task_ids,
     )

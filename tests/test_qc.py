@@ -1,0 +1,56 @@
+"""suspicious_tasks: flags, reasons, inputs and order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import crowdbayes as cb
+from crowdbayes import metrics
+from crowdbayes.io import read_platform_export
+from crowdbayes.models.gold_majority_vote import GoldMajorityVote
+from crowdbayes.qc import labels_given, suspicious_tasks
+
+EXPORT = Path(__file__).parent / "data" / "platform_export.tsv"
+
+
+def test_flags_follow_thresholds_and_are_ordered() -> None:
+    labels, truth = cb.datasets.load("bluebirds")
+    gmv = GoldMajorityVote().fit(labels, gold=truth.iloc[::4])
+    tm = metrics.task_metrics(gmv)
+    flagged = suspicious_tasks(gmv, uncertainty_above=0.6, consistency_below=0.7)
+    gold_wrong = tm["gold"] & (tm["crowd_label"] != tm["gold_label"])
+    expected = (tm["uncertainty"] > 0.6) | (tm["consistency"] < 0.7) | gold_wrong
+    assert set(flagged.index) == set(tm.index[expected])
+    assert flagged["consistency"].is_monotonic_increasing
+    row = flagged.iloc[0]
+    assert "consistency" in row["reason"]
+    # each reason text matches its rule
+    has_u = flagged["reason"].str.contains("uncertainty")
+    assert (has_u == (flagged["uncertainty"] > 0.6)).all()
+    has_g = flagged["reason"].str.contains("gold is")
+    assert has_g.sum() == gold_wrong.sum() > 0
+    only_gold = suspicious_tasks(gmv, uncertainty_above=0.6, consistency_below=0.7, tasks="gold")
+    assert only_gold["gold"].all() and set(only_gold.index) <= set(flagged.index)
+    none = suspicious_tasks(gmv, None, None, gold_disagreement=False)
+    assert len(none) == 0 and "reason" in none.columns
+    with pytest.raises(ValueError, match="tasks must be"):
+        suspicious_tasks(gmv, tasks="some")
+
+
+def test_inputs_and_labels_given_from_platform_export() -> None:
+    ann = read_platform_export(EXPORT)
+    ds = cb.DawidSkene().fit(ann)
+    flagged = suspicious_tasks(ds, uncertainty_above=0.3, consistency_below=0.9)
+    assert len(flagged) > 0
+    assert {"image", "note", "labels_given", "reason"} <= set(flagged.columns)
+    t = flagged.index[0]
+    assert flagged.loc[t, "image"] == f"https://example.org/pets/{t[-4:]}.jpg"
+    counts = ann.to_long().query("task == @t")["label"].value_counts().sort_index()
+    assert flagged.loc[t, "labels_given"] == ", ".join(f"{c} {n}" for c, n in counts.items())
+    given = labels_given(ds)
+    assert len(given) == ann.n_tasks and given.index.equals(ann.task_ids)
+    assert np.all(pd.notna(given.to_numpy()))
