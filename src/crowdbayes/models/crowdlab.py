@@ -478,8 +478,8 @@ def active_learning_scores(
 
 
 # ----------------------------------------------------------- input handling
-def _is_wide(data: Any) -> bool:
-    return isinstance(data, pd.DataFrame) and not {"task", "worker", "label"} <= set(data.columns)
+def _is_wide(data: Any, task: str = "task", worker: str = "worker", label: str = "label") -> bool:
+    return isinstance(data, pd.DataFrame) and not {task, worker, label} <= set(data.columns)
 
 
 def _check_probs(values: np.ndarray, name: str) -> np.ndarray:
@@ -521,24 +521,24 @@ def align_pred_probs(
                 f"classes (got {classes})"
             )
         if pred_probs.index.has_duplicates:
-            dup = pred_probs.index[pred_probs.index.duplicated()][0]
+            dup = pred_probs.index[pred_probs.index.duplicated()].tolist()[0]
             raise AnnotationsError(f"pred_probs has task {dup!r} on more than one row")
         pos = pred_probs.index.get_indexer(ann.task_ids)
         if (pos < 0).any():
-            miss = ann.task_ids[pos < 0]
+            miss = ann.task_ids[pos < 0].tolist()
             raise AnnotationsError(
                 f"pred_probs has no row for task {miss[0]!r} (and {len(miss) - 1} more); "
                 "index it by task id"
             )
         if len(pred_probs) > ann.n_tasks:
-            extra = pred_probs.index.difference(ann.task_ids)
+            extra = pred_probs.index.difference(ann.task_ids).tolist()
             raise AnnotationsError(
                 f"pred_probs has {len(extra)} task(s) with no annotations (first {extra[0]!r}); "
                 "score those with active_learning_scores(pred_probs_unlabeled=...)"
             )
         pp = _check_probs(pred_probs.to_numpy(dtype=np.float64), "pred_probs")[pos]
         return _with_classes(ann, classes), pp
-    if not (_is_wide(data) or isinstance(data, Annotations)):
+    if not (_is_wide(data, **columns) or isinstance(data, Annotations)):
         raise AnnotationsError(
             "pred_probs as a NumPy array needs wide annotations (rows are tasks); with long "
             "annotations pass a DataFrame indexed by task id with one column per class"
@@ -627,7 +627,7 @@ class CrowdLab(Aggregator):
         self.annotations_ = ann
         # annotators in the wide table's column order (as cleanlab lists them), else as seen
         order = np.arange(ann.n_workers)
-        if _is_wide(annotations):
+        if _is_wide(annotations, **columns):
             assert isinstance(annotations, pd.DataFrame)
             pos = ann.worker_ids.get_indexer(annotations.columns)
             order = pos[pos >= 0]
