@@ -294,8 +294,8 @@ def quality_summary(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFr
     >>> gmv = GoldMajorityVote().fit(labels, gold=truth.iloc[:20])
     >>> print(quality_summary(gmv).round(3).to_string())
               n_tasks  uncertainty  consistency  accuracy  accuracy_low  accuracy_high
-    gold         20.0        0.044        0.987       1.0         0.839            1.0
-    ordinary    157.0        0.037        0.988       NaN           NaN            NaN
+    gold           20        0.044        0.987       1.0         0.839            1.0
+    ordinary      157        0.037        0.988       NaN           NaN            NaN
     """
     tm = task_metrics(model)
     acc = gold_accuracy(model, confidence=confidence) if tm["gold"].any() else None
@@ -311,7 +311,9 @@ def quality_summary(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFr
             "accuracy_low": acc["low"] if (acc is not None and name == "gold") else np.nan,
             "accuracy_high": acc["high"] if (acc is not None and name == "gold") else np.nan,
         }
-    return pd.DataFrame.from_dict(rows, orient="index")
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out["n_tasks"] = out["n_tasks"].astype(int)
+    return out
 
 
 # -------------------------------------------------------------- agreement

@@ -19,7 +19,7 @@ task
 11637          1            0   0 23, 1 16
 36657          0            1   0 16, 1 23
 >>> flagged["reason"].iloc[0]
-'uncertainty 0.68 > 0.5; consistency 0.41 < 0.5; crowd says 0, gold is 1'
+'uncertainty 0.678 > 0.5; consistency 0.413 < 0.5; crowd says 0, gold is 1'
 """
 
 from __future__ import annotations
@@ -80,11 +80,11 @@ def suspicious_tasks(
     reasons = pd.DataFrame(index=tm.index)
     if uncertainty_above is not None:
         hit = tm["uncertainty"].to_numpy() > uncertainty_above
-        text = "uncertainty " + tm["uncertainty"].round(2).astype(str) + f" > {uncertainty_above}"
+        text = "uncertainty " + tm["uncertainty"].map("{:.3f}".format) + f" > {uncertainty_above}"
         reasons["u"] = text.where(hit, "")
     if consistency_below is not None:
         hit = tm["consistency"].to_numpy() < consistency_below
-        text = "consistency " + tm["consistency"].round(2).astype(str) + f" < {consistency_below}"
+        text = "consistency " + tm["consistency"].map("{:.3f}".format) + f" < {consistency_below}"
         reasons["c"] = text.where(hit, "")
     if gold_disagreement:
         hit = tm["gold"].to_numpy() & (tm["crowd_label"] != tm["gold_label"]).to_numpy()
