@@ -40,7 +40,7 @@ The algorithm of Goh, Tkachenko & Mueller (2022), as cleanlab 2.9's
 [0, 1, 2, 0, 1]
 >>> cl.label_quality()["consensus_quality_score"].round(3).tolist()
 [0.687, 0.828, 0.57, 0.693, 0.563]
->>> cl.annotator_quality().round(3)   # worst first
+>>> print(cl.annotator_quality().round(3).to_string())   # worst first
         annotator_quality  agreement_with_consensus  worst_class  num_examples_labeled
 worker
 C                   0.645                      0.75            1                     4
