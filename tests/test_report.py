@@ -101,3 +101,18 @@ def test_report_renders_in_headless_chromium(tmp_path: Path) -> None:
     keep = os.environ.get("CROWDBAYES_REPORT_SCREENSHOT")
     if keep:
         shutil.copy(shot, keep)
+
+
+def test_cli_recognises_platform_exports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crowdbayes.cli import main
+
+    out = tmp_path / "r.html"
+    assert main(["report", str(EXPORT), "--out", str(out)]) == 0
+    assert out.stat().st_size > 1_000_000  # plotly.js inlined
+    assert main(["aggregate", str(EXPORT), "--model", "mv", "--quiet"]) == 0
+    assert "mv       1.0       3" in capsys.readouterr().out  # the export's gold, evaluated
+    assert main(["aggregate", str(EXPORT), "--label-field", "colour"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no column 'OUTPUT:colour'" in err[0]

@@ -28,8 +28,10 @@ import pandas as pd
 from . import datasets
 from .base import Aggregator
 from .data import Annotations, AnnotationsError, as_annotations, read_table
+from .io import read_annotations
 from .models.dawid_skene import DawidSkene
 from .models.majority_vote import MajorityVote
+from .report import add_report_command
 
 __all__ = ["main"]
 
@@ -53,14 +55,18 @@ def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None
         return as_annotations(labels), (bundled_gold if len(bundled_gold) else None), args.dataset
     if args.input is None:
         raise AnnotationsError("no input: give a file (CSV/TSV/Parquet) or --dataset NAME")
-    table = read_table(args.input)
-    try:
-        ann = as_annotations(
-            table, task=args.task_col, worker=args.worker_col, label=args.label_col
-        )
-    except AnnotationsError as err:
-        raise AnnotationsError(f"{args.input}: {err}") from err
+    # recognises platform exports (OUTPUT:/ASSIGNMENT: columns); errors name the file
+    ann = read_annotations(
+        args.input,
+        task=args.task_col,
+        worker=args.worker_col,
+        label=args.label_col,
+        label_field=args.label_field,
+    )
     gold: pd.Series | None = None
+    if ann.has_gold:  # an export's GOLDEN: column: evaluated, clamped only with --clamp-gold
+        gold = ann.gold_series()
+        ann = ann.with_gold(None)
     if args.gold is not None:
         gold_table = read_table(args.gold)
         if gold_table.shape[1] < 2:
@@ -173,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--seed", type=int, default=0)
     agg.add_argument("--max-iter", type=int, default=100)
     agg.add_argument("--quiet", action="store_true", help="no progress bars")
+    agg.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
     agg.set_defaults(handler=_cmd_aggregate)
+    add_report_command(sub)
     return parser
 
 
