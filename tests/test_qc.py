@@ -54,3 +54,18 @@ def test_inputs_and_labels_given_from_platform_export() -> None:
     given = labels_given(ds)
     assert len(given) == ann.n_tasks and given.index.equals(ann.task_ids)
     assert np.all(pd.notna(given.to_numpy()))
+
+
+def test_quality_control_example_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import runpy
+
+    example = Path(__file__).parents[1] / "docs" / "examples" / "quality_control.py"
+    monkeypatch.setattr("sys.argv", [str(example), str(tmp_path)])
+    runpy.run_path(str(example), run_name="__main__")
+    out = capsys.readouterr().out
+    for text in ("gold", "ordinary", "uncertainty", "consistency", "crowd says", "labels_given"):
+        assert text in out
+    assert (tmp_path / "report.html").stat().st_size > 1_000_000
+    assert (tmp_path / "histograms.html").exists()
