@@ -9,11 +9,14 @@
 (0.759, True)
 """
 
-from . import datasets
+from . import datasets, io, metrics, plots, qc, report
 from .base import Aggregator, NotFittedError, check_is_fitted
 from .data import Annotations, AnnotationsError, as_annotations, read_table
+from .io import read_platform_export
 from .models.dawid_skene import DawidSkene
+from .models.gold_majority_vote import GoldMajorityVote
 from .models.majority_vote import MajorityVote
+from .qc import suspicious_tasks
 
 __version__ = "0.1.0"
 
@@ -22,11 +25,19 @@ __all__ = [
     "Annotations",
     "AnnotationsError",
     "DawidSkene",
+    "GoldMajorityVote",
     "MajorityVote",
     "NotFittedError",
     "__version__",
     "as_annotations",
     "check_is_fitted",
     "datasets",
+    "io",
+    "metrics",
+    "plots",
+    "qc",
+    "read_platform_export",
     "read_table",
+    "report",
+    "suspicious_tasks",
 ]
