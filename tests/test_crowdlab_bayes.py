@@ -1,0 +1,66 @@
+"""The Bayesian CROWDLAB: better than CROWDLAB on the curation lab's data, honest intervals."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from crowdlab_cases import case
+
+from crowdbayes.datasets.curation_lab import BAD_ANNOTATORS
+from crowdbayes.models.bayesian_crowdlab import BayesianCrowdLab
+from crowdbayes.models.crowdlab import CrowdLab
+
+
+@pytest.fixture(scope="module")
+def seed_fit():
+    wide, pp, truth = case("seed")
+    return BayesianCrowdLab().fit(wide, pred_probs=pp), CrowdLab().fit(wide, pred_probs=pp), truth
+
+
+def test_beats_crowdlab_on_the_lab_data(seed_fit):
+    bcl, cl, truth = seed_fit
+    acc = np.mean(bcl.predict().to_numpy() == truth)
+    acc_cl = np.mean(cl.predict().to_numpy() == truth)
+    assert acc_cl == pytest.approx(0.9766, abs=1e-4)
+    assert acc >= acc_cl and acc == pytest.approx(0.9900, abs=1e-4)
+    assert bcl.converged_
+    assert 1.0 < bcl.classifier_weight_ < 10.0  # the classifier is trusted, and sharpened
+
+
+def test_finds_the_bad_annotators_with_intervals(seed_fit):
+    bcl, _, _ = seed_fit
+    q = bcl.annotator_quality().sort_values("accuracy")
+    assert len(set(q.index[:10]) & set(BAD_ANNOTATORS)) >= 9
+    assert (q["accuracy_lower"] <= q["accuracy"]).all() and (
+        q["accuracy"] <= q["accuracy_upper"]
+    ).all()
+    # bad annotators (true accuracy 0.3 + 0.7/3 = 0.53) vs good (0.6 + 0.4/3 = 0.73)
+    assert (
+        q.loc[BAD_ANNOTATORS, "accuracy"].mean() < 0.58 < q.drop(BAD_ANNOTATORS)["accuracy"].mean()
+    )
+    covered = (q["accuracy_lower"] <= 0.7333) & (0.7333 <= q["accuracy_upper"])
+    assert covered.drop(BAD_ANNOTATORS).mean() > 0.8
+    lq = bcl.label_quality()
+    assert list(lq.columns) == [
+        "consensus_label",
+        "consensus_quality_score",
+        "annotator_agreement",
+        "num_annotations",
+    ]
+    tu = bcl.task_uncertainty()
+    wrong = bcl.predict().to_numpy() != seed_fit[2]
+    assert tu["probability"][wrong].mean() < tu["probability"][~wrong].mean()
+
+
+def test_ignores_a_useless_classifier_and_clamps_gold():
+    wide, _, truth = case("wide_sparse")
+    rng = np.random.default_rng(0)
+    noise = rng.dirichlet(np.ones(3), size=len(truth))  # a classifier that knows nothing
+    long = wide.stack().dropna().rename("label").rename_axis(["task", "worker"]).reset_index()
+    probs = pd.DataFrame(noise, columns=[0, 1, 2])
+    bcl = BayesianCrowdLab().fit(long, pred_probs=probs, gold={5: int(truth[5])})
+    assert abs(bcl.classifier_weight_) < 0.3
+    assert bcl.predict().loc[5] == truth[5]
+    pred = bcl.predict().loc[np.arange(len(truth))].to_numpy()
+    cl = CrowdLab().fit(wide, pred_probs=noise)
+    # as good as CROWDLAB, which also learns to down-weight it
+    assert np.mean(pred == truth) >= np.mean(cl.predict().to_numpy() == truth) - 0.01
