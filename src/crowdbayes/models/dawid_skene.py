@@ -25,17 +25,25 @@ True
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import ClassVar, NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, em_data, posterior, run_em
+from ..inference.em import EMData
+from ._bayes import BayesianAggregator, dirichlet_draws, marginal_model, vote_shares
 
-__all__ = ["DSHyper", "DSParams", "DawidSkene", "DawidSkeneModel", "confusion_pseudo_counts"]
+__all__ = [
+    "DSHyper",
+    "DSParams",
+    "DawidSkene",
+    "DawidSkeneModel",
+    "confusion_pseudo_counts",
+    "numpyro_model",
+    "vote_shares",
+]
 
 
 class DSParams(NamedTuple):
@@ -101,18 +109,74 @@ class DawidSkeneModel:
             hyper.class_counts * params.log_pi
         ).sum()
 
+    # ---- NUTS and intervals (see models/_bayes.py)
+    @staticmethod
+    def sample_sites(data: EMData, hyper: DSHyper) -> dict[str, jnp.ndarray]:
+        """Priors: ``confusion[w, k] ~ Dirichlet(1 + P_k)``, ``pi ~ Dirichlet(1 + c)``."""
+        import numpyro
+        import numpyro.distributions as dist
 
-def vote_shares(ann: Annotations) -> np.ndarray:
-    """Majority-vote shares ``[n_tasks, K]`` with gold tasks clamped (EM's starting point)."""
-    votes = ann.vote_counts().astype(np.float64)
-    shares = votes / votes.sum(axis=1, keepdims=True)
-    known = ann.gold >= 0
-    shares[known] = np.eye(ann.n_classes)[ann.gold[known]]
-    return shares
+        W = data.n_labels_per_worker.shape[0]
+        K, L = hyper.confusion_counts.shape
+        alpha = jnp.broadcast_to(hyper.confusion_counts + 1.0, (W, K, L))
+        return {
+            "confusion": numpyro.sample("confusion", dist.Dirichlet(alpha).to_event(2)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+        }
+
+    @staticmethod
+    def params_from_sites(sites: dict[str, jnp.ndarray], hyper: DSHyper) -> DSParams:
+        return DSParams(_safe_log(sites["confusion"]), _safe_log(sites["pi"]))
+
+    @staticmethod
+    def sites_from_params(params: DSParams, hyper: DSHyper) -> dict[str, jnp.ndarray]:
+        return {"confusion": jnp.exp(params.log_confusion), "pi": jnp.exp(params.log_pi)}
+
+    @staticmethod
+    def confusion(params: DSParams) -> jnp.ndarray:
+        return jnp.exp(params.log_confusion)
+
+    @staticmethod
+    def em_draws(
+        params: DSParams,
+        post: jnp.ndarray,
+        data: EMData,
+        hyper: DSHyper,
+        rng: np.random.Generator,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Dirichlet posterior of each confusion row and of the class prior given the
+        expected counts at the EM estimate (a variational approximation)."""
+        W = data.n_labels_per_worker.shape[0]
+        counts = _expected_counts_jit(post, data, W) + hyper.confusion_counts
+        class_counts = post.sum(1) + hyper.class_counts
+        conf = dirichlet_draws(np.asarray(counts, np.float64) + 1.0, rng, n)
+        pi = dirichlet_draws(np.asarray(class_counts, np.float64) + 1.0, rng, n)
+        return conf, pi
 
 
-class DawidSkene(Aggregator):
-    """Dawid–Skene aggregation (full confusion matrix per annotator), MAP by EM.
+_expected_counts_jit = jax.jit(DawidSkeneModel.expected_counts, static_argnums=2)
+
+
+def numpyro_model(data: EMData, hyper: DSHyper) -> None:
+    """The Dawid–Skene NumPyro model: Dirichlet priors, then one ``factor`` with
+    :meth:`DawidSkeneModel.log_lik` marginalised over the true class (gold clamped).
+
+    >>> import numpyro
+    >>> import crowdbayes as cb
+    >>> from crowdbayes.inference.em import em_data
+    >>> ann = cb.as_annotations(cb.datasets.load("wsd")[0])
+    >>> hyper = DawidSkene()._hyper(ann)
+    >>> tr = numpyro.handlers.trace(numpyro.handlers.seed(numpyro_model, 0)).get_trace(
+    ...     em_data(ann), hyper)
+    >>> tr["confusion"]["value"].shape, tr["labels"]["type"]
+    ((34, 3, 3), 'sample')
+    """
+    marginal_model(DawidSkeneModel, data, hyper)
+
+
+class DawidSkene(BayesianAggregator):
+    """Dawid–Skene aggregation (full confusion matrix per annotator), by EM (MAP) or NUTS.
 
     Parameters
     ----------
@@ -122,6 +186,13 @@ class DawidSkene(Aggregator):
         Share of those pseudo-labels on the diagonal: the prior's accuracy.
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
+    method : {"em", "nuts"}, default "em"
+        EM gives the MAP estimate (intervals from the Dirichlet posterior given the
+        expected counts); NUTS samples the posterior (started at the EM estimate).
+    num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
+        NUTS warm-up and draws per chain, and chains (run vectorised).
+    seed : int, default 0
+        Seeds NUTS and the draws behind EM's intervals.
     max_iter : int, default 100
     tol : float, default 1e-6
         Stop when the log-posterior gains less than ``tol`` per label in one iteration
@@ -133,9 +204,16 @@ class DawidSkene(Aggregator):
     ----------
     confusion_ : ndarray ``[n_workers, K, K]``, rows true class, columns label given.
     class_prior_ : ndarray ``[K]``.
-    history_ : ndarray, log-posterior after each iteration (non-decreasing).
+    history_ : ndarray, log-posterior after each EM iteration (non-decreasing).
     n_iter_, converged_ : iterations run and whether ``tol`` was met.
+    draws_, convergence_, idata_ : with ``method="nuts"`` (see ``BayesianAggregator``).
     """
+
+    _family = DawidSkeneModel
+    _site_dims: ClassVar[dict[str, list[str]]] = {
+        "confusion": ["worker", "true", "given"],
+        "pi": ["class"],
+    }
 
     def __init__(
         self,
@@ -145,6 +223,11 @@ class DawidSkene(Aggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
+        method: str = "em",
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        seed: int = 0,
     ) -> None:
         self.prior_strength = prior_strength
         self.prior_accuracy = prior_accuracy
@@ -152,8 +235,14 @@ class DawidSkene(Aggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.method = method
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.seed = seed
 
-    def _hyper(self, n_classes: int) -> DSHyper:
+    def _hyper(self, ann: Annotations | int) -> DSHyper:
+        n_classes = ann if isinstance(ann, int) else ann.n_classes
         if self.prior_strength < 0 or self.class_prior_strength < 0:
             raise ValueError("prior_strength and class_prior_strength must be >= 0")
         if not 0.0 <= self.prior_accuracy <= 1.0:
@@ -162,69 +251,4 @@ class DawidSkene(Aggregator):
         return DSHyper(
             jnp.asarray(counts, jnp.float32),
             jnp.full((n_classes,), self.class_prior_strength, jnp.float32),
-        )
-
-    def _fit(self, ann: Annotations) -> None:
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
-        self.data_ = em_data(ann)
-        res = run_em(
-            DawidSkeneModel,
-            self.data_,
-            vote_shares(ann),
-            self._hyper(ann.n_classes),
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            progress=bool(self.progress),
-        )
-        self.params_ = res.params
-        self.confusion_ = np.exp(np.asarray(res.params.log_confusion, dtype=np.float64))
-        self.class_prior_ = np.exp(np.asarray(res.params.log_pi, dtype=np.float64))
-        self.history_ = res.history
-        self.n_iter_ = res.n_iter
-        self.converged_ = res.converged
-        self.proba_ = res.post
-        self.label_codes_ = np.argmax(res.post, axis=1)
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state.pop("data_", None)  # layouts are rebuilt on demand; keep pickles small
-        return state
-
-    def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
-        W = ann.n_workers  # known workers first, then new ones
-        log_conf = np.asarray(self.params_.log_confusion)
-        n_new = W - log_conf.shape[0]
-        if n_new > 0:
-            mean = np.log(np.exp(log_conf).mean(axis=0, keepdims=True))
-            log_conf = np.concatenate([log_conf, np.repeat(mean, n_new, axis=0)])
-        params = DSParams(jnp.asarray(log_conf), self.params_.log_pi)
-        return posterior(DawidSkeneModel, params, em_data(ann, n_workers=W))
-
-    def confusion_matrix(self, worker: Any) -> pd.DataFrame:
-        """The fitted confusion matrix of one annotator: rows true class, columns label given."""
-        check_is_fitted(self)
-        ann = self.annotations_
-        pos = ann.worker_ids.get_indexer([worker])[0]
-        if pos < 0:
-            raise KeyError(f"annotator {worker!r} is not in the fitted data")
-        return pd.DataFrame(
-            self.confusion_[pos],
-            index=pd.Index(ann.classes, name="true"),
-            columns=pd.Index(ann.classes, name="given"),
-        )
-
-    def annotator_quality(self) -> pd.DataFrame:
-        """Per annotator: accuracy (probability a label is right, under the class prior),
-        number of labels, and agreement with the consensus labels."""
-        check_is_fitted(self)
-        ann = self.annotations_
-        diag = np.diagonal(self.confusion_, axis1=1, axis2=2)  # [W, K]
-        return pd.DataFrame(
-            {
-                "accuracy": diag @ self.class_prior_,
-                "n_labels": ann.labels_per_worker(),
-                "agreement": self._agreement_with_consensus(),
-            },
-            index=ann.worker_ids,
         )

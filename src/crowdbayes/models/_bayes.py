@@ -1,0 +1,413 @@
+"""Shared machinery of the Bayesian annotator models: one estimator base, EM or NUTS.
+
+A model family is a class of static functions. For EM it follows
+:class:`~crowdbayes.inference.em.EMModel` (``log_lik``, ``log_class_prior``,
+``m_step``, ``log_prior``); for NUTS and for intervals it adds
+
+- ``sample_sites(data, hyper) -> dict``: the ``numpyro.sample`` statements (priors);
+- ``params_from_sites(sites, hyper) -> params``: the same params pytree EM uses
+  (with a ``log_pi`` field), so NUTS goes through the very same ``log_lik``;
+- ``sites_from_params(params, hyper) -> dict``: constrained site values (NUTS starts
+  its chains at the EM estimate, which also keeps them off label-switched modes);
+- ``confusion(params) -> [W, K, L]``: each annotator's (typical) confusion matrix;
+- ``em_draws(params, post, data, hyper, rng, n) -> (confusion [n, W, K, L], pi [n, K])``:
+  draws from the approximate posterior around the EM estimate, for intervals.
+
+:func:`marginal_model` is the NumPyro model of any family: the true class is
+marginalised by log-sum-exp inside :func:`~crowdbayes.inference.em.e_step`, the
+one function EM also uses, so the two engines share one likelihood.
+"""
+
+from __future__ import annotations
+
+import warnings
+from functools import partial
+from typing import Any, ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..base import Aggregator, check_is_fitted
+from ..data import Annotations
+from ..inference.em import EMData, e_step, em_data, posterior, run_em
+from ..inference.nuts import ConvergenceWarning, check_convergence, run_nuts, to_inference_data
+
+__all__ = [
+    "BayesianAggregator",
+    "beta_draws",
+    "dirichlet_draws",
+    "interval_bounds",
+    "marginal_model",
+    "quality_frame",
+    "vote_shares",
+]
+
+METHODS = ("em", "nuts")
+
+
+# ----------------------------------------------------------------- the model
+def marginal_model(family: Any, data: EMData, hyper: Any) -> None:
+    """NumPyro model of ``family``: priors from ``sample_sites``, then one factor with the
+    per-task log-likelihood (true class marginalised, gold tasks clamped)."""
+    import numpyro
+
+    sites = family.sample_sites(data, hyper)
+    params = family.params_from_sites(sites, hyper)
+    _, task_lp = e_step(family, params, data)
+    numpyro.factor("labels", task_lp.sum())
+
+
+def em_objective(family: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
+    """EM's objective at ``params``: log-likelihood (class marginalised) + log prior."""
+    _, task_lp = e_step(family, params, data)
+    return task_lp.sum() + family.log_prior(params, hyper)
+
+
+def vote_shares(ann: Annotations) -> np.ndarray:
+    """Majority-vote shares ``[n_tasks, K]`` with gold tasks clamped (EM's starting point)."""
+    votes = ann.vote_counts().astype(np.float64)
+    shares = votes / votes.sum(axis=1, keepdims=True)
+    known = ann.gold >= 0
+    shares[known] = np.eye(ann.n_classes)[ann.gold[known]]
+    return shares
+
+
+# ------------------------------------------------------- draws of the posterior
+def _summarise(family: Any, sites: Any, data: EMData, hyper: Any) -> tuple[jnp.ndarray, ...]:
+    """Over draws (leading axis of ``sites``): mean class posterior ``[K, T]``, per-task
+    log-likelihood ``[S, T]``, confusion ``[S, W, K, L]`` and log class prior ``[S, K]``."""
+    K = hyper_n_classes(family, sites, hyper)
+    T = data.gold.shape[0]
+
+    def step(total: jnp.ndarray, site: Any) -> tuple[jnp.ndarray, tuple[jnp.ndarray, ...]]:
+        params = family.params_from_sites(site, hyper)
+        post, task_lp = e_step(family, params, data)
+        return total + post, (task_lp, family.confusion(params), params.log_pi)
+
+    total, (task_lp, conf, log_pi) = jax.lax.scan(step, jnp.zeros((K, T), jnp.float32), sites)
+    n = jax.tree_util.tree_leaves(sites)[0].shape[0]
+    return total / n, task_lp, conf, log_pi
+
+
+def hyper_n_classes(family: Any, sites: Any, hyper: Any) -> int:
+    one = jax.tree_util.tree_map(lambda x: x[0], sites)
+    params = jax.eval_shape(lambda s: family.params_from_sites(s, hyper), one)
+    return int(params.log_pi.shape[0])
+
+
+def _chosen_draws(
+    family: Any, sites: Any, data: EMData, hyper: Any, chosen: jnp.ndarray
+) -> jnp.ndarray:
+    """``[S, T]``: per draw, the posterior probability of each task's chosen class."""
+
+    def step(carry: None, site: Any) -> tuple[None, jnp.ndarray]:
+        post, _ = e_step(family, family.params_from_sites(site, hyper), data)
+        return None, jnp.take_along_axis(post, chosen[None, :], axis=0)[0]
+
+    return jax.lax.scan(step, None, sites)[1]
+
+
+_summarise_jit = jax.jit(_summarise, static_argnums=0)
+_chosen_draws_jit = jax.jit(_chosen_draws, static_argnums=0)
+_em_objective_jit = jax.jit(em_objective, static_argnums=0)
+
+
+def dirichlet_draws(alpha: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` Dirichlet draws (last axis is the simplex), vectorised, float32.
+
+    >>> rng = np.random.default_rng(0)
+    >>> d = dirichlet_draws(np.array([[30.0, 10.0]]), rng, 4000)
+    >>> d.shape, round(float(d[:, 0, 0].mean()), 2)
+    ((4000, 1, 2), 0.75)
+    """
+    g = rng.standard_gamma(np.broadcast_to(alpha, (n, *np.shape(alpha))), dtype=np.float32)
+    g = np.maximum(g, np.finfo(np.float32).tiny)
+    return g / g.sum(axis=-1, keepdims=True)
+
+
+def beta_draws(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` Beta(a, b) draws, shape ``[n, *a.shape]`` (via gamma draws, float32)."""
+    ab = np.stack(np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float)), axis=-1)
+    return dirichlet_draws(ab, rng, n)[..., 0]
+
+
+def interval_bounds(draws: np.ndarray, interval: float, axis: int = 0) -> np.ndarray:
+    """Equal-tailed ``interval`` bounds over ``axis``: array ``[2, ...]`` (lower, upper).
+
+    >>> interval_bounds(np.arange(101.0), 0.9).tolist()
+    [5.0, 95.0]
+    """
+    if not 0.0 < interval < 1.0:
+        raise ValueError(f"interval must be between 0 and 1, got {interval}")
+    q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
+    return np.quantile(np.asarray(draws, dtype=np.float64), q, axis=axis)
+
+
+def quality_frame(
+    conf_draws: np.ndarray,
+    pi_draws: np.ndarray,
+    point_conf: np.ndarray,
+    point_pi: np.ndarray,
+    interval: float | None,
+    ann: Annotations,
+) -> pd.DataFrame:
+    """Per annotator: accuracy (probability a label is right under the class prior) and
+    per-class sensitivity (``p(label k | class k)``), with ``interval`` bounds from draws
+    ``[S, W, K, L]`` / ``[S, K]``; columns ``accuracy``, ``accuracy_lower``,
+    ``accuracy_upper``, ``sensitivity[c]`` (+ ``_lower``/``_upper``), ``n_labels``."""
+    W = ann.n_workers
+    sens = np.diagonal(point_conf, axis1=-2, axis2=-1)[:W]  # [W, K]
+    cols: dict[str, np.ndarray] = {"accuracy": sens @ point_pi}
+    sens_d = acc_d = None
+    if interval is not None:
+        sens_d = np.diagonal(conf_draws, axis1=-2, axis2=-1)[:, :W]  # [S, W, K]
+        acc_d = np.einsum("swk,sk->sw", sens_d, pi_draws)
+        lo, hi = interval_bounds(acc_d, interval)
+        cols["accuracy_lower"], cols["accuracy_upper"] = lo, hi
+    for k, c in enumerate(ann.classes):
+        cols[f"sensitivity[{c}]"] = sens[:, k]
+        if sens_d is not None and interval is not None:
+            lo, hi = interval_bounds(sens_d[..., k], interval)
+            cols[f"sensitivity[{c}]_lower"], cols[f"sensitivity[{c}]_upper"] = lo, hi
+    cols["n_labels"] = ann.labels_per_worker()
+    return pd.DataFrame(cols, index=ann.worker_ids)
+
+
+# ----------------------------------------------------------------- estimator
+class BayesianAggregator(Aggregator):
+    """Base of the Bayesian annotator models: fit by EM (MAP) or NUTS (not used directly).
+
+    Subclasses set ``_family`` and implement ``_hyper(ann)``; their constructors take the
+    common parameters ``method``, ``num_warmup``, ``num_samples``, ``num_chains``,
+    ``seed``, ``max_iter``, ``tol``, ``progress``.
+
+    Fitted attributes: ``proba_``; ``params_`` (EM estimate; NUTS starts from it);
+    ``confusion_`` ``[W, K, K]`` and ``class_prior_`` (EM: MAP; NUTS: posterior mean);
+    ``history_``, ``n_iter_``, ``converged_`` (EM); with NUTS ``draws_`` (site ->
+    ``[chains, draws, ...]``), ``convergence_`` (R-hat, ESS per site) and ``idata_``.
+    """
+
+    _family: ClassVar[Any]
+    _site_dims: ClassVar[dict[str, list[str]]] = {}
+
+    _chosen_prob: np.ndarray
+    method: str
+    num_warmup: int
+    num_samples: int
+    num_chains: int
+    seed: int
+    max_iter: int
+    tol: float
+    progress: bool
+
+    # -------------------------------------------------------------- hooks
+    def _hyper(self, ann: Annotations) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _em_data(self, ann: Annotations) -> EMData:
+        return em_data(ann)
+
+    def _init_post(self, ann: Annotations) -> np.ndarray:
+        return vote_shares(ann)
+
+    # ---------------------------------------------------------------- fit
+    def _fit(self, ann: Annotations) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if int(self.max_iter) < 1:
+            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        family = self._family
+        data = self._em_data(ann)
+        hyper = self._hyper(ann)
+        self.data_, self.hyper_ = data, hyper
+        res = run_em(
+            family,
+            data,
+            self._init_post(ann),
+            hyper,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            progress=bool(self.progress) and self.method == "em",
+        )
+        self.params_ = res.params
+        self.history_ = res.history
+        self.n_iter_ = res.n_iter
+        self.converged_ = res.converged
+        self.draws_: dict[str, np.ndarray] | None = None
+        if self.method == "em":
+            self.proba_ = res.post
+            self.confusion_ = np.asarray(family.confusion(res.params), dtype=np.float64)
+            self.class_prior_ = np.exp(np.asarray(res.params.log_pi, dtype=np.float64))
+        else:
+            self._fit_nuts(ann, data, hyper, res.params)
+        self.label_codes_ = np.argmax(self.proba_, axis=1)
+        if self.draws_ is not None:
+            chosen = jnp.asarray(self.label_codes_, jnp.int32)
+            self._chosen_prob = np.asarray(
+                _chosen_draws_jit(family, self._flat_sites(), data, hyper, chosen)
+            )
+
+    def _flat_sites(self) -> dict[str, jnp.ndarray]:
+        assert self.draws_ is not None
+        return {
+            k: jnp.asarray(v.reshape(-1, *v.shape[2:]), jnp.float32) for k, v in self.draws_.items()
+        }
+
+    def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
+        family = self._family
+        init = {k: np.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
+        draws = run_nuts(
+            partial(marginal_model, family),
+            data,
+            hyper,
+            num_warmup=int(self.num_warmup),
+            num_samples=int(self.num_samples),
+            num_chains=int(self.num_chains),
+            seed=int(self.seed),
+            progress=bool(self.progress),
+            init_values=init,
+        )
+        self.draws_ = draws
+        C, D = next(iter(draws.values())).shape[:2]
+        mean_post, task_lp, conf, log_pi = _summarise_jit(family, self._flat_sites(), data, hyper)
+        proba = np.asarray(mean_post, dtype=np.float64).T
+        self.proba_ = proba / proba.sum(axis=1, keepdims=True)
+        self._task_log_lik = np.asarray(task_lp).reshape(C, D, -1)
+        self._conf_draws = np.asarray(conf)
+        self._pi_draws = np.exp(np.asarray(log_pi, dtype=np.float64))
+        self.confusion_ = self._conf_draws.mean(axis=0, dtype=np.float64)
+        self.class_prior_ = self._pi_draws.mean(axis=0)
+        self._idata = None
+        self.convergence_ = check_convergence(draws)
+        self._check_label_switching(C, ann.n_classes)
+
+    def _check_label_switching(self, n_chains: int, n_classes: int) -> None:
+        sens = np.diagonal(self._conf_draws, axis1=-2, axis2=-1)  # [S, W, K]
+        acc = np.einsum("swk,sk->sw", sens, self._pi_draws).mean(axis=1)  # [S]
+        per_chain = acc.reshape(n_chains, -1).mean(axis=1)
+        switched = np.flatnonzero(per_chain < 1.0 / n_classes)
+        if switched.size:
+            warnings.warn(
+                f"NUTS chain(s) {switched.tolist()} have mean annotator accuracy below chance "
+                f"({np.round(per_chain[switched], 3).tolist()} < 1/{n_classes}): their class "
+                "labels have likely switched. Use a stronger prior_accuracy or more data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("data_", None)  # layouts are rebuilt on demand; keep pickles small
+        state.pop("_idata", None)
+        return state
+
+    def _data(self) -> EMData:
+        data = getattr(self, "data_", None)
+        if data is None:
+            data = self._em_data(self.annotations_)
+            self.data_ = data
+        return data
+
+    # ------------------------------------------------------------ outputs
+    @property
+    def idata_(self) -> Any:
+        """The NUTS posterior as ArviZ ``InferenceData`` (with per-task ``log_likelihood``
+        and the derived annotator ``accuracy``); only after ``method="nuts"``."""
+        check_is_fitted(self)
+        if self.draws_ is None:
+            raise AttributeError("idata_ exists only after fitting with method='nuts'")
+        if getattr(self, "_idata", None) is None:
+            ann = self.annotations_
+            C, D = self._task_log_lik.shape[:2]
+            sens = np.diagonal(self._conf_draws, axis1=-2, axis2=-1)
+            acc = np.einsum("swk,sk->sw", sens, self._pi_draws).reshape(C, D, -1)
+            posterior = dict(self.draws_)
+            posterior["accuracy"] = acc
+            dims = {k: v for k, v in self._site_dims.items() if k in posterior}
+            dims["accuracy"] = ["worker"]
+            coords = {
+                "task": np.asarray(ann.task_ids.astype(str)),
+                "worker": np.asarray(ann.worker_ids.astype(str)),
+                "class": np.asarray(ann.classes.astype(str)),
+                "true": np.asarray(ann.classes.astype(str)),
+                "given": np.asarray(ann.classes.astype(str)),
+            }
+            self._idata = to_inference_data(posterior, self._task_log_lik, coords=coords, dims=dims)
+        return self._idata
+
+    def log_likelihood(self) -> pd.Series:
+        """Per task: log p(labels of the task | params) with the class marginalised
+        (EM: at the MAP; NUTS: the log of the posterior-mean likelihood)."""
+        check_is_fitted(self)
+        if self.draws_ is not None:
+            ll = self._task_log_lik.reshape(-1, self._task_log_lik.shape[-1]).astype(np.float64)
+            m = ll.max(axis=0)
+            values = m + np.log(np.exp(ll - m).mean(axis=0))
+        else:
+            _, task_lp = jax.jit(e_step, static_argnums=0)(self._family, self.params_, self._data())
+            values = np.asarray(task_lp, dtype=np.float64)
+        return pd.Series(values, index=self.annotations_.task_ids, name="log_likelihood")
+
+    def task_uncertainty(self, interval: float = 0.9) -> pd.DataFrame:
+        """Per task: chosen label, its probability, entropy (nats), number of labels, gold
+        flag; with NUTS also ``probability_lower``/``probability_upper``, the ``interval``
+        credible bounds of the chosen label's probability."""
+        out = super().task_uncertainty()
+        if self.draws_ is not None:
+            lo, hi = interval_bounds(self._chosen_prob, interval)
+            out["probability_lower"], out["probability_upper"] = lo, hi
+        return out
+
+    def annotator_quality(self, interval: float | None = 0.9, n_draws: int = 1000) -> pd.DataFrame:
+        """Per annotator: ``accuracy`` (EM: at the MAP; NUTS: posterior mean) with
+        ``interval`` bounds, per-class ``sensitivity[c]`` with bounds, ``n_labels`` and
+        ``agreement`` with the consensus. NUTS bounds come from the draws; EM bounds from
+        ``n_draws`` draws (seeded by ``seed``) of the model's approximate posterior around
+        the EM estimate (for Dirichlet/Beta families: given the expected counts).
+        ``interval=None`` skips the bounds."""
+        check_is_fitted(self)
+        ann = self.annotations_
+        if self.draws_ is not None:
+            conf_d, pi_d = self._conf_draws, self._pi_draws
+        elif interval is not None:
+            rng = np.random.default_rng(self.seed)
+            post = jnp.asarray(self.proba_.T, jnp.float32)
+            conf_d, pi_d = self._family.em_draws(
+                self.params_, post, self._data(), self.hyper_, rng, int(n_draws)
+            )
+        else:
+            conf_d = pi_d = np.zeros(0)
+        out = quality_frame(conf_d, pi_d, self.confusion_, self.class_prior_, interval, ann)
+        out["agreement"] = self._agreement_with_consensus()
+        return out
+
+    def confusion_matrix(self, worker: Any) -> pd.DataFrame:
+        """The fitted confusion matrix of one annotator: rows true class, columns label given."""
+        check_is_fitted(self)
+        ann = self.annotations_
+        pos = ann.worker_ids.get_indexer([worker])[0]
+        if pos < 0:
+            raise KeyError(f"annotator {worker!r} is not in the fitted data")
+        return pd.DataFrame(
+            self.confusion_[pos],
+            index=pd.Index(ann.classes, name="true"),
+            columns=pd.Index(ann.classes, name="given"),
+        )
+
+    def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
+        """Score new tasks with each annotator's fitted (typical) confusion matrix; new
+        annotators get the average confusion matrix."""
+        from .dawid_skene import DawidSkeneModel, DSParams
+
+        W = ann.n_workers  # known workers first, then new ones
+        conf = self.confusion_
+        n_new = W - conf.shape[0]
+        if n_new > 0:
+            conf = np.concatenate([conf, np.repeat(conf.mean(axis=0, keepdims=True), n_new, 0)])
+        log_conf = np.log(np.maximum(conf, np.finfo(np.float32).tiny))
+        params = DSParams(
+            jnp.asarray(log_conf, jnp.float32), jnp.asarray(np.log(self.class_prior_), jnp.float32)
+        )
+        return posterior(DawidSkeneModel, params, em_data(ann, n_workers=W))
