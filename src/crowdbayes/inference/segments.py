@@ -1,12 +1,19 @@
 """Scatter-free segment sums over the long label arrays.
 
-XLA's scatter-add (what ``jax.ops.segment_sum`` lowers to) is slow on the CPU.
-:class:`Segments` lays the items of each segment out once, in numpy, as dense
-``[n_rows, width]`` blocks of source indices, one block per width. At most
-``MAX_BLOCKS`` widths are used (each block costs compile time), chosen from the
-ladder 1, 2, 3, 4, 6, 8, 12, ... by a small dynamic programme that minimises
-the padding. Inside a jitted kernel a segment sum is then a gather and a dense
-reduction, several times faster, and it differentiates as well as any gather.
+XLA's scatter-add (what ``jax.ops.segment_sum`` lowers to) and its gathers with
+multi-dimensional index arrays are slow on the CPU; a gather with a flat index
+vector fused into an elementwise sum is fast. :class:`Segments` therefore lays
+the items of each segment out once, in numpy, as dense *width-major* blocks
+``[width, n_rows]`` of source indices, one block per width: row ``r`` of a block
+holds the items of one segment (or of one chunk of a long segment) in its
+column. At most ``MAX_BLOCKS`` widths are used (each block costs compile time),
+chosen from the ladder 1, 2, 3, 4, 6, 8, 12, ... by a small dynamic programme
+that minimises the padding. A segment with more than ``max_width`` items is cut
+into chunks of ``max_width``; the chunk sums are then summed per segment by an
+``inner`` layout of the same kind (a short recursion: each level divides the
+number of items by ``max_width``). Inside a jitted kernel a segment sum is a
+short loop over the block width of ``source[..., index_row]`` gathers, each
+fused with the running sum, and it differentiates as well as any gather.
 
 Sources are class-major, ``[..., n_source]``; index ``n_source`` is a padding
 slot that reads as zero.
@@ -18,18 +25,27 @@ slot that reads as zero.
 >>> keyed = Segments.build(np.array([0, 2, 0]), n_segments=3, keys=np.array([1, 0, 1]), n_keys=2)
 >>> keyed.sum(jnp.array([[10.0, 20.0]])).tolist()   # sums table[keys] per segment
 [[40.0, 0.0, 10.0]]
+>>> long = Segments.build(np.zeros(100, dtype=int), n_segments=1, max_width=8, scatter=False)
+>>> long.inner is not None, long.sum(jnp.arange(100.0)).tolist()
+(True, [4950.0])
+>>> few = Segments.build(np.array([1, 0, 1]), n_segments=2, keys=np.array([0, 1, 2]), n_keys=3)
+>>> few.row_keys is not None, few.sum(jnp.array([1.0, 2.0, 4.0])).tolist()  # scatter layout
+(True, [2.0, 5.0])
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["MAX_BLOCKS", "Segments", "bucket_widths", "choose_widths"]
+__all__ = ["MAX_BLOCKS", "MAX_WIDTH", "Segments", "bucket_widths", "choose_widths", "stable_order"]
 
 MAX_BLOCKS = 4
+MAX_WIDTH = 32  # longer segments are cut into chunks of this many items
+_UNROLL = 16  # blocks up to this width sum by an unrolled loop, wider ones by fori_loop
 
 
 def bucket_widths(max_width: int) -> np.ndarray:
@@ -55,11 +71,9 @@ def choose_widths(counts: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarra
     common = np.argsort(np.bincount(counts))[-8:]  # the most frequent counts fit exactly
     ladder = bucket_widths(top)
     ladder = np.unique(np.concatenate([ladder[ladder < top], [top], common[common > 0]]))
-    hist = np.bincount(np.searchsorted(ladder, counts), minlength=ladder.size)
-    n_at = np.cumsum(hist)  # segments with count <= ladder[i]
-    items_at = np.cumsum(
-        np.bincount(np.searchsorted(ladder, counts), weights=counts, minlength=ladder.size)
-    )
+    slot = np.searchsorted(ladder, counts)
+    n_at = np.cumsum(np.bincount(slot, minlength=ladder.size))  # segments with count <= ladder[i]
+    items_at = np.cumsum(np.bincount(slot, weights=counts, minlength=ladder.size))
     C = ladder.size
 
     def cost(lo: int, hi: int) -> float:  # segments in ladder slots lo+1..hi padded to ladder[hi]
@@ -89,16 +103,72 @@ def choose_widths(counts: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarra
     return np.asarray(sorted(chosen), dtype=np.int64)
 
 
+def stable_order(ids: np.ndarray, n_ids: int) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` for ids in ``[0, n_ids)``, by radix passes.
+
+    Sorted input costs one comparison pass; otherwise one (``n_ids <= 2**16``) or
+    two 16-bit radix passes, several times faster than a comparison sort.
+
+    >>> stable_order(np.array([2, 0, 2, 1]), 3).tolist()
+    [1, 3, 0, 2]
+    """
+    ids = np.asarray(ids)
+    n = ids.shape[0]
+    if n == 0 or bool(np.all(ids[1:] >= ids[:-1])):
+        return np.arange(n, dtype=np.int64)
+    if n_ids <= 1 << 16:
+        return np.argsort(ids.astype(np.uint16), kind="stable")
+    if n_ids > 1 << 32:  # pragma: no cover - beyond int32 codes
+        return np.argsort(ids, kind="stable")
+    ids = ids.astype(np.uint32)
+    low = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
+    high = np.argsort((ids[low] >> 16).astype(np.uint16), kind="stable")
+    return low[high]
+
+
+def _block_sum(padded: jnp.ndarray, block: jnp.ndarray) -> jnp.ndarray:
+    """``sum_j padded[..., block[j]]`` over the width of a width-major block."""
+
+    def take(j: jnp.ndarray | int) -> jnp.ndarray:
+        row = block[j] if isinstance(j, int) else jax.lax.dynamic_index_in_dim(block, j, 0, False)
+        return padded.at[..., row].get(mode="promise_in_bounds")
+
+    width = block.shape[0]
+    if width <= _UNROLL:
+        total = take(0)
+        for j in range(1, width):
+            total = total + take(j)
+        return total
+    return jax.lax.fori_loop(1, width, lambda j, acc: acc + take(j), take(0))
+
+
 class Segments(NamedTuple):
     """A segment layout: dense index blocks and the map back to segment order.
 
-    ``blocks[b]`` is ``[rows_b, width_b]`` indices into the source (padding =
-    ``n_source``). ``inverse[s]`` is the position of segment ``s`` among the
-    concatenated block rows (``total_rows`` for an empty segment, which reads 0).
+    ``blocks[b]`` is ``[width_b, rows_b]`` indices into the source (padding =
+    ``n_source``); each row (column of the block) is one segment, or one chunk
+    of a long segment. Without ``inner``, ``inverse[s]`` is the position of
+    segment ``s`` among the concatenated block rows (``total_rows`` for an empty
+    segment, which reads 0). With ``inner`` (some segment was cut into chunks),
+    the row sums are summed per segment by ``inner`` and ``inverse`` is unused
+    (it keeps the shape ``[n_segments]``).
+
+    *Scatter layout* (``row_keys`` set; chosen by :meth:`build` when there are
+    few segments and many more source entries, as for the per-annotator counts
+    of an M-step): items are grouped by source index instead; ``row_keys[b]``
+    ``[rows_b]`` is the source index of each row and ``blocks[b]`` holds the
+    segment of each item (padding = ``n_segments``). The sum reads each source
+    entry once, in order, and adds it into the small output table.
     """
 
     blocks: tuple[jnp.ndarray, ...]
     inverse: jnp.ndarray
+    inner: Segments | None = None
+    row_keys: tuple[jnp.ndarray, ...] | None = None
+
+    @property
+    def n_segments(self) -> int:
+        return int(self.inverse.shape[0])
 
     @classmethod
     def build(
@@ -107,45 +177,125 @@ class Segments(NamedTuple):
         n_segments: int,
         keys: np.ndarray | None = None,
         n_keys: int | None = None,
+        max_width: int = MAX_WIDTH,
+        scatter: bool | None = None,
     ) -> Segments:
         """Lay out items by segment. Item ``i`` belongs to ``seg_ids[i]`` and reads
         source index ``keys[i]`` (default ``i``; then the source has ``len(seg_ids)``
-        entries, else ``n_keys``)."""
-        seg_ids = np.asarray(seg_ids, dtype=np.int64)
+        entries, else ``n_keys``). Segments longer than ``max_width`` are cut into chunks.
+        ``scatter`` forces (or forbids) the scatter layout; by default it is used when
+        there are at most ``2**16`` segments and more source entries than segments."""
+        seg_ids = np.asarray(seg_ids)
         n_items = seg_ids.shape[0]
+        max_width = max(int(max_width), 2)
         if keys is None:
-            keys, pad = np.arange(n_items, dtype=np.int64), n_items
+            n_source = n_items
         else:
-            keys = np.asarray(keys, dtype=np.int64)
-            pad = int(n_keys if n_keys is not None else keys.max() + 1)
+            keys = np.asarray(keys)
+            n_source = int(n_keys if n_keys is not None else keys.max() + 1)
+        if scatter is None:
+            scatter = n_segments <= 1 << 16 and n_source > n_segments
+        if scatter:
+            key_ids = np.arange(n_items) if keys is None else keys
+            by_key = cls._layout(key_ids, n_source, seg_ids, n_segments, max_width)
+            return cls(by_key.blocks, jnp.zeros(n_segments, jnp.int32), None, by_key.row_keys)
+        return cls._layout(seg_ids, n_segments, keys, n_source, max_width)._replace(row_keys=None)
+
+    @classmethod
+    def _layout(
+        cls,
+        seg_ids: np.ndarray,
+        n_segments: int,
+        keys: np.ndarray | None,
+        pad: int,
+        max_width: int,
+    ) -> Segments:
+        """The gather layout (``row_keys`` is set to each row's segment, for the scatter
+        layout that swaps the roles of segments and keys)."""
+        n_items = seg_ids.shape[0]
+        order = stable_order(seg_ids, n_segments)
+        if keys is None:
+            sorted_keys = order.astype(np.int32)
+        else:
+            sorted_keys = keys[order].astype(np.int32)
         counts = np.bincount(seg_ids, minlength=n_segments)
-        order = np.argsort(seg_ids, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        widths = choose_widths(counts)
-        bucket = np.searchsorted(widths, counts)  # smallest width >= count
-        blocks, rows = [], []
-        for b in np.unique(bucket[counts > 0]):
-            members = np.flatnonzero((bucket == b) & (counts > 0))
-            width = int(widths[b])
-            c = counts[members]
-            block = np.full((members.size, width), pad, dtype=np.int32)
-            row = np.repeat(np.arange(members.size), c)
-            offsets = np.repeat(np.cumsum(c) - c, c)
-            within = np.arange(row.size) - offsets
-            block[row, within] = keys[order[np.repeat(starts[members], c) + within]]
+        # chunks: each segment is cut into pieces of at most max_width items
+        n_chunks = -(-counts // max_width)
+        chunk_seg = np.repeat(np.arange(n_segments), n_chunks)
+        first_chunk = np.cumsum(n_chunks) - n_chunks
+        within_seg = np.arange(chunk_seg.size) - first_chunk[chunk_seg]
+        chunk_size = np.minimum(max_width, counts[chunk_seg] - within_seg * max_width)
+        widths = choose_widths(chunk_size)
+        bucket = np.searchsorted(widths, chunk_size)  # smallest width >= chunk size
+        # each item: its chunk and its slot (position within the chunk)
+        seg_start = np.cumsum(counts) - counts
+        item_seg = seg_ids[order]
+        pos = np.arange(n_items) - seg_start[item_seg]
+        item_chunk = first_chunk[item_seg] + pos // max_width
+        slot = pos % max_width
+        # rows: chunks grouped by bucket, chunk order kept within a bucket
+        row_order = stable_order(bucket, widths.size)
+        row_of_chunk = np.empty(chunk_seg.size, dtype=np.int64)
+        row_of_chunk[row_order] = np.arange(chunk_seg.size)
+        n_rows = np.bincount(bucket, minlength=widths.size)
+        row_start = np.cumsum(n_rows) - n_rows
+        item_row = row_of_chunk[item_chunk]
+        item_bucket = bucket[item_chunk]
+        blocks = []
+        for b in range(widths.size):
+            if n_rows[b] == 0:
+                continue
+            block = np.full((int(widths[b]), int(n_rows[b])), pad, dtype=np.int32)
+            mine = item_bucket == b
+            block[slot[mine], item_row[mine] - row_start[b]] = sorted_keys[mine]
             blocks.append(jnp.asarray(block))
-            rows.append(members)
-        perm = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        inverse = np.full(n_segments, perm.size, dtype=np.int32)
-        inverse[perm] = np.arange(perm.size, dtype=np.int32)
-        return cls(tuple(blocks), jnp.asarray(inverse))
+        row_seg = chunk_seg[row_order].astype(np.int32)
+        row_keys = tuple(
+            jnp.asarray(row_seg[row_start[b] : row_start[b] + n_rows[b]])
+            for b in range(widths.size)
+            if n_rows[b] > 0
+        )
+        total_rows = chunk_seg.size
+        if (n_chunks <= 1).all():
+            inverse = np.full(n_segments, total_rows, dtype=np.int32)
+            inverse[chunk_seg] = row_of_chunk
+            return cls(tuple(blocks), jnp.asarray(inverse), None, row_keys)
+        inner = cls._layout(row_seg, n_segments, None, total_rows, max_width)._replace(
+            row_keys=None
+        )
+        return cls(tuple(blocks), jnp.zeros(n_segments, jnp.int32), inner, row_keys)
 
     def sum(self, source: jnp.ndarray) -> jnp.ndarray:
         """Per-segment sums of ``source[..., index]``: ``[..., n_source] -> [..., n_segments]``."""
         zero = jnp.zeros((*source.shape[:-1], 1), source.dtype)
+        if self.row_keys is not None:
+            return self._scatter_sum(source)
         padded = jnp.concatenate([source, zero], axis=-1)
-        parts = [
-            padded.at[..., block].get(mode="promise_in_bounds").sum(-1) for block in self.blocks
-        ]
-        parts.append(zero)
-        return jnp.concatenate(parts, axis=-1)[..., self.inverse]
+        rows = jnp.concatenate([_block_sum(padded, block) for block in self.blocks], axis=-1)
+        if self.inner is not None:
+            return self.inner.sum(rows)
+        rows = jnp.concatenate([rows, zero], axis=-1)
+        return rows.at[..., self.inverse].get(mode="promise_in_bounds")
+
+    def _scatter_sum(self, source: jnp.ndarray) -> jnp.ndarray:
+        assert self.row_keys is not None
+        n_segments = self.inverse.shape[0]
+        out = jnp.zeros((*source.shape[:-1], n_segments + 1), source.dtype)
+        for block, row_key in zip(self.blocks, self.row_keys, strict=True):
+            values = source.at[..., row_key].get(mode="promise_in_bounds")
+
+            def add(j: jnp.ndarray | int, acc: jnp.ndarray, block=block, values=values):
+                row = (
+                    block[j]
+                    if isinstance(j, int)
+                    else jax.lax.dynamic_index_in_dim(block, j, 0, False)
+                )
+                return acc.at[..., row].add(values, mode="promise_in_bounds")
+
+            width = block.shape[0]
+            if width <= _UNROLL:
+                for j in range(width):
+                    out = add(j, out)
+            else:
+                out = jax.lax.fori_loop(0, width, add, out)
+        return out[..., :n_segments]
