@@ -156,3 +156,17 @@ def test_long_detailed_quality_and_cleanlab_dict():
     out = cl.to_cleanlab()
     assert set(out) >= {"label_quality", "detailed_label_quality", "annotator_stats"}
     assert cl.task_uncertainty()["probability"].between(0, 1).all()
+
+
+@pytest.mark.parametrize("name", ["seed", "wide_sparse", "handmade"])
+def test_fast_wide_encoding_equals_from_wide(name):
+    from crowdbayes.data import Annotations
+    from crowdbayes.models.crowdlab import _numeric_wide
+
+    wide, _, _ = case(name)
+    fast, slow = _numeric_wide(wide), Annotations.from_wide(wide)
+    assert fast is not None
+    for field in ("task", "worker", "label", "gold"):
+        np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))
+    for field in ("task_ids", "worker_ids", "classes"):
+        assert list(getattr(fast, field)) == list(getattr(slow, field))
