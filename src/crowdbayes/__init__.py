@@ -13,6 +13,8 @@ from . import datasets, io, metrics, plots, qc, report
 from .base import Aggregator, NotFittedError, check_is_fitted
 from .data import Annotations, AnnotationsError, as_annotations, read_table
 from .io import read_platform_export
+from .models.bayesian_crowdlab import BayesianCrowdLab
+from .models.crowdlab import CrowdLab
 from .models.dawid_skene import DawidSkene
 from .models.gold_majority_vote import GoldMajorityVote
 from .models.majority_vote import MajorityVote
@@ -24,6 +26,8 @@ __all__ = [
     "Aggregator",
     "Annotations",
     "AnnotationsError",
+    "BayesianCrowdLab",
+    "CrowdLab",
     "DawidSkene",
     "GoldMajorityVote",
     "MajorityVote",
