@@ -1,0 +1,194 @@
+r"""One-coin Dawid–Skene: one accuracy per annotator, errors spread evenly.
+
+Generative story (``K`` classes, annotator ``j``, task ``i``):
+
+.. math::
+
+    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad
+    a_j \sim \mathrm{Beta}(1 + s\,q,\; 1 + s\,(1 - q)), \qquad
+    z_i \sim \mathrm{Categorical}(\pi), \\
+    p(y_{ij} = l \mid z_i = k) = a_j \text{ if } l = k, \text{ else } (1 - a_j) / (K - 1),
+
+with ``s = prior_strength`` and ``q = prior_accuracy`` (annotators better than
+chance a priori). It has one parameter per annotator, so it suits annotators with
+few labels; it cannot express biases towards particular labels.
+
+>>> import crowdbayes as cb
+>>> df, gold = cb.datasets.load("rte")
+>>> oc = OneCoinDawidSkene().fit(df)
+>>> round(float((oc.predict().loc[gold.index] == gold).mean()), 3)
+0.92...
+>>> q = oc.annotator_quality(interval=0.9)
+>>> bool((q["accuracy_lower"] < q["accuracy"]).all() and (q["accuracy"] < q["accuracy_upper"]).all())
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..data import Annotations
+from ..inference.em import EMData
+from ._bayes import BayesianAggregator, beta_draws, dirichlet_draws
+from .dawid_skene import DawidSkeneModel, DSParams
+
+__all__ = ["OCHyper", "OCParams", "OneCoinDawidSkene", "OneCoinModel", "one_coin_log_confusion"]
+
+
+class OCParams(NamedTuple):
+    logit_accuracy: jnp.ndarray  # [W]
+    log_pi: jnp.ndarray  # [K]
+
+
+class OCHyper(NamedTuple):
+    a: jnp.ndarray  # Beta prior on accuracy (scalar)
+    b: jnp.ndarray
+    class_counts: jnp.ndarray  # [K] (alpha - 1)
+
+
+def one_coin_log_confusion(logit_acc: jnp.ndarray, n_classes: int) -> jnp.ndarray:
+    """``[..., K, K]`` log confusion from accuracy logits ``[...]`` (errors spread evenly)."""
+    right = jax.nn.log_sigmoid(logit_acc)[..., None, None]
+    wrong = jax.nn.log_sigmoid(-logit_acc)[..., None, None] - jnp.log(n_classes - 1.0)
+    return jnp.where(jnp.eye(n_classes, dtype=bool), right, wrong)
+
+
+def _expected(post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Expected right labels ``[W]`` and labels ``[W]`` per annotator."""
+    W = data.n_labels_per_worker.shape[0]
+    E = DawidSkeneModel.expected_counts(post, data, W)
+    return jnp.trace(E, axis1=1, axis2=2), E.sum((1, 2))
+
+
+_expected_jit = jax.jit(_expected)
+
+
+class OneCoinModel:
+    """Static likelihood, EM updates and NumPyro sites of the one-coin model."""
+
+    __name__ = "OneCoinDawidSkene"
+
+    @staticmethod
+    def log_lik(params: OCParams, data: EMData) -> jnp.ndarray:
+        K = params.log_pi.shape[0]
+        log_conf = one_coin_log_confusion(params.logit_accuracy, K)
+        return DawidSkeneModel.log_lik(DSParams(log_conf, params.log_pi), data)
+
+    @staticmethod
+    def log_class_prior(params: OCParams, data: EMData) -> jnp.ndarray:
+        return params.log_pi[:, None]
+
+    @staticmethod
+    def m_step(post: jnp.ndarray, data: EMData, hyper: OCHyper) -> OCParams:
+        right, total = _expected(post, data)
+        acc = (right + hyper.a - 1.0) / (total + hyper.a + hyper.b - 2.0)
+        acc = jnp.clip(acc, 1e-6, 1 - 1e-6)
+        class_counts = post.sum(1) + hyper.class_counts
+        return OCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(class_counts / class_counts.sum()))
+
+    @staticmethod
+    def log_prior(params: OCParams, hyper: OCHyper) -> jnp.ndarray:
+        x = params.logit_accuracy
+        return (
+            (hyper.a - 1.0) * jax.nn.log_sigmoid(x) + (hyper.b - 1.0) * jax.nn.log_sigmoid(-x)
+        ).sum() + (hyper.class_counts * params.log_pi).sum()
+
+    @staticmethod
+    def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
+        import numpyro
+        import numpyro.distributions as dist
+
+        W = data.n_labels_per_worker.shape[0]
+        return {
+            "p_correct": numpyro.sample(
+                "p_correct", dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1)
+            ),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+        }
+
+    @staticmethod
+    def params_from_sites(sites: dict[str, jnp.ndarray], hyper: OCHyper) -> OCParams:
+        acc = jnp.clip(sites["p_correct"], 1e-7, 1 - 1e-7)
+        return OCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(sites["pi"]))
+
+    @staticmethod
+    def sites_from_params(params: OCParams, hyper: OCHyper) -> dict[str, jnp.ndarray]:
+        return {"p_correct": jax.nn.sigmoid(params.logit_accuracy), "pi": jnp.exp(params.log_pi)}
+
+    @staticmethod
+    def confusion(params: OCParams) -> jnp.ndarray:
+        return jnp.exp(one_coin_log_confusion(params.logit_accuracy, params.log_pi.shape[0]))
+
+    @staticmethod
+    def em_draws(
+        params: OCParams,
+        post: jnp.ndarray,
+        data: EMData,
+        hyper: OCHyper,
+        rng: np.random.Generator,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Beta posterior of each accuracy given the expected right/wrong counts."""
+        right, total = (np.asarray(x, np.float64) for x in _expected_jit(post, data))
+        a, b = float(hyper.a), float(hyper.b)
+        acc = beta_draws(right + a, total - right + b, rng, n)  # [n, W]
+        K = int(params.log_pi.shape[0])
+        conf = np.asarray(jnp.exp(one_coin_log_confusion(jnp.log(acc) - jnp.log1p(-acc), K)))
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        return conf, pi
+
+
+class OneCoinDawidSkene(BayesianAggregator):
+    """One accuracy per annotator, errors spread evenly; by EM (MAP) or NUTS.
+
+    Parameters
+    ----------
+    prior_strength, prior_accuracy : float, default 2.0, 0.7
+        The accuracy prior is Beta(1 + strength * accuracy, 1 + strength * (1 - accuracy)).
+    class_prior_strength : float, default 1.0
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+    """
+
+    _family = OneCoinModel
+    _site_dims: ClassVar[dict[str, list[str]]] = {"p_correct": ["worker"], "pi": ["class"]}
+
+    def __init__(
+        self,
+        prior_strength: float = 2.0,
+        prior_accuracy: float = 0.7,
+        class_prior_strength: float = 1.0,
+        method: str = "em",
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        seed: int = 0,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        progress: bool = False,
+    ) -> None:
+        self.prior_strength = prior_strength
+        self.prior_accuracy = prior_accuracy
+        self.class_prior_strength = class_prior_strength
+        self.method = method
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.seed = seed
+        self.max_iter = max_iter
+        self.tol = tol
+        self.progress = progress
+
+    def _hyper(self, ann: Annotations) -> Any:
+        s, q = float(self.prior_strength), float(self.prior_accuracy)
+        if s < 0 or not 0.0 <= q <= 1.0 or self.class_prior_strength < 0:
+            raise ValueError("need prior_strength >= 0, 0 <= prior_accuracy <= 1")
+        return OCHyper(
+            jnp.asarray(1.0 + s * q, jnp.float32),
+            jnp.asarray(1.0 + s * (1.0 - q), jnp.float32),
+            jnp.full((ann.n_classes,), self.class_prior_strength, jnp.float32),
+        )
