@@ -11,7 +11,7 @@ runs in chunks only so that a progress bar can move between them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
@@ -42,13 +42,25 @@ class EMData(NamedTuple):
     by_worker_label: Segments
     by_task_label: Segments | None
     n_labels_per_worker: jnp.ndarray
+    task_mask: jnp.ndarray | None = None  # [n_tasks]: 1 for real tasks, 0 for padding (sharded)
 
 
-def em_data(ann: Annotations, n_workers: int | None = None, per_label: bool = False) -> EMData:
+def em_data(
+    ann: Annotations,
+    n_workers: int | None = None,
+    per_label: bool = False,
+    devices: int | Sequence[Any] | None = None,
+) -> EMData:
     """Build the kernel arrays and segment layouts for ``ann`` (numpy, once per fit).
 
     ``n_workers`` may exceed ``ann.n_workers`` (for scoring with known workers);
-    ``per_label`` adds ``by_task_label`` for models whose terms vary per label."""
+    ``per_label`` adds ``by_task_label`` for models whose terms vary per label;
+    ``devices`` (a list of JAX devices, or a count) shards the labels across devices."""
+    if devices is not None:
+        from .sharding import sharded_em_data
+
+        data: EMData = sharded_em_data(ann, devices, n_workers=n_workers, per_label=per_label)
+        return data
     W = ann.n_workers if n_workers is None else n_workers
     L = ann.n_classes
     wl = ann.worker.astype(np.int64) * L + ann.label
@@ -99,6 +111,9 @@ def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndar
     task_lp = jnp.where(known, gold_lp, lse)
     onehot = jax.nn.one_hot(safe, joint.shape[0], dtype=joint.dtype, axis=0)
     post = jnp.where(known[None, :], onehot, jnp.exp(joint - lse[None, :]))
+    if data.task_mask is not None:  # padding tasks of a sharded fit count for nothing
+        post = post * data.task_mask[None, :]
+        task_lp = task_lp * data.task_mask
     return post, task_lp
 
 
@@ -122,7 +137,7 @@ def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
 def _em_chunk(
     model: Any, state: _State, data: EMData, hyper: Any, stop_at: jnp.ndarray, tol: jnp.ndarray
 ) -> _State:
-    n_labels = data.task.shape[0]
+    n_labels = data.n_labels_per_worker.sum()
 
     def cond(s: _State) -> jnp.ndarray:
         running = (s.n_iter < 2) | (s.gain / n_labels >= tol) | (tol <= 0)
@@ -161,7 +176,13 @@ def run_em(
     Returns the final params, the posterior, the objective history, the number of
     iterations and whether the tolerance was met.
     """
-    post0 = jnp.asarray(init_post.T, dtype=jnp.float32)
+    n_tasks = init_post.shape[0]
+    if data.task_mask is None:
+        post0 = jnp.asarray(init_post.T, dtype=jnp.float32)
+    else:
+        from .sharding import place_tasks
+
+        post0 = place_tasks(data, np.asarray(init_post.T, dtype=np.float32))
     # the loop starts with an M-step, so params only need the right structure here
     shapes = jax.eval_shape(model.m_step, post0, data, hyper)
     params0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
@@ -193,12 +214,12 @@ def run_em(
             break
     if bar is not None:
         bar.close()
-    n_labels = data.task.shape[0]
+    n_labels = int(data.n_labels_per_worker.sum())
     gain = float(state.gain)
     converged = n_iter >= 2 and tol > 0 and gain / n_labels < tol
     return EMResult(
         params=state.params,
-        post=np.asarray(state.post, dtype=np.float64).T,
+        post=np.asarray(state.post, dtype=np.float64)[:, :n_tasks].T,
         history=np.asarray(state.history[:n_iter], dtype=np.float64),
         n_iter=n_iter,
         converged=bool(converged),
@@ -208,4 +229,7 @@ def run_em(
 def posterior(model: Any, params: Any, data: EMData) -> np.ndarray:
     """E-step only: the class posterior ``[n_tasks, K]`` under fixed params."""
     post, _ = _e_step_jit(model, params, data)
-    return np.asarray(post, dtype=np.float64).T
+    out = np.asarray(post, dtype=np.float64)
+    if data.task_mask is not None:
+        out = out[:, : int(np.asarray(data.task_mask).sum())]
+    return out.T

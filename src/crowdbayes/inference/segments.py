@@ -44,6 +44,7 @@ import numpy as np
 __all__ = ["MAX_BLOCKS", "MAX_WIDTH", "Segments", "bucket_widths", "choose_widths", "stable_order"]
 
 MAX_BLOCKS = 4
+Array = jnp.ndarray | np.ndarray  # jax arrays once built; numpy while being laid out
 MAX_WIDTH = 32  # longer segments are cut into chunks of this many items
 _UNROLL = 16  # blocks up to this width sum by an unrolled loop, wider ones by fori_loop
 
@@ -126,7 +127,7 @@ def stable_order(ids: np.ndarray, n_ids: int) -> np.ndarray:
     return low[high]
 
 
-def _block_sum(padded: jnp.ndarray, block: jnp.ndarray) -> jnp.ndarray:
+def _block_sum(padded: jnp.ndarray, block: Array) -> jnp.ndarray:
     """``sum_j padded[..., block[j]]`` over the width of a width-major block."""
 
     def take(j: jnp.ndarray | int) -> jnp.ndarray:
@@ -140,6 +141,17 @@ def _block_sum(padded: jnp.ndarray, block: jnp.ndarray) -> jnp.ndarray:
             total = total + take(j)
         return total
     return jax.lax.fori_loop(1, width, lambda j, acc: acc + take(j), take(0))
+
+
+def _chunks(counts: np.ndarray, max_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cut segments of ``counts`` items into chunks of at most ``max_width``: each chunk's
+    segment, each segment's first chunk, each chunk's size."""
+    n_chunks = -(-counts // max_width)
+    chunk_seg = np.repeat(np.arange(counts.size), n_chunks)
+    first_chunk = np.cumsum(n_chunks) - n_chunks
+    within_seg = np.arange(chunk_seg.size) - first_chunk[chunk_seg]
+    chunk_size = np.minimum(max_width, counts[chunk_seg] - within_seg * max_width)
+    return chunk_seg, first_chunk, chunk_size
 
 
 class Segments(NamedTuple):
@@ -161,10 +173,10 @@ class Segments(NamedTuple):
     entry once, in order, and adds it into the small output table.
     """
 
-    blocks: tuple[jnp.ndarray, ...]
-    inverse: jnp.ndarray
+    blocks: tuple[Array, ...]
+    inverse: Array
     inner: Segments | None = None
-    row_keys: tuple[jnp.ndarray, ...] | None = None
+    row_keys: tuple[Array, ...] | None = None
 
     @property
     def n_segments(self) -> int:
@@ -198,8 +210,11 @@ class Segments(NamedTuple):
         if scatter:
             key_ids = np.arange(n_items) if keys is None else keys
             by_key = cls._layout(key_ids, n_source, seg_ids, n_segments, max_width)
-            return cls(by_key.blocks, jnp.zeros(n_segments, jnp.int32), None, by_key.row_keys)
-        return cls._layout(seg_ids, n_segments, keys, n_source, max_width)._replace(row_keys=None)
+            layout = cls(by_key.blocks, np.zeros(n_segments, np.int32), None, by_key.row_keys)
+        else:
+            layout = cls._layout(seg_ids, n_segments, keys, n_source, max_width)
+            layout = layout._replace(row_keys=None)
+        return jax.tree_util.tree_map(jnp.asarray, layout)
 
     @classmethod
     def _layout(
@@ -209,23 +224,22 @@ class Segments(NamedTuple):
         keys: np.ndarray | None,
         pad: int,
         max_width: int,
+        widths: np.ndarray | None = None,
+        rows: np.ndarray | None = None,
     ) -> Segments:
-        """The gather layout (``row_keys`` is set to each row's segment, for the scatter
-        layout that swaps the roles of segments and keys)."""
+        """The gather layout, as numpy arrays (``row_keys`` is set to each row's segment,
+        for the scatter layout that swaps the roles of segments and keys).
+
+        ``widths`` forces the block widths and ``rows`` pads block ``b`` to ``rows[b]``
+        rows (blocks with no rows are left out), so that several layouts share one
+        structure (the sharded layouts stack one per device)."""
         n_items = seg_ids.shape[0]
         order = stable_order(seg_ids, n_segments)
-        if keys is None:
-            sorted_keys = order.astype(np.int32)
-        else:
-            sorted_keys = keys[order].astype(np.int32)
+        sorted_keys = (order if keys is None else keys[order]).astype(np.int32)
         counts = np.bincount(seg_ids, minlength=n_segments)
-        # chunks: each segment is cut into pieces of at most max_width items
-        n_chunks = -(-counts // max_width)
-        chunk_seg = np.repeat(np.arange(n_segments), n_chunks)
-        first_chunk = np.cumsum(n_chunks) - n_chunks
-        within_seg = np.arange(chunk_seg.size) - first_chunk[chunk_seg]
-        chunk_size = np.minimum(max_width, counts[chunk_seg] - within_seg * max_width)
-        widths = choose_widths(chunk_size)
+        chunk_seg, first_chunk, chunk_size = _chunks(counts, max_width)
+        if widths is None:
+            widths = choose_widths(chunk_size)
         bucket = np.searchsorted(widths, chunk_size)  # smallest width >= chunk size
         # each item: its chunk and its slot (position within the chunk)
         seg_start = np.cumsum(counts) - counts
@@ -235,35 +249,37 @@ class Segments(NamedTuple):
         slot = pos % max_width
         # rows: chunks grouped by bucket, chunk order kept within a bucket
         row_order = stable_order(bucket, widths.size)
+        n_real = np.bincount(bucket, minlength=widths.size)
+        n_rows = n_real if rows is None else np.asarray(rows)
+        real_start, row_start = np.cumsum(n_real) - n_real, np.cumsum(n_rows) - n_rows
+        b_of = bucket[row_order]
         row_of_chunk = np.empty(chunk_seg.size, dtype=np.int64)
-        row_of_chunk[row_order] = np.arange(chunk_seg.size)
-        n_rows = np.bincount(bucket, minlength=widths.size)
-        row_start = np.cumsum(n_rows) - n_rows
+        row_of_chunk[row_order] = np.arange(chunk_seg.size) - real_start[b_of] + row_start[b_of]
+        total_rows = int(n_rows.sum())
+        row_seg = np.zeros(total_rows, dtype=np.int32)
+        row_seg[row_of_chunk] = chunk_seg
         item_row = row_of_chunk[item_chunk]
         item_bucket = bucket[item_chunk]
-        blocks = []
+        blocks, row_keys = [], []
         for b in range(widths.size):
             if n_rows[b] == 0:
                 continue
             block = np.full((int(widths[b]), int(n_rows[b])), pad, dtype=np.int32)
             mine = item_bucket == b
             block[slot[mine], item_row[mine] - row_start[b]] = sorted_keys[mine]
-            blocks.append(jnp.asarray(block))
-        row_seg = chunk_seg[row_order].astype(np.int32)
-        row_keys = tuple(
-            jnp.asarray(row_seg[row_start[b] : row_start[b] + n_rows[b]])
-            for b in range(widths.size)
-            if n_rows[b] > 0
-        )
-        total_rows = chunk_seg.size
-        if (n_chunks <= 1).all():
+            blocks.append(block)
+            row_keys.append(row_seg[row_start[b] : row_start[b] + n_rows[b]])
+        if chunk_seg.size == 0 or chunk_size.size == counts[counts > 0].size:  # no chunking
             inverse = np.full(n_segments, total_rows, dtype=np.int32)
             inverse[chunk_seg] = row_of_chunk
-            return cls(tuple(blocks), jnp.asarray(inverse), None, row_keys)
-        inner = cls._layout(row_seg, n_segments, None, total_rows, max_width)._replace(
-            row_keys=None
+            return cls(tuple(blocks), inverse, None, tuple(row_keys))
+        inner = cls._layout(row_seg, n_segments, None, total_rows, max_width)
+        return cls(
+            tuple(blocks),
+            np.zeros(n_segments, np.int32),
+            inner._replace(row_keys=None),
+            tuple(row_keys),
         )
-        return cls(tuple(blocks), jnp.zeros(n_segments, jnp.int32), inner, row_keys)
 
     def sum(self, source: jnp.ndarray) -> jnp.ndarray:
         """Per-segment sums of ``source[..., index]``: ``[..., n_source] -> [..., n_segments]``."""

@@ -25,14 +25,14 @@ True
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..data import Annotations
-from ..inference.em import EMData
+from ..inference.em import EMData, em_data
 from ._bayes import BayesianAggregator, dirichlet_draws, marginal_model, vote_shares
 
 __all__ = [
@@ -199,6 +199,9 @@ class DawidSkene(BayesianAggregator):
         (``tol=0`` runs all ``max_iter`` iterations).
     progress : bool, default False
         Show a progress bar.
+    devices : int or list of JAX devices, optional
+        Shard the EM fit's labels across these devices (a count takes the first ``n``
+        of ``jax.devices()``); see :mod:`crowdbayes.inference.sharding`. NUTS ignores it.
 
     Attributes
     ----------
@@ -228,7 +231,9 @@ class DawidSkene(BayesianAggregator):
         num_samples: int = 1000,
         num_chains: int = 4,
         seed: int = 0,
+        devices: Any = None,
     ) -> None:
+        self.devices = devices
         self.prior_strength = prior_strength
         self.prior_accuracy = prior_accuracy
         self.class_prior_strength = class_prior_strength
@@ -240,6 +245,18 @@ class DawidSkene(BayesianAggregator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.seed = seed
+
+    def _fit(self, ann: Annotations) -> None:
+        self._shard = self.devices is not None and self.method == "em"
+        try:
+            super()._fit(ann)
+        finally:
+            if self._shard:
+                self.__dict__.pop("data_", None)  # later uses rebuild one-device layouts
+            self._shard = False
+
+    def _em_data(self, ann: Annotations) -> EMData:
+        return em_data(ann, devices=self.devices if getattr(self, "_shard", False) else None)
 
     def _hyper(self, ann: Annotations | int) -> DSHyper:
         n_classes = ann if isinstance(ann, int) else ann.n_classes

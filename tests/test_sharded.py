@@ -1,0 +1,91 @@
+"""Sharded EM on 4 host devices gives the one-device results (labels; confusions to 1e-5).
+
+JAX fixes its device count at start-up, so the comparison runs in a subprocess with
+``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import crowdbayes as cb
+from crowdbayes.inference.sharding import resolve_devices
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import jax, jax.numpy as jnp, numpy as np
+    import crowdbayes as cb
+    from crowdbayes.inference.em import em_data
+
+    assert len(jax.devices()) == 4, jax.devices()
+    out = {}
+    for name in ("rte", "dog", "wsd"):
+        ann, gold = cb.datasets.load(name)
+        one = cb.DawidSkene(max_iter=40, tol=0).fit(ann)
+        four = cb.DawidSkene(max_iter=40, tol=0, devices=4).fit(ann)
+        conv = cb.DawidSkene(devices=jax.devices()[:3]).fit(ann)
+        ref = cb.DawidSkene().fit(ann)
+        out[name] = {
+            "same_labels": bool((one.predict() == four.predict()).all()),
+            "conf": float(np.abs(one.confusion_ - four.confusion_).max()),
+            "proba": float(np.abs(one.proba_ - four.proba_).max()),
+            "prior": float(np.abs(one.class_prior_ - four.class_prior_).max()),
+            "n_iter": [conv.n_iter_, ref.n_iter_],
+            "conv_labels": bool((conv.predict() == ref.predict()).all()),
+            "loglik_len": int(conv.log_likelihood().shape[0]),
+            "n_tasks": one.annotations_.n_tasks,
+        }
+    # the per-label layout sums like the one-device one
+    ann = cb.as_annotations(cb.datasets.load("wsd")[0])
+    src = np.random.default_rng(0).random((3, ann.n_labels)).astype(np.float32)
+    plain = em_data(ann, per_label=True)
+    shard = em_data(ann, per_label=True, devices=4)
+    N = shard.task.shape[0] // 4
+    placed = np.zeros((3, 4 * N), np.float32)
+    task_np = np.asarray(shard.task).reshape(4, N)
+    # put each label's value where the sharded layout keeps that label
+    order = np.argsort(ann.task // (-(-ann.n_tasks // 4)), kind="stable")
+    counts = np.bincount(ann.task // (-(-ann.n_tasks // 4)), minlength=4)
+    pos = np.concatenate([d * N + np.arange(c) for d, c in enumerate(counts)])
+    placed[:, pos] = src[:, order]
+    a = np.asarray(plain.by_task_label.sum(jnp.asarray(src)))
+    b = np.asarray(jax.jit(lambda s, d: d.by_task_label.sum(s))(jnp.asarray(placed), shard))
+    out["per_label"] = float(np.abs(a - b[:, : ann.n_tasks]).max())
+    print(json.dumps(out))
+    """
+)
+
+
+def test_four_host_devices_match_one_device():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env["JAX_PLATFORMS"] = "cpu"
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    for name in ("rte", "dog", "wsd"):
+        r = out[name]
+        assert r["same_labels"] and r["conv_labels"], (name, r)
+        assert r["conf"] < 1e-5 and r["prior"] < 1e-5 and r["proba"] < 1e-4, (name, r)
+        assert r["n_iter"][0] == r["n_iter"][1], (name, r)
+        assert r["loglik_len"] == r["n_tasks"]
+    assert out["per_label"] < 1e-4
+
+
+def test_one_device_in_process_and_bad_counts():
+    ann, _gold = cb.datasets.load("bluebirds")
+    one = cb.DawidSkene().fit(ann)
+    sharded = cb.DawidSkene(devices=1).fit(ann)
+    np.testing.assert_allclose(sharded.confusion_, one.confusion_, atol=1e-5)
+    assert (sharded.predict() == one.predict()).all()
+    with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
+        resolve_devices(10_000)
+    with pytest.raises(ValueError, match="empty"):
+        resolve_devices([])
