@@ -12,26 +12,34 @@
 from . import datasets, io, metrics, plots, qc, report
 from .base import Aggregator, NotFittedError, check_is_fitted
 from .data import Annotations, AnnotationsError, as_annotations, read_table
+from .inference.nuts import ConvergenceWarning
 from .io import read_platform_export
 from .models.bayesian_crowdlab import BayesianCrowdLab
+from .models.class_conditional import ClassConditionalDawidSkene
 from .models.crowdlab import CrowdLab
 from .models.dawid_skene import DawidSkene
 from .models.gold_majority_vote import GoldMajorityVote
+from .models.mace import MACE
 from .models.majority_vote import MajorityVote
+from .models.one_coin import OneCoinDawidSkene
 from .qc import suspicious_tasks
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "MACE",
     "Aggregator",
     "Annotations",
     "AnnotationsError",
     "BayesianCrowdLab",
+    "ClassConditionalDawidSkene",
+    "ConvergenceWarning",
     "CrowdLab",
     "DawidSkene",
     "GoldMajorityVote",
     "MajorityVote",
     "NotFittedError",
+    "OneCoinDawidSkene",
     "__version__",
     "as_annotations",
     "check_is_fitted",
