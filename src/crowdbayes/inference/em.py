@@ -11,13 +11,13 @@ runs in chunks only so that a progress bar can move between them.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.special import logsumexp
 
 from ..data import Annotations
 from .segments import Segments
@@ -103,14 +103,27 @@ class EMModel(Protocol):
 def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Posterior over classes ``[K, n_tasks]`` (gold clamped) and per-task log joint."""
     joint = model.log_lik(params, data) + model.log_class_prior(params, data)
-    lse = logsumexp(joint, axis=0)
+    # Row by row (K is small): XLA's CPU reductions over the class axis, its gathers
+    # and one_hot cost several times more than these elementwise ops on [n_tasks] rows.
+    rows = [joint[k] for k in range(joint.shape[0])]
+    top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, rows))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    shifted = [jnp.exp(r - top) for r in rows]
+    total = functools.reduce(jnp.add, shifted)
+    lse = jnp.log(total) + top
     gold = data.gold
     known = gold >= 0
-    safe = jnp.maximum(gold, 0)
-    gold_lp = jnp.take_along_axis(joint, safe[None, :], axis=0)[0]
+    is_gold = [gold == k for k in range(len(rows))]
+    gold_lp = functools.reduce(
+        jnp.add, [jnp.where(g, r, 0.0) for g, r in zip(is_gold, rows, strict=True)]
+    )
     task_lp = jnp.where(known, gold_lp, lse)
-    onehot = jax.nn.one_hot(safe, joint.shape[0], dtype=joint.dtype, axis=0)
-    post = jnp.where(known[None, :], onehot, jnp.exp(joint - lse[None, :]))
+    post = jnp.stack(
+        [
+            jnp.where(known, g.astype(joint.dtype), e / total)
+            for g, e in zip(is_gold, shifted, strict=True)
+        ]
+    )
     if data.task_mask is not None:  # padding tasks of a sharded fit count for nothing
         post = post * data.task_mask[None, :]
         task_lp = task_lp * data.task_mask

@@ -234,19 +234,27 @@ class Segments(NamedTuple):
         rows (blocks with no rows are left out), so that several layouts share one
         structure (the sharded layouts stack one per device)."""
         n_items = seg_ids.shape[0]
-        order = stable_order(seg_ids, n_segments)
-        sorted_keys = (order if keys is None else keys[order]).astype(np.int32)
+        in_order = n_items == 0 or bool(np.all(seg_ids[1:] >= seg_ids[:-1]))
+        order = np.arange(n_items) if in_order else stable_order(seg_ids, n_segments)
+        if keys is None:
+            sorted_keys = order.astype(np.int32)
+        else:
+            sorted_keys = (keys if in_order else keys[order]).astype(np.int32, copy=False)
         counts = np.bincount(seg_ids, minlength=n_segments)
         chunk_seg, first_chunk, chunk_size = _chunks(counts, max_width)
         if widths is None:
             widths = choose_widths(chunk_size)
         bucket = np.searchsorted(widths, chunk_size)  # smallest width >= chunk size
         # each item: its chunk and its slot (position within the chunk)
-        seg_start = np.cumsum(counts) - counts
-        item_seg = seg_ids[order]
-        pos = np.arange(n_items) - seg_start[item_seg]
-        item_chunk = first_chunk[item_seg] + pos // max_width
-        slot = pos % max_width
+        seg_start = (np.cumsum(counts) - counts).astype(np.int32)
+        item_seg = seg_ids if in_order else seg_ids[order]
+        pos = np.arange(n_items, dtype=np.int32) - seg_start[item_seg]
+        chunked = chunk_seg.size != np.count_nonzero(counts)
+        if chunked:
+            item_chunk = first_chunk[item_seg] + pos // max_width
+            slot = pos % max_width
+        else:  # one chunk per non-empty segment
+            item_chunk, slot = first_chunk[item_seg], pos
         # rows: chunks grouped by bucket, chunk order kept within a bucket
         row_order = stable_order(bucket, widths.size)
         n_real = np.bincount(bucket, minlength=widths.size)
@@ -258,18 +266,23 @@ class Segments(NamedTuple):
         total_rows = int(n_rows.sum())
         row_seg = np.zeros(total_rows, dtype=np.int32)
         row_seg[row_of_chunk] = chunk_seg
-        item_row = row_of_chunk[item_chunk]
-        item_bucket = bucket[item_chunk]
+        # all blocks live in one flat buffer; an item's place is
+        # (start of its block) + slot * (rows of the block) + (its row within the block)
+        sizes = widths * n_rows
+        block_start = np.cumsum(sizes) - sizes
+        chunk_base = (block_start - row_start)[bucket] + row_of_chunk  # per chunk
+        chunk_stride = n_rows[bucket]
+        flat = np.full(int(sizes.sum()), pad, dtype=np.int32)
+        flat[chunk_base[item_chunk] + slot * chunk_stride[item_chunk]] = sorted_keys
         blocks, row_keys = [], []
         for b in range(widths.size):
             if n_rows[b] == 0:
                 continue
-            block = np.full((int(widths[b]), int(n_rows[b])), pad, dtype=np.int32)
-            mine = item_bucket == b
-            block[slot[mine], item_row[mine] - row_start[b]] = sorted_keys[mine]
-            blocks.append(block)
+            blocks.append(
+                flat[block_start[b] : block_start[b] + sizes[b]].reshape(widths[b], n_rows[b])
+            )
             row_keys.append(row_seg[row_start[b] : row_start[b] + n_rows[b]])
-        if chunk_seg.size == 0 or chunk_size.size == counts[counts > 0].size:  # no chunking
+        if not chunked:
             inverse = np.full(n_segments, total_rows, dtype=np.int32)
             inverse[chunk_seg] = row_of_chunk
             return cls(tuple(blocks), inverse, None, tuple(row_keys))
