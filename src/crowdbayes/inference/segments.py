@@ -46,6 +46,7 @@ __all__ = ["MAX_BLOCKS", "MAX_WIDTH", "Segments", "bucket_widths", "choose_width
 MAX_BLOCKS = 4
 Array = jnp.ndarray | np.ndarray  # jax arrays once built; numpy while being laid out
 MAX_WIDTH = 32  # longer segments are cut into chunks of this many items
+_SPLIT_ROWS = 8  # sources with up to this many leading rows are gathered row by row
 _UNROLL = 16  # blocks up to this width sum by an unrolled loop, wider ones by fori_loop
 
 
@@ -128,19 +129,30 @@ def stable_order(ids: np.ndarray, n_ids: int) -> np.ndarray:
 
 
 def _block_sum(padded: jnp.ndarray, block: Array) -> jnp.ndarray:
-    """``sum_j padded[..., block[j]]`` over the width of a width-major block."""
+    """``sum_j padded[..., block[j]]`` over the width of a width-major block.
 
-    def take(j: jnp.ndarray | int) -> jnp.ndarray:
+    With a few leading rows (classes) each row is gathered on its own: flat gathers
+    from a vector fuse into one loop, gathers of strided columns do not."""
+
+    def take(src: jnp.ndarray, j: jnp.ndarray | int) -> jnp.ndarray:
         row = block[j] if isinstance(j, int) else jax.lax.dynamic_index_in_dim(block, j, 0, False)
-        return padded.at[..., row].get(mode="promise_in_bounds")
+        return src.at[..., row].get(mode="promise_in_bounds")
 
-    width = block.shape[0]
-    if width <= _UNROLL:
-        total = take(0)
-        for j in range(1, width):
-            total = total + take(j)
-        return total
-    return jax.lax.fori_loop(1, width, lambda j, acc: acc + take(j), take(0))
+    def total(src: jnp.ndarray) -> jnp.ndarray:
+        width = block.shape[0]
+        if width <= _UNROLL:
+            acc = take(src, 0)
+            for j in range(1, width):
+                acc = acc + take(src, j)
+            return acc
+        return jax.lax.fori_loop(1, width, lambda j, acc: acc + take(src, j), take(src, 0))
+
+    lead = padded.shape[:-1]
+    n_rows = int(np.prod(lead)) if lead else 1
+    if 1 < n_rows <= _SPLIT_ROWS:
+        flat = padded.reshape(n_rows, padded.shape[-1])
+        return jnp.stack([total(flat[m]) for m in range(n_rows)]).reshape(*lead, -1)
+    return total(padded)
 
 
 def _chunks(counts: np.ndarray, max_width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -304,14 +316,18 @@ class Segments(NamedTuple):
         if self.inner is not None:
             return self.inner.sum(rows)
         rows = jnp.concatenate([rows, zero], axis=-1)
-        return rows.at[..., self.inverse].get(mode="promise_in_bounds")
+        return _block_sum(rows, self.inverse[None, :])
 
     def _scatter_sum(self, source: jnp.ndarray) -> jnp.ndarray:
+        # Item-major: each scattered item adds one contiguous row of the leading dims
+        # (a class-major accumulator makes XLA's CPU scatter 2-3x slower).
         assert self.row_keys is not None
         n_segments = self.inverse.shape[0]
-        out = jnp.zeros((*source.shape[:-1], n_segments + 1), source.dtype)
+        lead = source.shape[:-1]
+        flat = source.reshape(-1, source.shape[-1]).T  # [n_source, M]
+        out = jnp.zeros((n_segments + 1, flat.shape[1]), source.dtype)
         for block, row_key in zip(self.blocks, self.row_keys, strict=True):
-            values = source.at[..., row_key].get(mode="promise_in_bounds")
+            values = flat.at[row_key].get(mode="promise_in_bounds")
 
             def add(j: jnp.ndarray | int, acc: jnp.ndarray, block=block, values=values):
                 row = (
@@ -319,7 +335,7 @@ class Segments(NamedTuple):
                     if isinstance(j, int)
                     else jax.lax.dynamic_index_in_dim(block, j, 0, False)
                 )
-                return acc.at[..., row].add(values, mode="promise_in_bounds")
+                return acc.at[row].add(values, mode="promise_in_bounds")
 
             width = block.shape[0]
             if width <= _UNROLL:
@@ -327,4 +343,4 @@ class Segments(NamedTuple):
                     out = add(j, out)
             else:
                 out = jax.lax.fori_loop(0, width, add, out)
-        return out[..., :n_segments]
+        return out[:n_segments].T.reshape(*lead, n_segments)

@@ -1,0 +1,234 @@
+"""EM time and memory from 50,000 to 10,000,000 labels, beside crowd-kit's DawidSkene.
+
+For each size a synthetic crowd (see ``_common.synthetic``: tasks, annotators,
+classes, labels per task, annotator quality spread) is fitted by crowdbayes'
+Dawid–Skene EM for a fixed number of iterations, in a fresh subprocess so that its
+peak memory is its own. crowd-kit fits the same long DataFrame for the same number
+of iterations wherever the previous size predicts that it finishes within ``--cap``
+seconds. Printed per size: crowdbayes fit time (layout build + EM, from encoded
+labels), time per iteration, encoding time from the DataFrame, crowd-kit's time per
+iteration and the ratio, and crowdbayes' peak memory above the label arrays'.
+
+    python benchmarks/scale.py                       # 50k .. 10M labels, 50 iterations
+    python benchmarks/scale.py --sizes 500000 --iters 50
+    python benchmarks/scale.py --host-devices 2      # EM sharded over 2 CPU devices
+    python benchmarks/scale.py --devices 1           # on a GPU machine: its first device
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def _peak_reset() -> None:
+    try:  # Linux: writing 5 resets the peak resident size (VmHWM)
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _vm(field: str) -> float:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    from _common import peak_rss_mb
+
+    return peak_rss_mb()
+
+
+def child(args: argparse.Namespace) -> dict[str, float]:
+    """One size, one library, in this (fresh) process."""
+    import gc
+    import time
+
+    import numpy as np
+    from _common import synthetic
+
+    data = synthetic(
+        args.size,
+        args.workers,
+        args.classes,
+        args.labels_per_task,
+        quality_spread=args.spread,
+        seed=0,
+    )
+    label_mb = 3 * 4 * data.ann.n_labels / 2**20
+    out: dict[str, float] = {"size": args.size, "label_mb": label_mb}
+    if args.lib == "crowdkit":
+        from crowdkit.aggregation import DawidSkene as CK
+
+        df = data.frame()
+        t0 = time.perf_counter()
+        CK(n_iter=args.iters, tol=-np.inf).fit(df)
+        out["crowdkit_s"] = time.perf_counter() - t0
+        return out
+    import jax
+
+    import crowdbayes as cb
+    from crowdbayes.inference.em import em_data, run_em
+    from crowdbayes.models.dawid_skene import DawidSkeneModel, vote_shares
+
+    devices = args.devices or None
+    df = data.frame()
+    t0 = time.perf_counter()
+    cb.as_annotations(df)
+    out["encode_s"] = time.perf_counter() - t0
+    del df
+    model = cb.DawidSkene(max_iter=args.iters, tol=0.0, devices=devices)
+    model.fit(data.ann)  # compile
+    gc.collect()
+    base = _vm("VmRSS")
+    _peak_reset()
+    t0 = time.perf_counter()
+    model.fit(data.ann)
+    out["fit_s"] = time.perf_counter() - t0
+    out["peak_extra_mb"] = _vm("VmHWM") - base
+    out["accuracy"] = float((model.label_codes_ == data.truth).mean())
+    # split the fit: layout build, then the EM loop alone (already compiled)
+    hyper = model._hyper(data.ann)
+    t0 = time.perf_counter()
+    emd = em_data(data.ann, devices=devices)
+    jax.block_until_ready(emd)
+    out["layout_s"] = time.perf_counter() - t0
+    init = vote_shares(data.ann)
+    t0 = time.perf_counter()
+    run_em(DawidSkeneModel, emd, init, hyper, max_iter=args.iters, tol=0.0)
+    out["em_s"] = time.perf_counter() - t0
+    out["n_devices"] = len(jax.devices()) if devices is None else float(len(emd.gold.devices()))
+    return out
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, float]]:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[50_000, 500_000, 1_000_000, 2_000_000, 5_000_000, 10_000_000],
+    )
+    p.add_argument("--iters", type=int, default=50)
+    p.add_argument("--classes", type=int, default=4)
+    p.add_argument("--workers", type=int, default=1000)
+    p.add_argument("--labels-per-task", type=int, default=10)
+    p.add_argument("--spread", type=float, default=0.15, help="annotator accuracy spread (sd)")
+    p.add_argument("--cap", type=float, default=30.0, help="crowd-kit time cap per size, s")
+    p.add_argument("--host-devices", type=int, default=0, help="CPU host devices for sharding")
+    p.add_argument("--devices", type=int, default=0, help="shard EM over this many devices")
+    p.add_argument("--no-peer", action="store_true")
+    p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument("--child", choices=["crowdbayes", "crowdkit"], help=argparse.SUPPRESS)
+    p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        args.lib = args.child
+        print(json.dumps(child(args)))
+        return []
+
+    env = dict(os.environ)
+    if args.host_devices > 1:
+        flag = f"--xla_force_host_platform_device_count={args.host_devices}"
+        env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
+        if not args.devices:
+            args.devices = args.host_devices
+    common = [
+        "--iters",
+        str(args.iters),
+        "--classes",
+        str(args.classes),
+        "--workers",
+        str(args.workers),
+        "--labels-per-task",
+        str(args.labels_per_task),
+        "--spread",
+        str(args.spread),
+        "--devices",
+        str(args.devices),
+    ]
+
+    def run(lib: str, size: int, timeout: float | None = None) -> dict[str, float] | None:
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--child",
+            lib,
+            "--size",
+            str(size),
+            *common,
+        ]
+        try:
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        if proc.returncode != 0:
+            print(proc.stderr[-2000:], file=sys.stderr)
+            return None
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+
+    have_peer = False
+    if not args.no_peer:
+        try:
+            import crowdkit  # noqa: F401
+
+            have_peer = True
+        except ImportError:
+            print("crowd-kit is not installed (pip install crowdbayes[bench]): crowdbayes only")
+    print(
+        f"Dawid–Skene EM, {args.iters} iterations, {args.classes} classes, {args.workers} "
+        f"annotators, {args.labels_per_task} labels/task"
+        + (f", sharded over {args.devices} devices" if args.devices else "")
+    )
+    header = (
+        "| labels | crowdbayes fit (s) | layout (s) | EM (s) | ms/iteration | encode (s) "
+        "| crowd-kit ms/iteration | ratio (fit) | peak memory above labels (MB) | accuracy |"
+    )
+    print(header)
+    print("|---:" * 10 + "|")
+    rows, per_label = [], None
+    for size in args.sizes:
+        r = run("crowdbayes", size)
+        if r is None:
+            print(f"| {size:,} | failed |")
+            continue
+        peer = "n/a"
+        ratio = "n/a"
+        if have_peer:
+            predicted = per_label * size if per_label is not None else 0.0
+            if predicted <= args.cap:
+                ck = run("crowdkit", size, timeout=max(3 * args.cap, 60))
+                if ck is not None:
+                    r["crowdkit_s"] = ck["crowdkit_s"]
+                    per_label = ck["crowdkit_s"] / size
+                    peer = f"{1e3 * ck['crowdkit_s'] / args.iters:.1f}"
+                    ratio = f"{ck['crowdkit_s'] / r['fit_s']:.1f}x"
+                else:
+                    peer = "over cap"
+            else:
+                peer = f"skipped (~{predicted:.0f} s > cap)"
+        rows.append(r)
+        print(
+            f"| {size:,} | {r['fit_s']:.3f} | {r['layout_s']:.3f} | {r['em_s']:.3f} "
+            f"| {1e3 * r['em_s'] / args.iters:.2f} | {r['encode_s']:.3f} | {peer} | {ratio} "
+            f"| {r['peak_extra_mb']:.0f} ({r['peak_extra_mb'] / r['label_mb']:.1f}x "
+            f"{r['label_mb']:.0f}) | {r['accuracy']:.4f} |",
+            flush=True,
+        )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(HERE))
+    main()
