@@ -17,10 +17,17 @@ annotator's confusion matrix ``theta_j`` is shrunk towards the population's ``mu
 strength ``s`` (``pooling``), so annotators with few labels borrow from the others;
 ``P`` (``prior_strength``, ``prior_accuracy``) keeps the population better than chance.
 
-EM finds the MAP (``mu`` by empirical Bayes; ``beta, b`` by Newton steps in each M-step,
-the per-task class prior ``[K, n_tasks]`` going through the generic EM engine). Annotator
-accuracy intervals come from the Dirichlet posterior of each confusion row given the
-expected counts; task uncertainty from the class posterior.
+``method="em"`` finds the MAP (``mu`` by empirical Bayes; ``beta, b`` by Newton steps in
+each M-step, the per-task class prior ``[K, n_tasks]`` going through the generic EM engine).
+Annotator accuracy intervals come from the Dirichlet posterior of each confusion row given
+the expected counts; task uncertainty from the class posterior; the weight's interval from
+a Laplace approximation (:meth:`BayesianCrowdLab.classifier_weight`).
+
+``method="nuts"`` samples the whole posterior (``beta``, ``b``, ``mu``, every ``theta_j``)
+with NumPyro's NUTS from the EM estimate. Its model (:func:`numpyro_model`) puts the priors
+above in ``numpyro.sample`` statements and the EM engine's own per-task log-likelihood (the
+true class marginalised by log-sum-exp, gold clamped) in one ``numpyro.factor``; credible
+intervals for tasks, annotators and ``beta`` come from the draws, ``idata_`` is ArviZ's.
 
 >>> import numpy as np, pandas as pd
 >>> from crowdbayes.models.bayesian_crowdlab import BayesianCrowdLab
@@ -37,7 +44,8 @@ True
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from statistics import NormalDist
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -45,13 +53,20 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import logsumexp
 
-from ..base import Aggregator, check_is_fitted
+from ..base import check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, em_data, run_em
+from ..inference.em import EMData
+from ._bayes import BayesianAggregator, dirichlet_draws, interval_bounds, marginal_model
 from .crowdlab import PredProbsLike, align_pred_probs
 from .dawid_skene import DawidSkeneModel, DSParams, confusion_pseudo_counts, vote_shares
 
-__all__ = ["BCLHyper", "BCLParams", "BayesianCrowdLab", "BayesianCrowdLabModel"]
+__all__ = [
+    "BCLHyper",
+    "BCLParams",
+    "BayesianCrowdLab",
+    "BayesianCrowdLabModel",
+    "numpyro_model",
+]
 
 
 class BCLParams(NamedTuple):
@@ -144,9 +159,129 @@ class BayesianCrowdLabModel:
         beta_lp = -0.5 * ((params.beta - hyper.beta_mean) / hyper.beta_sd) ** 2
         return conf_lp + mu_lp + beta_lp
 
+    # ---- NUTS and intervals (see models/_bayes.py)
+    @staticmethod
+    def sample_sites(data: EMData, hyper: BCLHyper) -> dict[str, jnp.ndarray]:
+        """Priors: ``beta ~ N(beta_mean, beta_sd^2)``, ``bias[k] ~ N(0, bias_sd^2)``,
+        ``mu[k] ~ Dirichlet(1 + P_k)``, ``confusion[w, k] ~ Dirichlet(1 + pooling * mu[k])``."""
+        import numpyro
+        import numpyro.distributions as dist
 
-class BayesianCrowdLab(Aggregator):
-    """Consensus from annotators and a classifier, the classifier a learned source.
+        W = data.n_labels_per_worker.shape[0]
+        K, L = hyper.base_counts.shape
+        beta = numpyro.sample("beta", dist.Normal(hyper.beta_mean, hyper.beta_sd))
+        bias = numpyro.sample("bias", dist.Normal(jnp.zeros(K), hyper.bias_sd).to_event(1))
+        mu = numpyro.sample("mu", dist.Dirichlet(hyper.base_counts + 1.0).to_event(1))
+        alpha = jnp.broadcast_to(hyper.pooling * mu + 1.0, (W, K, L))
+        conf = numpyro.sample("confusion", dist.Dirichlet(alpha).to_event(2))
+        return {"beta": beta, "bias": bias, "mu": mu, "confusion": conf}
+
+    @staticmethod
+    def params_from_sites(sites: dict[str, jnp.ndarray], hyper: BCLHyper) -> BCLParams:
+        bias = sites["bias"]
+        return BCLParams(
+            _safe_log(sites["confusion"]),
+            bias - logsumexp(bias),
+            sites["beta"],
+            _safe_log(sites["mu"]),
+            hyper.log_clf,
+        )
+
+    @staticmethod
+    def sites_from_params(params: BCLParams, hyper: BCLHyper) -> dict[str, jnp.ndarray]:
+        # the softmax ignores a shift of the bias; the centred one is the prior's favourite
+        return {
+            "beta": params.beta,
+            "bias": params.log_pi - params.log_pi.mean(),
+            "mu": jnp.exp(params.log_mu),
+            "confusion": jnp.exp(params.log_confusion),
+        }
+
+    @staticmethod
+    def confusion(params: BCLParams) -> jnp.ndarray:
+        return jnp.exp(params.log_confusion)
+
+    @staticmethod
+    def mean_class_prior(params: BCLParams) -> jnp.ndarray:
+        """``[K]``: the class prior averaged over tasks (the weights of annotator accuracy)."""
+        return jnp.exp(_prior_logits(params.beta, params.log_pi, params.log_clf)).mean(axis=1)
+
+    @staticmethod
+    def em_draws(
+        params: BCLParams,
+        post: jnp.ndarray,
+        data: EMData,
+        hyper: BCLHyper,
+        rng: np.random.Generator,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Each confusion row from ``Dirichlet(counts + pooling * mu)`` (the expected counts
+        at the EM estimate; centred on the fit); the mean class prior held at the estimate."""
+        W = data.n_labels_per_worker.shape[0]
+        counts = np.asarray(_expected_counts_jit(post, data, W), dtype=np.float64)
+        alpha = counts + float(hyper.pooling) * np.exp(np.asarray(params.log_mu, np.float64))[None]
+        conf = dirichlet_draws(alpha, rng, n)
+        pi = np.asarray(_mean_class_prior_jit(params), dtype=np.float64)
+        return conf, np.broadcast_to(pi, (n, pi.shape[0]))
+
+
+_expected_counts_jit = jax.jit(DawidSkeneModel.expected_counts, static_argnums=2)
+_mean_class_prior_jit = jax.jit(BayesianCrowdLabModel.mean_class_prior)
+
+
+def _draws_class_prior(sites: dict[str, jnp.ndarray], hyper: BCLHyper) -> jnp.ndarray:
+    """``[S, K]``: the mean class prior of each draw (one draw at a time: no ``[S, K, T]``)."""
+
+    def one(site: dict[str, jnp.ndarray]) -> jnp.ndarray:
+        params = BayesianCrowdLabModel.params_from_sites(site, hyper)
+        return BayesianCrowdLabModel.mean_class_prior(params)
+
+    return jax.lax.map(one, sites)
+
+
+def _weight_laplace(params: BCLParams, post: jnp.ndarray, hyper: BCLHyper) -> jnp.ndarray:
+    """Laplace variance of ``beta`` in the class-prior regression given the class posterior
+    (the M-step's concave objective, its Hessian in ``(beta, b)`` at the estimate)."""
+
+    def objective(theta: jnp.ndarray) -> jnp.ndarray:
+        beta, bias = theta[0], theta[1:]
+        fit = (post * _prior_logits(beta, bias, hyper.log_clf)).sum()
+        penalty = ((beta - hyper.beta_mean) / hyper.beta_sd) ** 2 + (
+            bias**2
+        ).sum() / hyper.bias_sd**2
+        return fit - 0.5 * penalty
+
+    theta = jnp.concatenate([params.beta[None], params.log_pi - params.log_pi.mean()])
+    cov = jnp.linalg.inv(-jax.hessian(objective)(theta))
+    return cov[0, 0]
+
+
+_draws_class_prior_jit = jax.jit(_draws_class_prior)
+_weight_laplace_jit = jax.jit(_weight_laplace)
+
+
+def numpyro_model(data: EMData, hyper: BCLHyper) -> None:
+    """The Bayesian CROWDLAB as a NumPyro model: the priors of
+    :meth:`BayesianCrowdLabModel.sample_sites`, then one ``factor`` with the EM engine's own
+    per-task log-likelihood (true class marginalised by log-sum-exp, gold clamped).
+
+    >>> import numpy as np, numpyro
+    >>> import crowdbayes as cb
+    >>> from crowdbayes.inference.em import em_data
+    >>> ann = cb.as_annotations(cb.datasets.load("wsd")[0])
+    >>> pp = np.full((ann.n_tasks, ann.n_classes), 1.0 / ann.n_classes)
+    >>> hyper = BayesianCrowdLab()._hyper(ann, pp)
+    >>> tr = numpyro.handlers.trace(numpyro.handlers.seed(numpyro_model, 0)).get_trace(
+    ...     em_data(ann), hyper)
+    >>> tr["confusion"]["value"].shape, tr["beta"]["value"].shape, tr["labels"]["type"]
+    ((34, 3, 3), (), 'sample')
+    """
+    marginal_model(BayesianCrowdLabModel, data, hyper)
+
+
+class BayesianCrowdLab(BayesianAggregator):
+    """Consensus from annotators and a classifier, the classifier a learned source; by EM
+    (MAP) or NUTS.
 
     Parameters
     ----------
@@ -158,17 +293,37 @@ class BayesianCrowdLab(Aggregator):
     prob_floor : float, default 1e-3
         The classifier's probabilities are floored here (a 0 must not veto a class).
     beta_mean, beta_sd, bias_sd : float, default 1.0, 2.0, 2.0
-        Normal priors on the classifier's weight and the class bias.
+        Normal priors on the classifier's weight (``beta ~ N(beta_mean, beta_sd^2)``) and
+        the class bias (``b_k ~ N(0, bias_sd^2)``).
     max_iter, tol : EM iterations and tolerance (gain of the log-posterior per label).
-    seed : int, default 0 (draws for intervals).
+    seed : int, default 0
+        Seeds NUTS and the draws behind EM's intervals.
+    method : {"em", "nuts"}, default "em"
+        EM gives the MAP estimate (``mu`` by empirical Bayes); NUTS samples the full
+        hierarchical posterior (``beta``, ``b``, ``mu``, every confusion matrix), its chains
+        started at the EM estimate.
+    num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
+        NUTS warm-up and draws per chain, and chains (run vectorised).
+    progress : bool, default False
+        Show a progress bar.
 
     Attributes
     ----------
-    proba_ : ndarray ``[T, K]`` class posterior. ``confusion_`` ``[W, K, K]``,
-    ``population_confusion_`` ``[K, K]``, ``class_prior_`` ``[K]`` (mean prior over tasks),
-    ``classifier_weight_`` (beta), ``class_bias_`` ``[K]``, ``history_``, ``n_iter_``,
-    ``converged_``.
+    proba_ : ndarray ``[T, K]`` class posterior (NUTS: averaged over draws).
+    ``confusion_`` ``[W, K, K]``, ``population_confusion_`` ``[K, K]``, ``class_prior_`` ``[K]``
+    (the class prior averaged over tasks), ``classifier_weight_`` (beta), ``class_bias_``
+    ``[K]`` (EM: at the MAP; NUTS: posterior means), ``pred_probs_`` ``[T, K]`` (the aligned
+    classifier probabilities), ``history_``, ``n_iter_``, ``converged_`` (EM; NUTS starts
+    from it); with NUTS ``draws_`` (sites ``beta``, ``bias``, ``mu``, ``confusion``),
+    ``convergence_`` and ``idata_``.
     """
+
+    _family = BayesianCrowdLabModel
+    _site_dims: ClassVar[dict[str, list[str]]] = {
+        "bias": ["class"],
+        "mu": ["true", "given"],
+        "confusion": ["worker", "true", "given"],
+    }
 
     def __init__(
         self,
@@ -182,6 +337,11 @@ class BayesianCrowdLab(Aggregator):
         max_iter: int = 200,
         tol: float = 1e-7,
         seed: int = 0,
+        method: str = "em",
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        progress: bool = False,
     ) -> None:
         self.pooling = pooling
         self.prior_strength = prior_strength
@@ -193,8 +353,15 @@ class BayesianCrowdLab(Aggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.seed = seed
+        self.method = method
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.progress = progress
 
-    def _hyper(self, ann: Annotations, pp: np.ndarray) -> BCLHyper:
+    def _hyper(self, ann: Annotations, pp: np.ndarray | None = None) -> BCLHyper:
+        if pp is None:
+            pp = self.pred_probs_
         if not 0.0 < self.prob_floor < 1.0:
             raise ValueError(f"prob_floor must be in (0, 1), got {self.prob_floor}")
         if self.pooling < 0 or self.prior_strength < 0:
@@ -213,6 +380,15 @@ class BayesianCrowdLab(Aggregator):
             jnp.asarray(self.bias_sd, f32),
         )
 
+    def _init_post(self, ann: Annotations) -> np.ndarray:
+        """EM starts from the classifier and the votes together (gold clamped)."""
+        pp = self.pred_probs_
+        init = vote_shares(ann) + pp / pp.sum(axis=1, keepdims=True)
+        init /= init.sum(axis=1, keepdims=True)
+        known = ann.gold >= 0
+        init[known] = np.eye(ann.n_classes)[ann.gold[known]]
+        return init
+
     def fit(  # type: ignore[override]
         self,
         annotations: Annotations | pd.DataFrame | str,
@@ -226,44 +402,30 @@ class BayesianCrowdLab(Aggregator):
         ann, pp = align_pred_probs(annotations, pred_probs, **columns)
         if gold is not None:
             ann = ann.with_gold(gold)
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         self.annotations_ = ann
-        hyper = self._hyper(ann, pp)
-        data = em_data(ann)
-        # start from the classifier and the votes together
-        init = vote_shares(ann) + pp / pp.sum(axis=1, keepdims=True)
-        init /= init.sum(axis=1, keepdims=True)
-        known = ann.gold >= 0
-        init[known] = np.eye(ann.n_classes)[ann.gold[known]]
-        res = run_em(
-            BayesianCrowdLabModel,
-            data,
-            init,
-            hyper,
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-        )
-        p = res.params
-        self.params_, self.hyper_ = p, hyper
-        self.proba_ = res.post
-        self.label_codes_ = np.argmax(res.post, axis=1)
-        self.confusion_ = np.exp(np.asarray(p.log_confusion, dtype=np.float64))
-        self.population_confusion_ = np.exp(np.asarray(p.log_mu, dtype=np.float64))
-        prior = np.exp(np.asarray(BayesianCrowdLabModel.log_class_prior(p, data), np.float64))
-        self.class_prior_ = prior.mean(axis=1)
-        self.classifier_weight_ = float(p.beta)
-        self.class_bias_ = np.asarray(p.log_pi, dtype=np.float64)
-        self.history_, self.n_iter_, self.converged_ = res.history, res.n_iter, res.converged
-        # expected counts for the intervals
-        post = jnp.asarray(res.post.T, jnp.float32)
-        self._counts = np.asarray(
-            DawidSkeneModel.expected_counts(post, data, ann.n_workers), dtype=np.float64
-        )
+        self.pred_probs_ = np.asarray(pp, dtype=np.float64)
+        self._fit(ann)
+        p = self.params_
+        if self.draws_ is None:
+            self.class_prior_ = np.asarray(_mean_class_prior_jit(p), dtype=np.float64)
+            self.population_confusion_ = np.exp(np.asarray(p.log_mu, dtype=np.float64))
+            self.classifier_weight_ = float(p.beta)
+            self.class_bias_ = np.asarray(p.log_pi, dtype=np.float64)
+        else:
+            d = self.draws_
+            bias = d["bias"].astype(np.float64)
+            bias = bias - np.log(np.exp(bias).sum(axis=-1, keepdims=True))
+            self.population_confusion_ = d["mu"].mean(axis=(0, 1), dtype=np.float64)
+            self.classifier_weight_ = float(d["beta"].mean(dtype=np.float64))
+            self.class_bias_ = bias.mean(axis=(0, 1))
         return self
 
-    def _fit(self, ann: Annotations) -> None:  # pragma: no cover - fit is overridden
-        raise TypeError("BayesianCrowdLab.fit needs pred_probs")
+    def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
+        super()._fit_nuts(ann, data, hyper, em_params)
+        # accuracy weighs classes by the class prior averaged over tasks (as with EM)
+        pi = _draws_class_prior_jit(self._flat_sites(), hyper)
+        self._pi_draws = np.asarray(pi, dtype=np.float64)
+        self.class_prior_ = self._pi_draws.mean(axis=0)
 
     def fit_predict(  # type: ignore[override]
         self,
@@ -273,6 +435,28 @@ class BayesianCrowdLab(Aggregator):
     ) -> pd.Series:
         """``fit`` then ``predict``."""
         return self.fit(annotations, pred_probs, **columns).predict()
+
+    def classifier_weight(self, interval: float = 0.9) -> pd.Series:
+        """The classifier's weight ``beta``: ``estimate`` (EM: MAP; NUTS: posterior mean),
+        ``lower``/``upper`` (the ``interval`` bounds: NUTS from the draws; EM from the
+        Laplace approximation of the class-prior regression given the class posterior,
+        which leaves out the uncertainty of the posterior itself) and ``sd``."""
+        check_is_fitted(self)
+        if self.draws_ is not None:
+            beta = self.draws_["beta"].reshape(-1).astype(np.float64)
+            lo, hi = interval_bounds(beta, interval)
+            sd = float(beta.std())
+        else:
+            if not 0.0 < interval < 1.0:
+                raise ValueError(f"interval must be between 0 and 1, got {interval}")
+            post = jnp.asarray(self.proba_.T, jnp.float32)
+            sd = float(np.sqrt(_weight_laplace_jit(self.params_, post, self.hyper_)))
+            z = NormalDist().inv_cdf((1.0 + interval) / 2.0)
+            lo, hi = self.classifier_weight_ - z * sd, self.classifier_weight_ + z * sd
+        return pd.Series(
+            {"estimate": self.classifier_weight_, "lower": lo, "upper": hi, "sd": sd},
+            name="classifier_weight",
+        )
 
     def label_quality(self) -> pd.DataFrame:
         """Per task, in CROWDLAB's terms: ``consensus_label``, ``consensus_quality_score``
@@ -294,26 +478,10 @@ class BayesianCrowdLab(Aggregator):
         )
 
     def annotator_quality(self, interval: float | None = 0.9, n_draws: int = 2000) -> pd.DataFrame:
-        """Per annotator: ``accuracy`` (probability a label is right, under the mean class
-        prior) with ``interval`` bounds (``accuracy_lower``/``accuracy_upper``, from the
-        Dirichlet posterior of each confusion row given the expected counts, centred on
-        the fit), ``n_labels``
-        and ``agreement`` with the consensus."""
-        check_is_fitted(self)
-        ann = self.annotations_
-        diag = np.diagonal(self.confusion_, axis1=1, axis2=2)
-        out: dict[str, np.ndarray] = {"accuracy": diag @ self.class_prior_}
-        if interval is not None:
-            if not 0.0 < interval < 1.0:
-                raise ValueError(f"interval must be between 0 and 1, got {interval}")
-            # rows Dirichlet(counts + s mu): their mean is the fitted confusion matrix
-            alpha = self._counts + float(self.pooling) * self.population_confusion_[None]
-            a = np.diagonal(alpha, axis1=1, axis2=2)  # [W, K]
-            b = alpha.sum(axis=2) - a
-            rng = np.random.default_rng(self.seed)
-            draws = rng.beta(a, b, size=(int(n_draws), *a.shape)) @ self.class_prior_  # [S, W]
-            q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
-            out["accuracy_lower"], out["accuracy_upper"] = np.quantile(draws, q, axis=0)
-        out["n_labels"] = ann.labels_per_worker()
-        out["agreement"] = self._agreement_with_consensus()
-        return pd.DataFrame(out, index=ann.worker_ids)
+        """Per annotator: ``accuracy`` (probability a label is right, under the class prior
+        averaged over tasks) with ``interval`` bounds (``accuracy_lower``/``accuracy_upper``),
+        per-class ``sensitivity[c]`` with bounds, ``n_labels`` and ``agreement`` with the
+        consensus. NUTS: posterior means and bounds from the draws. EM: the MAP, bounds from
+        ``n_draws`` draws (seeded by ``seed``) of each confusion row from
+        ``Dirichlet(counts + pooling * mu)`` given the expected counts (centred on the fit)."""
+        return super().annotator_quality(interval=interval, n_draws=n_draws)
