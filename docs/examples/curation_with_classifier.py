@@ -4,10 +4,15 @@ Same simulated data (seed 123), same classifier (distance-weighted KNN, 5-fold
 out-of-sample probabilities, trained on the lab's tie-broken majority vote); then
 majority vote, Dawid-Skene, CROWDLAB and the Bayesian CROWDLAB side by side: consensus
 accuracy against the hidden truth, and each method's 10 worst annotators (the truly bad
-ones are A0041-A0050). Needs scikit-learn.
+ones are A0041-A0050). Needs scikit-learn. With ``--nuts`` it also samples the Bayesian
+CROWDLAB's posterior with NUTS (about a minute more): credible intervals for the
+classifier's weight, the annotators' accuracy and the least certain tasks.
 
-    .venv/bin/python docs/examples/curation_with_classifier.py
+    .venv/bin/python docs/examples/curation_with_classifier.py [--nuts]
 """
+
+import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -18,6 +23,7 @@ from crowdbayes.datasets.curation_lab import (
     lab_majority_vote,
     make_data,
 )
+from crowdbayes.inference.nuts import ConvergenceWarning
 from crowdbayes.models.bayesian_crowdlab import BayesianCrowdLab
 from crowdbayes.models.crowdlab import CrowdLab
 from crowdbayes.models.dawid_skene import DawidSkene
@@ -61,4 +67,24 @@ for name, who in worst.items():
 print("\nCROWDLAB annotator stats (cleanlab's annotator_stats):")
 print(cl.annotator_quality().head(10).round(4).to_string())
 print(f"\nBayesian CROWDLAB: classifier weight (inverse temperature) {bcl.classifier_weight_:.2f}")
-print(bcl.annotator_quality().sort_values("accuracy").head(10).round(3).to_string())
+cols = ["accuracy", "accuracy_lower", "accuracy_upper", "n_labels", "agreement"]
+print(bcl.annotator_quality().sort_values("accuracy")[cols].head(10).round(3).to_string())
+w = bcl.classifier_weight(interval=0.9)
+print(f"EM classifier weight, 90% Laplace interval: [{w['lower']:.2f}, {w['upper']:.2f}]")
+
+if "--nuts" in sys.argv:
+    # NUTS from the EM estimate; few draws for a demo (use the defaults, 4 x 1000, for real)
+    nuts = BayesianCrowdLab(method="nuts", num_warmup=300, num_samples=300, num_chains=2, seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # short chains; see convergence_
+        nuts.fit(long, pred_probs=probs)
+    acc = float((nuts.predict().loc[truth_s.index] == truth_s).mean())
+    w = nuts.classifier_weight(interval=0.9)
+    print(f"\nBayesian CROWDLAB by NUTS (2 x 300 draws): consensus accuracy {acc:.4f}")
+    print(
+        f"classifier weight {w['estimate']:.2f}, 90% interval [{w['lower']:.2f}, {w['upper']:.2f}]"
+    )
+    print(nuts.convergence_.round(3).to_string())
+    print(nuts.annotator_quality(interval=0.9).sort_values("accuracy")[cols].head(10).round(3))
+    tu = nuts.task_uncertainty(interval=0.9).sort_values("probability")
+    print(tu[["label", "probability", "probability_lower", "probability_upper"]].head(5).round(3))

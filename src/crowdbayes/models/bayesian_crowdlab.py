@@ -413,19 +413,16 @@ class BayesianCrowdLab(BayesianAggregator):
             self.class_bias_ = np.asarray(p.log_pi, dtype=np.float64)
         else:
             d = self.draws_
+            # accuracy weighs classes by the class prior averaged over tasks (as with EM)
+            pi = _draws_class_prior_jit(self._flat_sites(), self.hyper_)
+            self._pi_draws = np.asarray(pi, dtype=np.float64)
+            self.class_prior_ = self._pi_draws.mean(axis=0)
             bias = d["bias"].astype(np.float64)
             bias = bias - np.log(np.exp(bias).sum(axis=-1, keepdims=True))
             self.population_confusion_ = d["mu"].mean(axis=(0, 1), dtype=np.float64)
             self.classifier_weight_ = float(d["beta"].mean(dtype=np.float64))
             self.class_bias_ = bias.mean(axis=(0, 1))
         return self
-
-    def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
-        super()._fit_nuts(ann, data, hyper, em_params)
-        # accuracy weighs classes by the class prior averaged over tasks (as with EM)
-        pi = _draws_class_prior_jit(self._flat_sites(), hyper)
-        self._pi_draws = np.asarray(pi, dtype=np.float64)
-        self.class_prior_ = self._pi_draws.mean(axis=0)
 
     def fit_predict(  # type: ignore[override]
         self,
