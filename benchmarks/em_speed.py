@@ -5,7 +5,7 @@ the same number of iterations (no early stop on either side); each fit is timed
 end to end (encoding included), repeated, and the median is reported with the ratio.
 crowdbayes' one-off JIT compile is done in a warm-up fit and reported apart.
 
-    python benchmarks/em_speed.py                 # 500k labels, 50 iterations, 3 repeats
+    python benchmarks/em_speed.py                 # 500k labels, 50 iterations, 5 repeats
     python benchmarks/em_speed.py --host-devices 2  # EM sharded over 2 CPU host devices
 
 crowd-kit comes from the optional ``bench`` extra (``pip install crowdbayes[bench]``).
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--labels", type=int, default=500_000)
     p.add_argument("--iters", type=int, default=50)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--classes", type=int, default=4)
     p.add_argument("--workers", type=int, default=1000)
     p.add_argument("--labels-per-task", type=int, default=10)
