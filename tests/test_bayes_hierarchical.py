@@ -1,0 +1,134 @@
+"""Hierarchical Dawid–Skene: one likelihood for EM and NumPyro, scale and interval recovery
+on simulated data, real-data accuracy against plain Dawid–Skene, a small NUTS fit."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from bayes_sim import accuracy, sample_labels
+from jax.scipy.special import gammaln
+from numpyro.infer.util import log_density
+
+import crowdbayes as cb
+from crowdbayes.inference.em import em_data
+from crowdbayes.inference.nuts import ConvergenceWarning
+from crowdbayes.models._bayes import em_objective, marginal_model
+from crowdbayes.models.dawid_skene import DawidSkene
+from crowdbayes.models.hierarchical import (
+    HDSParams,
+    HierarchicalDawidSkene,
+    HierarchicalDawidSkeneModel,
+    full_logits,
+)
+
+FAMILY = HierarchicalDawidSkeneModel
+
+
+def simulate(seed: int, W: int, K: int, sigma: float, n_tasks: int, per_task: int):
+    rng = np.random.default_rng(seed)
+    mu = np.log(0.25 / ((K - 1) * 0.75)) + 0.3 * rng.standard_normal((K, K - 1))
+    b = mu + sigma * rng.standard_normal((W, K, K - 1))
+    conf = np.asarray(jax.nn.softmax(full_logits(jnp.asarray(b)), axis=-1), np.float64)
+    pi = np.full(K, 1.0 / K)
+    df, _ = sample_labels(conf, pi, n_tasks, per_task, rng)
+    return df, accuracy(conf, pi)
+
+
+def test_em_objective_equals_numpyro_log_density():
+    df, gold = cb.datasets.load("wsd")
+    ann = cb.as_annotations(df, gold=gold.iloc[:20])  # gold tasks are clamped in both
+    est = HierarchicalDawidSkene()
+    data, hyper = em_data(ann), est._hyper(ann, 0.7)
+    W, K = ann.n_workers, ann.n_classes
+    s0, s_sigma = float(hyper.mean_scale), float(hyper.scale_prior)
+    alpha = np.asarray(hyper.class_counts) + 1.0
+    half_log_2pi = 0.5 * np.log(2 * np.pi)
+    const = (
+        K * (K - 1) * (-np.log(s0) - half_log_2pi)
+        + (np.log(2.0) - np.log(s_sigma) - half_log_2pi)
+        + W * K * (K - 1) * -half_log_2pi
+        + float(gammaln(alpha.sum()) - gammaln(alpha).sum())
+    )
+    em_fn = jax.jit(lambda p: em_objective(FAMILY, p, data, hyper))
+    nuts_fn = jax.jit(
+        lambda s: log_density(lambda d, h: marginal_model(FAMILY, d, h), (data, hyper), {}, s)[0]
+    )
+    for seed in range(3):
+        k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
+        sites = {
+            "mu": -2.0 + jax.random.normal(k1, (K, K - 1)),
+            "sigma": jnp.exp(0.5 * jax.random.normal(k2)),
+            "z": jax.random.normal(k3, (W, K, K - 1)),
+            "pi": jax.random.dirichlet(k4, jnp.full(K, 3.0)),
+        }
+        params = FAMILY.params_from_sites(sites, hyper)
+        em = float(em_fn(params))
+        assert float(nuts_fn(sites)) == pytest.approx(em + const, rel=1e-5)
+    # and the EM estimate sits at a higher objective than a perturbed one
+    fit = HierarchicalDawidSkene(population_scale=0.7).fit(ann)
+    worse = fit.params_._replace(z=fit.params_.z + 0.3)
+    assert float(em_fn(fit.params_)) > float(em_fn(worse))
+    assert np.all(np.diff(fit.history_) > -1e-3 * abs(fit.history_[-1]))
+
+
+def test_em_recovers_scale_and_intervals_cover():
+    # 240 annotators, ~31 labels each, logits spread sigma = 0.8 around the population
+    df, true_acc = simulate(1, W=240, K=3, sigma=0.8, n_tasks=1500, per_task=5)
+    h = HierarchicalDawidSkene().fit(df)
+    assert h.population_scale_ == pytest.approx(0.8, rel=0.25)
+    q = h.annotator_quality(interval=0.9).loc[np.arange(240)]
+    inside = (q["accuracy_lower"] <= true_acc) & (true_acc <= q["accuracy_upper"])
+    assert 0.8 <= inside.mean() <= 0.97
+    assert np.corrcoef(q["accuracy"], true_acc)[0, 1] > 0.5
+    # a fixed, much too small scale over-shrinks: the intervals stop covering
+    tight = HierarchicalDawidSkene(population_scale=0.2).fit(df)
+    qt = tight.annotator_quality(interval=0.9).loc[np.arange(240)]
+    assert ((qt["accuracy_lower"] <= true_acc) & (true_acc <= qt["accuracy_upper"])).mean() < 0.6
+    assert tight.population_scale_ == pytest.approx(0.2)
+
+
+def test_real_data_at_least_as_accurate_as_dawid_skene():
+    df, gold = cb.datasets.load("bluebirds")
+    h = HierarchicalDawidSkene().fit(df)
+    acc = (h.predict().loc[gold.index] == gold).mean()
+    ds = (DawidSkene().fit(df).predict().loc[gold.index] == gold).mean()
+    assert acc >= ds and acc >= 0.89
+    assert h.population_confusion_.shape == (2, 2)
+    assert np.allclose(h.population_confusion_.sum(1), 1.0)
+    assert np.all(np.diagonal(h.population_confusion_) > 0.5)
+
+
+def test_bad_priors_are_rejected():
+    df, _ = cb.datasets.load("wsd")
+    with pytest.raises(ValueError, match="prior_accuracy"):
+        HierarchicalDawidSkene(prior_accuracy=0.3).fit(df)  # 3 classes: chance is 1/3
+    with pytest.raises(ValueError, match="population_scale"):
+        HierarchicalDawidSkene(population_scale=0.0).fit(df)
+
+
+@pytest.mark.slow
+def test_nuts_small():
+    df, _ = simulate(5, W=12, K=2, sigma=0.7, n_tasks=60, per_task=4)
+    est = HierarchicalDawidSkene(method="nuts", num_warmup=150, num_samples=100, num_chains=2)
+    with warnings.catch_warnings():  # few draws: a low-ESS warning may come
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(df)
+    em = HierarchicalDawidSkene().fit(df)
+    assert est.draws_["z"].shape == (2, 100, 12, 2, 1)
+    assert est.convergence_.loc["pi", "r_hat"] < 1.1
+    assert (est.draws_["sigma"] > 0).all() and est.population_scale_ > 0
+    assert (est.predict() == em.predict()).mean() >= 0.95
+    q = est.annotator_quality(interval=0.9)
+    assert (q["accuracy_lower"] < q["accuracy_upper"]).all()
+    assert ((q["accuracy_lower"] <= q["accuracy"]) & (q["accuracy"] <= q["accuracy_upper"])).all()
+    tu = est.task_uncertainty(interval=0.9)
+    assert (tu["probability_lower"] <= tu["probability"] + 1e-6).all()
+    idata = est.idata_
+    assert idata.log_likelihood["labels"].shape == (2, 100, 60)
+    assert idata.posterior["accuracy"].dims == ("chain", "draw", "worker")
+    assert idata.posterior["sigma"].shape == (2, 100)
+    assert isinstance(HDSParams(*est.params_), HDSParams)
