@@ -1,0 +1,305 @@
+r"""Item difficulty: logistic random effects for annotators' ability and items' difficulty.
+
+Generative story (``K`` classes, annotator ``j``, task ``i``):
+
+.. math::
+
+    a_j \sim \mathcal{N}(\mathrm{logit}\, q,\; s_a^2), \qquad
+    d_i \sim \mathcal{N}(0, s_d^2), \qquad
+    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad z_i \sim \mathrm{Categorical}(\pi), \\
+    p(y_{ij} = l \mid z_i = k) = \sigma(a_j - d_i) \text{ if } l = k,
+    \text{ else } (1 - \sigma(a_j - d_i)) / (K - 1).
+
+Annotators differ in ability ``a``, items in difficulty ``d`` (the GLAD idea of
+Whitehill et al. 2009, in the additive logistic form of the item-difficulty
+models Paun et al. 2018 compare). ``q = prior_accuracy`` makes the typical
+annotator better than chance on the typical item. ``annotator_quality`` reports
+each annotator's accuracy on an item of typical difficulty (``d = 0``),
+``sigma(a_j)``; ``difficulty_`` holds the items' difficulties.
+
+EM's M-step is a logistic regression with soft targets (the posterior probability
+that each label is right), solved by alternating Newton steps on abilities and
+difficulties; EM intervals come from the Laplace approximation of each ability.
+
+>>> import crowdbayes as cb
+>>> df, gold = cb.datasets.load("rte")
+>>> m = ItemDifficulty().fit(df)
+>>> round(float((m.predict().loc[gold.index] == gold).mean()), 2)
+0.91
+>>> m.difficulty_.shape
+(800,)
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from ..base import check_is_fitted
+from ..data import Annotations
+from ..inference.em import EMData, em_data
+from ..inference.segments import Segments
+from ._bayes import BayesianAggregator, dirichlet_draws
+from .one_coin import one_coin_log_confusion
+
+__all__ = ["IDHyper", "IDParams", "ItemDifficulty", "ItemDifficultyModel"]
+
+_NEWTON_STEPS = 15
+_MAX_STEP = 3.0
+
+
+class IDParams(NamedTuple):
+    ability: jnp.ndarray  # [W] logit of accuracy on a typical item
+    difficulty: jnp.ndarray  # [T]
+    log_pi: jnp.ndarray  # [K]
+
+
+class IDHyper(NamedTuple):
+    ability_mean: jnp.ndarray  # [] logit(prior_accuracy)
+    ability_scale: jnp.ndarray  # []
+    difficulty_scale: jnp.ndarray  # []
+    class_counts: jnp.ndarray  # [K] (alpha - 1)
+    by_worker: Segments  # sums per-label values per annotator
+
+
+def _logit(params: IDParams, data: EMData) -> jnp.ndarray:
+    """``[n_labels]``: logit of each label being right."""
+    return params.ability[data.worker] - params.difficulty[data.task]
+
+
+def _per_task(data: EMData, values: jnp.ndarray) -> jnp.ndarray:
+    assert data.by_task_label is not None
+    return data.by_task_label.sum(values[None, :])[0]
+
+
+def _newton(
+    right: jnp.ndarray, data: EMData, hyper: IDHyper
+) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """Abilities and difficulties maximising the expected complete-data log posterior given
+    each label's probability of being right ``right [n_labels]``; also each ability's
+    Laplace variance (its own items' difficulties integrated out)."""
+    W = data.n_labels_per_worker.shape[0]
+    T = data.gold.shape[0]
+    dtype = right.dtype
+    prec_a = 1.0 / hyper.ability_scale**2
+    prec_d = 1.0 / hyper.difficulty_scale**2
+
+    def curvature(a: jnp.ndarray, d: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        s = jax.nn.sigmoid(a[data.worker] - d[data.task])
+        return right - s, s * (1.0 - s)
+
+    def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
+        a, d = carry
+        g, h = curvature(a, d)
+        g_a = hyper.by_worker.sum(g[None, :])[0] - (a - hyper.ability_mean) * prec_a
+        h_a = hyper.by_worker.sum(h[None, :])[0] + prec_a
+        a = a + jnp.clip(g_a / h_a, -_MAX_STEP, _MAX_STEP)
+        g, h = curvature(a, d)
+        g_d = -_per_task(data, g) - d * prec_d
+        h_d = _per_task(data, h) + prec_d
+        return a, d + jnp.clip(g_d / h_d, -_MAX_STEP, _MAX_STEP)
+
+    a0 = jnp.full((W,), hyper.ability_mean, dtype)
+    a, d = jax.lax.fori_loop(0, _NEWTON_STEPS, step, (a0, jnp.zeros((T,), dtype)))
+    # ability's variance with its items' difficulties integrated out (block elimination)
+    _, h = curvature(a, d)
+    h_d = _per_task(data, h) + prec_d
+    h_a = hyper.by_worker.sum(h[None, :])[0] + prec_a
+    return a, d, 1.0 / (h_a - hyper.by_worker.sum((h**2 / h_d[data.task])[None, :])[0])
+
+
+def _right(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
+    return post[data.label, data.task]
+
+
+def _laplace(post: jnp.ndarray, data: EMData, hyper: IDHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
+    a, _, var = _newton(_right(post, data), data, hyper)
+    return a, var
+
+
+_laplace_jit = jax.jit(_laplace)
+
+
+class ItemDifficultyModel:
+    """Static likelihood, EM updates and NumPyro sites of the item-difficulty model."""
+
+    __name__ = "ItemDifficulty"
+
+    @staticmethod
+    def log_lik(params: IDParams, data: EMData) -> jnp.ndarray:
+        assert data.by_task_label is not None
+        K = params.log_pi.shape[0]
+        x = _logit(params, data)
+        right = jax.nn.log_sigmoid(x)
+        wrong = jax.nn.log_sigmoid(-x) - jnp.log(K - 1.0)
+        classes = jnp.arange(K, dtype=data.label.dtype)[:, None]
+        return data.by_task_label.sum(jnp.where(data.label[None, :] == classes, right, wrong))
+
+    @staticmethod
+    def log_class_prior(params: IDParams, data: EMData) -> jnp.ndarray:
+        return params.log_pi[:, None]
+
+    @staticmethod
+    def m_step(post: jnp.ndarray, data: EMData, hyper: IDHyper) -> IDParams:
+        a, d, _ = _newton(_right(post, data), data, hyper)
+        class_counts = post.sum(1) + hyper.class_counts
+        return IDParams(a, d, jnp.log(class_counts / class_counts.sum()))
+
+    @staticmethod
+    def log_prior(params: IDParams, hyper: IDHyper) -> jnp.ndarray:
+        return (
+            -0.5 * (((params.ability - hyper.ability_mean) / hyper.ability_scale) ** 2).sum()
+            - 0.5 * ((params.difficulty / hyper.difficulty_scale) ** 2).sum()
+            + (hyper.class_counts * params.log_pi).sum()
+        )
+
+    # ---- NUTS and intervals (see models/_bayes.py)
+    @staticmethod
+    def sample_sites(data: EMData, hyper: IDHyper) -> dict[str, jnp.ndarray]:
+        import numpyro
+        import numpyro.distributions as dist
+
+        W = data.n_labels_per_worker.shape[0]
+        T = data.gold.shape[0]
+        return {
+            "ability": numpyro.sample(
+                "ability",
+                dist.Normal(hyper.ability_mean, hyper.ability_scale).expand([W]).to_event(1),
+            ),
+            "difficulty": numpyro.sample(
+                "difficulty", dist.Normal(0.0, hyper.difficulty_scale).expand([T]).to_event(1)
+            ),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+        }
+
+    @staticmethod
+    def params_from_sites(sites: dict[str, jnp.ndarray], hyper: IDHyper) -> IDParams:
+        pi = jnp.maximum(sites["pi"], jnp.finfo(sites["pi"].dtype).tiny)
+        return IDParams(sites["ability"], sites["difficulty"], jnp.log(pi))
+
+    @staticmethod
+    def sites_from_params(params: IDParams, hyper: IDHyper) -> dict[str, jnp.ndarray]:
+        return {
+            "ability": params.ability,
+            "difficulty": params.difficulty,
+            "pi": jnp.exp(params.log_pi),
+        }
+
+    @staticmethod
+    def confusion(params: IDParams) -> jnp.ndarray:
+        """``[W, K, K]``: each annotator's confusion matrix on a typical item (``d = 0``)."""
+        return jnp.exp(one_coin_log_confusion(params.ability, params.log_pi.shape[0]))
+
+    @staticmethod
+    def em_draws(
+        params: IDParams,
+        post: jnp.ndarray,
+        data: EMData,
+        hyper: IDHyper,
+        rng: np.random.Generator,
+        n: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Laplace (Gaussian) posterior of each ability given the difficulties at the EM
+        estimate; Dirichlet posterior of the class prior."""
+        a, var = (np.asarray(x, np.float64) for x in _laplace_jit(post, data, hyper))
+        draws = a + np.sqrt(var) * rng.standard_normal((n, a.shape[0]))
+        K = int(params.log_pi.shape[0])
+        conf = np.asarray(jnp.exp(one_coin_log_confusion(jnp.asarray(draws, jnp.float32), K)))
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        return conf, pi
+
+
+class ItemDifficulty(BayesianAggregator):
+    """Annotator ability and item difficulty (logistic random effects); EM (MAP) or NUTS.
+
+    Parameters
+    ----------
+    prior_accuracy : float, default 0.7
+        Accuracy of the typical annotator on a typical item a priori (the prior mean of
+        the abilities is its logit; must exceed ``1 / K``: better than chance).
+    ability_scale : float, default 1.0
+        Prior standard deviation of the abilities (logit scale).
+    difficulty_scale : float, default 1.0
+        Prior standard deviation of the items' difficulties (logit scale).
+    class_prior_strength : float, default 1.0
+        Pseudo-count per class for the class prior.
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+
+    Attributes
+    ----------
+    difficulty_ : pandas Series, each task's difficulty (EM: MAP; NUTS: posterior mean).
+    confusion_ : ndarray ``[n_workers, K, K]``, on an item of typical difficulty.
+    class_prior_, history_, n_iter_, converged_, draws_, idata_ :
+        as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+    """
+
+    _family = ItemDifficultyModel
+    _site_dims: ClassVar[dict[str, list[str]]] = {
+        "ability": ["worker"],
+        "difficulty": ["task"],
+        "pi": ["class"],
+    }
+
+    def __init__(
+        self,
+        prior_accuracy: float = 0.7,
+        ability_scale: float = 1.0,
+        difficulty_scale: float = 1.0,
+        class_prior_strength: float = 1.0,
+        method: str = "em",
+        num_warmup: int = 1000,
+        num_samples: int = 1000,
+        num_chains: int = 4,
+        seed: int = 0,
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        progress: bool = False,
+    ) -> None:
+        self.prior_accuracy = prior_accuracy
+        self.ability_scale = ability_scale
+        self.difficulty_scale = difficulty_scale
+        self.class_prior_strength = class_prior_strength
+        self.method = method
+        self.num_warmup = num_warmup
+        self.num_samples = num_samples
+        self.num_chains = num_chains
+        self.seed = seed
+        self.max_iter = max_iter
+        self.tol = tol
+        self.progress = progress
+
+    def _em_data(self, ann: Annotations) -> EMData:
+        return em_data(ann, per_label=True)
+
+    def _hyper(self, ann: Annotations) -> IDHyper:
+        K = ann.n_classes
+        q = float(self.prior_accuracy)
+        if not 1.0 / K < q < 1.0:
+            raise ValueError(f"prior_accuracy must be in (1/K, 1) = ({1 / K:.3g}, 1), got {q}")
+        if self.ability_scale <= 0 or self.difficulty_scale <= 0 or self.class_prior_strength < 0:
+            raise ValueError(
+                "need ability_scale > 0, difficulty_scale > 0, class_prior_strength >= 0"
+            )
+        f32 = jnp.float32
+        return IDHyper(
+            jnp.asarray(np.log(q / (1.0 - q)), f32),
+            jnp.asarray(self.ability_scale, f32),
+            jnp.asarray(self.difficulty_scale, f32),
+            jnp.full((K,), self.class_prior_strength, f32),
+            Segments.build(ann.worker, ann.n_workers),
+        )
+
+    @property
+    def difficulty_(self) -> pd.Series:
+        """Each task's difficulty (logit scale; EM: MAP, NUTS: posterior mean)."""
+        check_is_fitted(self)
+        if self.draws_ is not None:
+            d = np.asarray(self.draws_["difficulty"], np.float64).mean(axis=(0, 1))
+        else:
+            d = np.asarray(self.params_.difficulty, np.float64)
+        return pd.Series(d, index=self.annotations_.task_ids, name="difficulty")
