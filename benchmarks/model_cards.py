@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import crowdbayes as cb  # noqa: E402
 from crowdbayes.models.class_conditional import ClassConditionalDawidSkene  # noqa: E402
 from crowdbayes.models.dawid_skene import DawidSkene  # noqa: E402
+from crowdbayes.models.hierarchical import HierarchicalDawidSkene  # noqa: E402
+from crowdbayes.models.item_difficulty import ItemDifficulty  # noqa: E402
 from crowdbayes.models.mace import MACE  # noqa: E402
 from crowdbayes.models.one_coin import OneCoinDawidSkene  # noqa: E402
 
@@ -58,6 +60,29 @@ $p(y_{ij}=l \mid z_i=k) = t_j [l=k] + (1-t_j)\,\xi_{jl}$ (spamming marginalised)
         "Crowds with spammers: annotators who sometimes answer at random.",
         "Hovy et al. (2013), NAACL (MACE); Paun et al. (2018), TACL.",
     ),
+    "hierarchical_dawid_skene": (
+        HierarchicalDawidSkene,
+        "Hierarchical Dawid–Skene",
+        r"""$\mu_{kl} \sim \mathcal{N}(m, 1)$, $\sigma \sim \mathrm{HalfNormal}(1)$,
+$z_{jkl} \sim \mathcal{N}(0, 1)$, $\theta_{jk} = \mathrm{softmax}(\beta_{jk})$ with
+$\beta_{jkl} = \mu_{kl} + \sigma z_{jkl}$ for $l \ne k$ and $\beta_{jkk} = 0$;
+$m = \log\frac{1-q}{(K-1)q}$ puts the typical annotator's accuracy at `prior_accuracy`
+$q = 0.7$. EM holds $\sigma$ fixed and estimates it by empirical Bayes between EM runs
+(marginal likelihood at the most probable classes, annotator logits integrated out by
+importance sampling); EM intervals are Laplace; NUTS samples $\sigma$ (non-centred).""",
+        "Many annotators with few labels each (partial pooling), label-specific biases.",
+        "Paun et al. (2018), TACL (the hierarchical Dawid–Skene model).",
+    ),
+    "item_difficulty": (
+        ItemDifficulty,
+        "Item difficulty (logistic random effects)",
+        r"""$a_j \sim \mathcal{N}(\mathrm{logit}\,q, 1)$, $d_i \sim \mathcal{N}(0, 1)$;
+$p(y_{ij}=l \mid z_i=k) = \sigma(a_j - d_i)$ if $l=k$, else
+$(1-\sigma(a_j - d_i))/(K-1)$ ($q = 0.7$). Annotator accuracy is reported on an item of
+typical difficulty ($d=0$); EM intervals are Laplace (difficulties integrated out).""",
+        "Items that differ in difficulty; no label-specific biases expected (like one-coin).",
+        "Whitehill et al. (2009), NeurIPS (GLAD); Paun et al. (2018), TACL.",
+    ),
 }
 
 
@@ -82,12 +107,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=str(ROOT.parent / "shared" / "datasets"))
     ap.add_argument("--out", default=str(ROOT / "models"))
+    ap.add_argument("--only", nargs="*", help="card keys to (re)write; others keep their rows")
     args = ap.parse_args()
+    cards = {k: v for k, v in CARDS.items() if not args.only or k in args.only}
     folders = sorted(p for p in Path(args.datasets).iterdir() if (p / "labels.csv").exists())
     rows = []
     for folder in folders:
         df, gold = load(folder)
-        for key, (cls, *_rest) in CARDS.items():
+        for key, (cls, *_rest) in cards.items():
             t0 = time.perf_counter()
             model = cls().fit(df)
             secs = time.perf_counter() - t0
@@ -97,7 +124,7 @@ def main() -> None:
     res = pd.DataFrame(rows, columns=["model", "dataset", "accuracy", "log_loss", "seconds"])
     out = Path(args.out)
     out.mkdir(exist_ok=True)
-    for key, (cls, title, story, when, refs) in CARDS.items():
+    for key, (cls, title, story, when, refs) in cards.items():
         r = res[res.model == key]
         table = ["| dataset | accuracy | mean gold log-loss | EM seconds |", "|---|---:|---:|---:|"]
         for _, row in r.iterrows():
@@ -128,7 +155,11 @@ Accuracy and mean log-loss of the gold label on the gold tasks of every dataset 
 {chr(10).join(table)}
 """
         (out / f"{key}.md").write_text(text, encoding="utf-8")
-    res.to_csv(out / "bayes_results.csv", index=False)
+    old = out / "bayes_results.csv"
+    if args.only and old.exists():
+        kept = pd.read_csv(old)
+        res = pd.concat([kept[~kept.model.isin(list(cards))], res], ignore_index=True)
+    res.to_csv(old, index=False)
 
 
 if __name__ == "__main__":
