@@ -44,6 +44,33 @@ def test_em_objective_equals_numpyro_log_density():
         assert float(lp) == pytest.approx(em + float(const), rel=1e-5)
 
 
+def test_unconstrained_potential_is_the_numpyro_density():
+    # NUTS samples log-ratios z (softmax with the last logit pinned to 0): its potential
+    # must be minus the NumPyro model's log density at softmax(z) minus the log-Jacobian
+    # sum(log p) of each simplex, up to one constant
+    df, gold = cb.datasets.load("wsd")
+    ann = cb.as_annotations(df, gold=gold.iloc[:20])
+    data, hyper = em_data(ann), DawidSkene()._hyper(ann)
+    W, K = ann.n_workers, ann.n_classes
+    pot = jax.jit(lambda z: DawidSkeneModel.unconstrained_potential(z, data, hyper))
+    nuts_fn = jax.jit(lambda s: log_density(numpyro_model, (data, hyper), {}, s)[0])
+    gaps = []
+    for seed in range(3):
+        k1, k2 = jax.random.split(jax.random.PRNGKey(seed))
+        z = {
+            "confusion": jax.random.normal(k1, (W, K, K - 1)),
+            "pi": jax.random.normal(k2, (K - 1,)),
+        }
+        sites = DawidSkeneModel.sites_from_unconstrained(z, hyper)
+        log_jac = jnp.log(sites["confusion"]).sum() + jnp.log(sites["pi"]).sum()
+        gaps.append(float(pot(z)) + float(nuts_fn(sites) + log_jac))
+        back = DawidSkeneModel.unconstrained_from_params(
+            DawidSkeneModel.params_from_sites(sites, hyper), hyper
+        )
+        np.testing.assert_allclose(back["confusion"], z["confusion"], atol=1e-4)
+    assert max(gaps) - min(gaps) == pytest.approx(0.0, abs=1e-2 + 1e-5 * abs(gaps[0]))
+
+
 def test_em_intervals_cover_true_accuracy():
     # confusion rows drawn from the model's own prior, 240 annotators, ~31 labels each
     rng = np.random.default_rng(0)

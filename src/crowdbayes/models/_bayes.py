@@ -32,7 +32,13 @@ import pandas as pd
 from ..base import Aggregator, check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData, e_step, em_data, posterior, run_em
-from ..inference.nuts import ConvergenceWarning, check_convergence, run_nuts, to_inference_data
+from ..inference.nuts import (
+    ConvergenceWarning,
+    check_convergence,
+    run_nuts,
+    run_nuts_potential,
+    to_inference_data,
+)
 
 __all__ = [
     "BayesianAggregator",
@@ -40,6 +46,7 @@ __all__ = [
     "dirichlet_draws",
     "interval_bounds",
     "marginal_model",
+    "nuts_unconstrained",
     "quality_frame",
     "vote_shares",
 ]
@@ -57,6 +64,48 @@ def marginal_model(family: Any, data: EMData, hyper: Any) -> None:
     params = family.params_from_sites(sites, hyper)
     _, task_lp = e_step(family, params, data)
     numpyro.factor("labels", task_lp.sum())
+
+
+def nuts_unconstrained(
+    family: Any,
+    data: EMData,
+    hyper: Any,
+    em_params: Any,
+    *,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """NUTS on a family's own unconstrained parametrisation, for families that provide
+
+    - ``unconstrained_potential(z, data, hyper)``: minus the log posterior density of
+      ``z`` (EM's objective at ``params_from_unconstrained(z)`` plus the log-Jacobian),
+      the same distribution as :func:`marginal_model`;
+    - ``unconstrained_from_params(params, hyper) -> z`` (chains start at the EM estimate);
+    - ``sites_from_unconstrained(z, hyper) -> dict``: the sites of ``sample_sites``.
+
+    Returns draws of the sites, ``[chains, draws, ...]``, as :func:`run_nuts` does."""
+    z0 = family.unconstrained_from_params(em_params, hyper)
+    z, _ = run_nuts_potential(
+        family.unconstrained_potential,
+        z0,
+        data,
+        hyper,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        seed=seed,
+    )
+    sites = _sites_from_unconstrained_jit(family, z, hyper)
+    return {k: np.asarray(v) for k, v in sites.items()}
+
+
+def _sites_from_unconstrained(family: Any, z: Any, hyper: Any) -> dict[str, jnp.ndarray]:
+    return dict(jax.vmap(jax.vmap(lambda x: family.sites_from_unconstrained(x, hyper)))(z))
+
+
+_sites_from_unconstrained_jit = jax.jit(_sites_from_unconstrained, static_argnums=0)
 
 
 def em_objective(family: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
@@ -257,18 +306,30 @@ class BayesianAggregator(Aggregator):
 
     def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
         family = self._family
-        init = {k: np.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
-        draws = run_nuts(
-            partial(marginal_model, family),
-            data,
-            hyper,
-            num_warmup=int(self.num_warmup),
-            num_samples=int(self.num_samples),
-            num_chains=int(self.num_chains),
-            seed=int(self.seed),
-            progress=bool(self.progress),
-            init_values=init,
-        )
+        if hasattr(family, "unconstrained_potential"):
+            draws = nuts_unconstrained(
+                family,
+                data,
+                hyper,
+                em_params,
+                num_warmup=int(self.num_warmup),
+                num_samples=int(self.num_samples),
+                num_chains=int(self.num_chains),
+                seed=int(self.seed),
+            )
+        else:
+            init = {k: np.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
+            draws = run_nuts(
+                partial(marginal_model, family),
+                data,
+                hyper,
+                num_warmup=int(self.num_warmup),
+                num_samples=int(self.num_samples),
+                num_chains=int(self.num_chains),
+                seed=int(self.seed),
+                progress=bool(self.progress),
+                init_values=init,
+            )
         self.draws_ = draws
         C, D = next(iter(draws.values())).shape[:2]
         mean_post, task_lp, conf, log_pi = _summarise_jit(family, self._flat_sites(), data, hyper)

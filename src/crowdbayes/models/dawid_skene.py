@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import Annotations
-from ..inference.em import EMData, em_data
+from ..inference.em import EMData, e_step, em_data
 from ._bayes import BayesianAggregator, dirichlet_draws, marginal_model, vote_shares
 
 __all__ = [
@@ -66,6 +66,12 @@ def confusion_pseudo_counts(n_classes: int, strength: float, accuracy: float) ->
     counts = np.full((n_classes, n_classes), off)
     np.fill_diagonal(counts, strength * accuracy)
     return counts
+
+
+def _log_softmax_pinned(logits: jnp.ndarray) -> jnp.ndarray:
+    """``log_softmax`` over the last axis of ``logits`` with a 0 appended."""
+    zero = jnp.zeros((*logits.shape[:-1], 1), logits.dtype)
+    return jax.nn.log_softmax(jnp.concatenate([logits, zero], axis=-1), axis=-1)
 
 
 def _safe_log(x: jnp.ndarray) -> jnp.ndarray:
@@ -135,6 +141,39 @@ class DawidSkeneModel:
     @staticmethod
     def confusion(params: DSParams) -> jnp.ndarray:
         return jnp.exp(params.log_confusion)
+
+    # ---- NUTS on log-ratio coordinates (see models/_bayes.py: nuts_unconstrained)
+    @staticmethod
+    def params_from_unconstrained(z: dict[str, jnp.ndarray]) -> DSParams:
+        """Softmax of logits whose last entry is pinned to 0 (additive log-ratios):
+        ``z["confusion"]`` ``[W, K, L - 1]``, ``z["pi"]`` ``[K - 1]``."""
+        return DSParams(_log_softmax_pinned(z["confusion"]), _log_softmax_pinned(z["pi"]))
+
+    @staticmethod
+    def unconstrained_potential(
+        z: dict[str, jnp.ndarray], data: EMData, hyper: DSHyper
+    ) -> jnp.ndarray:
+        """Minus the log posterior density of the log-ratios (up to a constant): EM's
+        objective plus the log-Jacobian ``sum(log p)`` of every simplex. A Dirichlet(alpha)
+        in these coordinates has density ``prod p**alpha``: smooth and log-concave."""
+        params = DawidSkeneModel.params_from_unconstrained(z)
+        _, task_lp = e_step(DawidSkeneModel, params, data)
+        log_prior = ((hyper.confusion_counts + 1.0) * params.log_confusion).sum() + (
+            (hyper.class_counts + 1.0) * params.log_pi
+        ).sum()
+        return -(task_lp.sum() + log_prior)
+
+    @staticmethod
+    def unconstrained_from_params(params: DSParams, hyper: DSHyper) -> dict[str, jnp.ndarray]:
+        lc, lp = params.log_confusion, params.log_pi
+        return {"confusion": lc[..., :-1] - lc[..., -1:], "pi": lp[:-1] - lp[-1:]}
+
+    @staticmethod
+    def sites_from_unconstrained(
+        z: dict[str, jnp.ndarray], hyper: DSHyper
+    ) -> dict[str, jnp.ndarray]:
+        params = DawidSkeneModel.params_from_unconstrained(z)
+        return {"confusion": jnp.exp(params.log_confusion), "pi": jnp.exp(params.log_pi)}
 
     @staticmethod
     def em_draws(
