@@ -126,13 +126,14 @@ def _sample_chains(
             max_tree_depth=max_tree_depth,
             rng_key=key,
         )
-        state = jax.lax.fori_loop(0, num_warmup, lambda i, s: sample_kernel(s), state)
 
         def draw(s: Any, _: None) -> tuple[Any, tuple[Any, jnp.ndarray]]:
             s = sample_kernel(s)
             return s, (s.z, s.num_steps)
 
-        return jax.lax.scan(draw, state, None, length=num_samples)[1]
+        # one loop over warm-up and draws: the kernel is traced and compiled once
+        out = jax.lax.scan(draw, state, None, length=num_warmup + num_samples)[1]
+        return jax.tree_util.tree_map(lambda x: x[num_warmup:], out)
 
     return jax.vmap(chain)(keys)
 
