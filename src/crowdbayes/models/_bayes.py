@@ -15,7 +15,11 @@ A model family is a class of static functions. For EM it follows
 
 :func:`marginal_model` is the NumPyro model of any family: the true class is
 marginalised by log-sum-exp inside :func:`~crowdbayes.inference.em.e_step`, the
-one function EM also uses, so the two engines share one likelihood.
+one function EM also uses, so the two engines share one likelihood. A family that
+also provides ``unconstrained_potential`` (with ``unconstrained_from_params`` and
+``sites_from_unconstrained``; see :func:`nuts_unconstrained`) is sampled on its own
+unconstrained coordinates instead: the same posterior through the same ``e_step``,
+with cheaper gradients and one compiled program for all chains.
 """
 
 from __future__ import annotations
