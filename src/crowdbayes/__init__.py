@@ -19,10 +19,13 @@ from .models.class_conditional import ClassConditionalDawidSkene
 from .models.crowdlab import CrowdLab
 from .models.dawid_skene import DawidSkene
 from .models.gold_majority_vote import GoldMajorityVote
+from .models.hierarchical import HierarchicalDawidSkene
+from .models.item_difficulty import ItemDifficulty
 from .models.mace import MACE
 from .models.majority_vote import MajorityVote
 from .models.one_coin import OneCoinDawidSkene
 from .qc import suspicious_tasks
+from .recommend import CalibratedDawidSkene, recommended
 
 __version__ = "0.1.0"
 
@@ -32,11 +35,14 @@ __all__ = [
     "Annotations",
     "AnnotationsError",
     "BayesianCrowdLab",
+    "CalibratedDawidSkene",
     "ClassConditionalDawidSkene",
     "ConvergenceWarning",
     "CrowdLab",
     "DawidSkene",
     "GoldMajorityVote",
+    "HierarchicalDawidSkene",
+    "ItemDifficulty",
     "MajorityVote",
     "NotFittedError",
     "OneCoinDawidSkene",
@@ -50,6 +56,7 @@ __all__ = [
     "qc",
     "read_platform_export",
     "read_table",
+    "recommended",
     "report",
     "suspicious_tasks",
 ]
