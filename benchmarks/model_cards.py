@@ -30,8 +30,8 @@ CARDS = {
     "dawid_skene": (
         DawidSkene,
         "Dawid–Skene",
-        r"""$\pi \sim \mathrm{Dir}(1 + c)$, $\theta_{jk} \sim \mathrm{Dir}(1 + P_k)$,
-$z_i \sim \mathrm{Cat}(\pi)$, $y_{ij} \mid z_i = k \sim \mathrm{Cat}(\theta_{jk})$.
+        r"""$\theta_{jk} \sim \mathrm{Dir}(1 + P_k)$,
+$y_{ij} \mid z_i = k \sim \mathrm{Cat}(\theta_{jk})$.
 $P$ puts `prior_strength * prior_accuracy` (default 2 x 0.7) on the diagonal, the rest evenly.""",
         "Plenty of labels per annotator; annotators with label-specific biases.",
         "Dawid & Skene (1979), Applied Statistics 28(1); Paun et al. (2018), TACL.",
