@@ -103,6 +103,19 @@ def score(model: cb.Aggregator, gold: pd.Series) -> tuple[float, float]:
     return acc, float(-np.log(np.clip(p, 1e-6, 1)).mean())
 
 
+OWN_SECTIONS = ("Generative story", "When to use", "References", "Results")
+
+
+def kept_sections(path: Path) -> str:
+    """Sections of an existing card that this script does not write (for example the
+    interval coverage that ``benchmarks/coverage.py`` adds), to append unchanged."""
+    if not path.exists():
+        return ""
+    parts = path.read_text(encoding="utf-8").split("\n## ")[1:]
+    kept = [p for p in parts if not p.startswith(OWN_SECTIONS)]
+    return "".join("\n## " + p.rstrip("\n") + "\n" for p in kept)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=str(ROOT.parent / "shared" / "datasets"))
@@ -154,7 +167,8 @@ Accuracy and mean log-loss of the gold label on the gold tasks of every dataset 
 
 {chr(10).join(table)}
 """
-        (out / f"{key}.md").write_text(text, encoding="utf-8")
+        path = out / f"{key}.md"
+        path.write_text(text + kept_sections(path), encoding="utf-8")
     old = out / "bayes_results.csv"
     if args.only and old.exists():
         kept = pd.read_csv(old)
