@@ -27,8 +27,8 @@ import pandas as pd
 
 from . import datasets
 from .base import Aggregator
-from .data import Annotations, AnnotationsError, as_annotations, read_table
-from .io import read_annotations
+from .data import Annotations, AnnotationsError, as_annotations
+from .io import read_annotations, read_gold_file
 from .models.dawid_skene import DawidSkene
 from .models.majority_vote import MajorityVote
 from .report import add_report_command
@@ -68,26 +68,7 @@ def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None
         gold = ann.gold_series()
         ann = ann.with_gold(None)
     if args.gold is not None:
-        gold_table = read_table(args.gold)
-        if gold_table.shape[1] < 2:
-            raise AnnotationsError(
-                f"{args.gold}: gold file needs two columns (task, label); got {list(gold_table.columns)}"
-            )
-        cols = (
-            ["task", "label"]
-            if {"task", "label"} <= set(gold_table.columns)
-            else list(gold_table.columns[:2])
-        )
-        raw = gold_table.set_index(cols[0])[cols[1]]
-        # gold values arrive as text: match them to the class vocabulary's own values
-        by_text = {str(c): c for c in ann.classes}
-        unknown = sorted(set(raw.astype(str)) - set(by_text))
-        if unknown:
-            raise AnnotationsError(
-                f"{args.gold}: gold label {unknown[0]!r} is not among the labels annotators gave "
-                f"({list(ann.classes)})"
-            )
-        gold = raw.astype(str).map(by_text)
+        gold = read_gold_file(args.gold, ann)
         try:
             ann.with_gold(gold)  # validates task ids
         except AnnotationsError as err:

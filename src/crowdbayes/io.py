@@ -336,3 +336,35 @@ def _read_long(
     if inputs is not None:
         inputs = inputs.reindex(ann.task_ids)
     return replace(ann, task_inputs=inputs)
+
+
+def read_gold_file(path: str | os.PathLike[str], ann: Annotations) -> pd.Series:
+    """Gold labels from a file (columns ``task, label``, else its first two), matched to
+    ``ann``'s task ids and label values by their text (a CSV gives text; the annotations
+    may hold numbers). A label no annotator gave is an error naming the file and value.
+
+    >>> import tempfile, pathlib
+    >>> ann = read_annotations(pd.DataFrame({"task": [1, 1, 2], "worker": ["a", "b", "a"],
+    ...                                      "label": [0, 1, 1]}))
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "gold.csv"
+    >>> _ = f.write_text("task,label\\n2,1\\n")
+    >>> read_gold_file(f, ann).to_dict()
+    {2: 1}
+    """
+    table = read_table(path)
+    if table.shape[1] < 2:
+        raise AnnotationsError(
+            f"{path}: gold file needs two columns (task, label); got {list(table.columns)}"
+        )
+    cols = ["task", "label"] if {"task", "label"} <= set(table.columns) else list(table.columns[:2])
+    raw = table.set_index(cols[0])[cols[1]]
+    by_text = {str(c): c for c in ann.classes}
+    unknown = sorted(set(raw.astype(str)) - set(by_text))
+    if unknown:
+        raise AnnotationsError(
+            f"{path}: gold label {unknown[0]!r} is not among the labels annotators gave "
+            f"({list(ann.classes)})"
+        )
+    by_task = {str(t): t for t in ann.task_ids}
+    index = [by_task.get(str(t), t) for t in raw.index]
+    return pd.Series(raw.astype(str).map(by_text).to_numpy(), index=index)

@@ -34,7 +34,7 @@ import pandas as pd
 
 from .base import Aggregator, check_is_fitted
 from .data import Annotations, AnnotationsError, GoldLike
-from .io import read_annotations
+from .io import read_annotations, read_gold_file
 from .metrics import (
     fleiss_kappa,
     gold_accuracy,
@@ -339,28 +339,6 @@ def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
     return rep
 
 
-def _read_gold_file(path: str, ann: Annotations) -> pd.Series:
-    from .data import read_table
-
-    table = read_table(path)
-    if table.shape[1] < 2:
-        raise AnnotationsError(
-            f"{path}: gold file needs two columns (task, label); got {list(table.columns)}"
-        )
-    cols = ["task", "label"] if {"task", "label"} <= set(table.columns) else list(table.columns[:2])
-    raw = table.set_index(cols[0])[cols[1]]
-    by_text = {str(c): c for c in ann.classes}
-    unknown = sorted(set(raw.astype(str)) - set(by_text))
-    if unknown:
-        raise AnnotationsError(
-            f"{path}: gold label {unknown[0]!r} is not among the labels annotators gave "
-            f"({list(ann.classes)})"
-        )
-    by_task = {str(t): t for t in ann.task_ids}
-    index = [by_task.get(str(t), t) for t in raw.index]
-    return pd.Series(raw.astype(str).map(by_text).to_numpy(), index=index)
-
-
 def run_report(args: argparse.Namespace) -> int:
     """Handler of ``crowdbayes report`` (errors propagate as AnnotationsError/ValueError)."""
     from . import datasets
@@ -392,7 +370,7 @@ def run_report(args: argparse.Namespace) -> int:
             label_field=args.label_field,
         )
         if args.gold is not None:
-            extra = _read_gold_file(args.gold, ann)
+            extra = read_gold_file(args.gold, ann)
             merged = pd.concat(
                 [ann.gold_series(), extra[~extra.index.isin(ann.task_ids[ann.gold >= 0])]]
             )
