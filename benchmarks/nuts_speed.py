@@ -4,10 +4,12 @@ The plain version is what one would write by hand in NumPyro: a Dirichlet confus
 matrix per annotator, one ``factor`` with log-sum-exp over classes (per-label log
 probabilities gathered and summed per task with ``jax.ops.segment_sum``), chains run one
 after another. crowdbayes samples the same posterior (same priors, same data) through its
-scatter-free likelihood: on log-ratio coordinates of each simplex (softmax with one logit
-pinned; a Dirichlet there is ``prod p**alpha``, smooth and log-concave) instead of
-numpyro's stick-breaking, all chains vectorised in one jitted program (numpyro's NUTS
-kernel and adaptation), started at the EM estimate. Both wall times include compilation.
+segment-sum likelihood (its gradient summed by the per-annotator layout of the M-step
+rather than by autodiff's scatter): on log-ratio coordinates of each simplex (softmax with one
+logit pinned; a Dirichlet there is ``prod p**alpha``, smooth and log-concave) instead of
+numpyro's stick-breaking, all chains one after another inside one jitted program
+(numpyro's NUTS kernel and adaptation), started at the EM estimate. Both wall times
+include compilation.
 
 Prints wall time, minimum bulk ESS and maximum R-hat (ArviZ, over every parameter) for
 both, and the ratio of ESS per second.

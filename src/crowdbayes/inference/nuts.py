@@ -112,9 +112,11 @@ def _sample_chains(
     num_samples: int,
     target_accept_prob: float,
     max_tree_depth: int,
+    chain_method: str,
 ) -> tuple[Any, jnp.ndarray]:
-    """All chains (vmapped over ``keys``) from ``init_params``: warm-up, then draws of the
-    unconstrained parameters and the number of leapfrog steps of each draw."""
+    """All chains (one per key; vmapped, or one after another by ``lax.map``) from
+    ``init_params``: warm-up, then draws of the unconstrained parameters and the number
+    of leapfrog steps of each draw."""
     from numpyro.infer.hmc import hmc
 
     def chain(key: jnp.ndarray) -> tuple[Any, jnp.ndarray]:
@@ -135,7 +137,9 @@ def _sample_chains(
         out = jax.lax.scan(draw, state, None, length=num_warmup + num_samples)[1]
         return jax.tree_util.tree_map(lambda x: x[num_warmup:], out)
 
-    return jax.vmap(chain)(keys)
+    if chain_method == "vectorized":
+        return jax.vmap(chain)(keys)
+    return jax.lax.map(chain, keys)
 
 
 _sample_chains_jit = jax.jit(
@@ -146,6 +150,7 @@ _sample_chains_jit = jax.jit(
         "num_samples",
         "target_accept_prob",
         "max_tree_depth",
+        "chain_method",
     ),
 )
 
@@ -160,13 +165,17 @@ def run_nuts_potential(
     seed: int = 0,
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
+    chain_method: str = "sequential",
 ) -> tuple[Any, np.ndarray]:
     """NUTS on ``potential(z, *args)`` (minus the log density of unconstrained ``z``, a
     pytree), every chain started at ``init_params``: numpyro's NUTS kernel with its
-    step-size and diagonal mass adaptation, all chains vectorised in one jitted program
-    (compiled once per ``potential``, shapes and settings; ``potential`` must be a
-    module-level function). Returns draws of ``z`` (leaves ``[chains, draws, ...]``) and
-    the leapfrog steps of each draw ``[chains, draws]``.
+    step-size and diagonal mass adaptation, all chains in one jitted program (compiled
+    once per ``potential``, shapes and settings; ``potential`` must be a module-level
+    function). ``chain_method="sequential"`` (default) runs the chains one after another
+    inside that program (``lax.map``): on the CPU it traces and compiles faster than
+    ``"vectorized"`` (``vmap``), whose tree building runs every chain as long as the
+    longest one. Returns draws of ``z`` (leaves ``[chains, draws, ...]``) and the leapfrog
+    steps of each draw ``[chains, draws]``.
 
     >>> def potential(z, y):
     ...     return 0.5 * ((z - y) ** 2).sum() + 0.005 * (z**2).sum()
@@ -177,6 +186,8 @@ def run_nuts_potential(
     """
     if num_chains < 1 or num_samples < 1 or num_warmup < 0:
         raise ValueError("num_chains and num_samples must be >= 1 and num_warmup >= 0")
+    if chain_method not in ("vectorized", "sequential"):
+        raise ValueError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
     keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(num_chains))
     z, steps = _sample_chains_jit(
         potential,
@@ -187,6 +198,7 @@ def run_nuts_potential(
         num_samples=int(num_samples),
         target_accept_prob=float(target_accept_prob),
         max_tree_depth=int(max_tree_depth),
+        chain_method=chain_method,
     )
     return jax.tree_util.tree_map(np.asarray, z), np.asarray(steps)
 

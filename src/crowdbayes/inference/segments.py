@@ -41,7 +41,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["MAX_BLOCKS", "MAX_WIDTH", "Segments", "bucket_widths", "choose_widths", "stable_order"]
+__all__ = [
+    "MAX_BLOCKS",
+    "MAX_WIDTH",
+    "Segments",
+    "bucket_widths",
+    "choose_widths",
+    "stable_order",
+    "transposed_sum",
+]
 
 MAX_BLOCKS = 4
 Array = jnp.ndarray | np.ndarray  # jax arrays once built; numpy while being laid out
@@ -344,3 +352,36 @@ class Segments(NamedTuple):
             else:
                 out = jax.lax.fori_loop(0, width, add, out)
         return out[:n_segments].T.reshape(*lead, n_segments)
+
+
+@jax.custom_vjp
+def transposed_sum(layout: Segments, transpose: Segments, table: jnp.ndarray) -> jnp.ndarray:
+    """``layout.sum(table)``, differentiated by ``transpose.sum``.
+
+    ``transpose`` must be ``layout`` with the roles of segments and keys swapped (built
+    from the same items): the gradient of a keyed segment sum with respect to its
+    table sums the output cotangent over the items of each key, which ``transpose``
+    does with its own layout, where autodiff of the gathers would scatter-add every
+    item into the class-major table (several times slower on the CPU).
+
+    >>> items, keys = np.array([0, 2, 0]), np.array([1, 0, 1])
+    >>> fwd = Segments.build(items, n_segments=3, keys=keys, n_keys=2)
+    >>> back = Segments.build(keys, n_segments=2, keys=items, n_keys=3)
+    >>> g = jax.grad(lambda t: (transposed_sum(fwd, back, t) * jnp.arange(3.0)).sum())
+    >>> g(jnp.array([[10.0, 20.0]])).tolist()   # key 0 feeds segment 2, key 1 segment 0 twice
+    [[2.0, 0.0]]
+    """
+    return layout.sum(table)
+
+
+def _transposed_sum_fwd(
+    layout: Segments, transpose: Segments, table: jnp.ndarray
+) -> tuple[jnp.ndarray, Segments]:
+    return layout.sum(table), transpose
+
+
+def _transposed_sum_bwd(transpose: Segments, cotangent: jnp.ndarray) -> tuple[None, None, Array]:
+    return None, None, transpose.sum(cotangent)
+
+
+transposed_sum.defvjp(_transposed_sum_fwd, _transposed_sum_bwd)

@@ -33,6 +33,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData, e_step, em_data
+from ..inference.segments import Segments, transposed_sum
 from ._bayes import BayesianAggregator, dirichlet_draws, marginal_model, vote_shares
 
 __all__ = [
@@ -87,6 +88,8 @@ class DawidSkeneModel:
     def log_lik(params: DSParams, data: EMData) -> jnp.ndarray:
         W, K, L = params.log_confusion.shape
         table = jnp.transpose(params.log_confusion, (1, 0, 2)).reshape(K, W * L)
+        if isinstance(data.by_task, Segments):  # gradients (NUTS) by the per-annotator layout
+            return transposed_sum(data.by_task, data.by_worker_label, table)
         return data.by_task.sum(table)
 
     @staticmethod
@@ -229,7 +232,8 @@ class DawidSkene(BayesianAggregator):
         EM gives the MAP estimate (intervals from the Dirichlet posterior given the
         expected counts); NUTS samples the posterior (started at the EM estimate).
     num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
-        NUTS warm-up and draws per chain, and chains (run vectorised).
+        NUTS warm-up and draws per chain, and chains (one after another, in one
+        compiled program).
     seed : int, default 0
         Seeds NUTS and the draws behind EM's intervals.
     max_iter : int, default 100
