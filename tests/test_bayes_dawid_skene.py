@@ -90,6 +90,36 @@ def test_em_intervals_cover_true_accuracy():
     np.testing.assert_allclose(again["accuracy_lower"], q["accuracy_lower"])
 
 
+@pytest.mark.slow
+def test_nuts_intervals_cover_true_accuracy():
+    # the NUTS side of parameter recovery (benchmarks/coverage.py runs every model):
+    # 200 annotators, confusion rows from the model's own prior, ~25 labels each
+    rng = np.random.default_rng(0)
+    conf = dirichlet_confusion(200, 3, strength=10.0, accuracy=0.8, rng=rng)
+    pi = np.full(3, 1 / 3)
+    df, _ = sample_labels(conf, pi, n_tasks=1000, labels_per_task=5, rng=rng)
+    kw = {"prior_strength": 10.0, "prior_accuracy": 0.8}
+    ds = DawidSkene(method="nuts", num_warmup=150, num_samples=150, num_chains=2, seed=1, **kw)
+    with warnings.catch_warnings():  # few draws: R-hat of a confusion cell may pass 1.01
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ds.fit(df)
+    q = ds.annotator_quality(interval=0.9).loc[np.arange(200)]
+    true_acc = accuracy(conf, pi)
+    inside = (q["accuracy_lower"] <= true_acc) & (true_acc <= q["accuracy_upper"])
+    assert 0.8 <= inside.mean() <= 0.97
+    assert np.corrcoef(q["accuracy"], true_acc)[0, 1] > 0.4
+    acc_draws = ds.idata_.posterior["accuracy"].values
+    assert check_convergence({"accuracy": acc_draws}, warn=False).loc["accuracy", "r_hat"] < 1.05
+    # EM's intervals on the same data: they cover too, and overlap NUTS's
+    q_em = DawidSkene(**kw).fit(df).annotator_quality(interval=0.9).loc[np.arange(200)]
+    inside_em = (q_em["accuracy_lower"] <= true_acc) & (true_acc <= q_em["accuracy_upper"])
+    assert 0.8 <= inside_em.mean() <= 0.97
+    overlap = (q["accuracy_lower"] <= q_em["accuracy_upper"]) & (
+        q_em["accuracy_lower"] <= q["accuracy_upper"]
+    )
+    assert overlap.mean() >= 0.95
+
+
 def test_defaults_keep_accuracy():
     for name, floor in (("rte", 0.925), ("bluebirds", 0.88)):
         df, gold = cb.datasets.load(name)
