@@ -19,9 +19,11 @@ from crowdbayes.inference.nuts import ConvergenceWarning
 from crowdbayes.models._bayes import em_objective, marginal_model
 from crowdbayes.models.dawid_skene import DawidSkene
 from crowdbayes.models.hierarchical import (
+    HDSHyper,
     HDSParams,
     HierarchicalDawidSkene,
     HierarchicalDawidSkeneModel,
+    _log_marginal,
     full_logits,
 )
 
@@ -89,6 +91,22 @@ def test_em_recovers_scale_and_intervals_cover():
     qt = tight.annotator_quality(interval=0.9).loc[np.arange(240)]
     assert ((qt["accuracy_lower"] <= true_acc) & (true_acc <= qt["accuracy_upper"])).mean() < 0.6
     assert tight.population_scale_ == pytest.approx(0.2)
+
+
+@pytest.mark.slow
+def test_empirical_bayes_marginal_is_right_for_large_crowds():
+    # 32 importance draws x 600 annotators x 3 x 2 logits: vectorised over the draws, XLA's
+    # CPU fusion gave wrong log marginals past ~65,000 logits (and a wrong scale)
+    rng = np.random.default_rng(0)
+    W, K = 600, 3
+    E = jnp.asarray(rng.poisson(2.0, (W, K, K)) + 6 * np.eye(K), jnp.float32)
+    f32 = jnp.float32
+    hyper = HDSHyper(f32(-1.8), f32(1.0), f32(1.0), f32(0.8), jnp.ones(K, f32))
+    eps = jax.random.normal(jax.random.PRNGKey(0), (32, W, K, K - 1))
+    jitted = float(jax.jit(_log_marginal)(jnp.float32(0.8), E, hyper, eps))
+    with jax.disable_jit():
+        eager = float(_log_marginal(jnp.float32(0.8), E, hyper, eps))
+    assert jitted == pytest.approx(eager, rel=1e-5)
 
 
 def test_real_data_at_least_as_accurate_as_dawid_skene():

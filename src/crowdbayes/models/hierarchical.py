@@ -163,13 +163,17 @@ def _log_marginal(
     b, mu = _newton(E, h)
     _, A = _curvature(E, b, sigma)
     chol = jnp.linalg.cholesky(jnp.linalg.inv(A))
-    draws = b + jnp.einsum("wkab,swkb->swka", chol, eps)
-    log_conf = jax.nn.log_softmax(full_logits(draws), axis=-1)  # [S, W, K, K]
-    log_lik = (E * log_conf).sum(-1)  # [S, W, K]
-    log_p = (-0.5 * ((draws - mu) / sigma) ** 2).sum(-1) - (E.shape[-1] - 1) * jnp.log(sigma)
     log_det = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    log_q = -0.5 * (eps**2).sum(-1) - log_det
-    log_w = log_lik + log_p - log_q
+
+    def one_draw(e: jnp.ndarray) -> jnp.ndarray:  # [W, K]: log weights of one draw per row
+        draws = b + jnp.einsum("wkab,wkb->wka", chol, e)
+        log_lik = (E * jax.nn.log_softmax(full_logits(draws), axis=-1)).sum(-1)
+        log_p = (-0.5 * ((draws - mu) / sigma) ** 2).sum(-1) - (E.shape[-1] - 1) * jnp.log(sigma)
+        return log_lik + log_p + 0.5 * (e**2).sum(-1) + log_det
+
+    # one draw at a time: vectorised over the draws as well, XLA's CPU fusion of these
+    # broadcasts and reductions gave wrong values beyond ~65,000 logits (jax 0.10.2)
+    log_w = jax.lax.map(one_draw, eps)  # [S, W, K]
     rows = jax.nn.logsumexp(log_w, axis=0) - jnp.log(eps.shape[0])
     prior = -0.5 * (((mu - hyper.mean_logit) / hyper.mean_scale) ** 2).sum()
     return rows.sum() + prior - 0.5 * (sigma / hyper.scale_prior) ** 2
