@@ -1,4 +1,5 @@
-"""Sharded EM on 4 host devices gives the one-device results (labels; confusions to 1e-5).
+"""Sharded EM on 4 host devices gives the one-device results (labels; confusions to 1e-5),
+for Dawid-Skene and the other EM families that take ``devices=``.
 
 JAX fixes its device count at start-up, so the comparison runs in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
@@ -41,6 +42,18 @@ SCRIPT = textwrap.dedent(
             "loglik_len": int(conv.log_likelihood().shape[0]),
             "n_tasks": one.annotations_.n_tasks,
         }
+    # the other EM families shard the same way
+    for cls in (cb.OneCoinDawidSkene, cb.ClassConditionalDawidSkene, cb.MACE):
+        ann, _ = cb.datasets.load("rte")
+        one = cls(max_iter=30, tol=0).fit(ann)
+        four = cls(max_iter=30, tol=0, devices=4).fit(ann)
+        out[cls.__name__] = {
+            "same_labels": bool((one.predict() == four.predict()).all()),
+            "conf": float(np.abs(one.confusion_ - four.confusion_).max()),
+            "accuracy": float(
+                np.abs(one.annotator_quality()["accuracy"] - four.annotator_quality()["accuracy"]).max()
+            ),
+        }
     # the per-label layout sums like the one-device one
     ann = cb.as_annotations(cb.datasets.load("wsd")[0])
     src = np.random.default_rng(0).random((3, ann.n_labels)).astype(np.float32)
@@ -76,6 +89,9 @@ def test_four_host_devices_match_one_device():
         assert r["conf"] < 1e-5 and r["prior"] < 1e-5 and r["proba"] < 1e-4, (name, r)
         assert r["n_iter"][0] == r["n_iter"][1], (name, r)
         assert r["loglik_len"] == r["n_tasks"]
+    for name in ("OneCoinDawidSkene", "ClassConditionalDawidSkene", "MACE"):
+        r = out[name]
+        assert r["same_labels"] and r["conf"] < 1e-5 and r["accuracy"] < 1e-5, (name, r)
     assert out["per_label"] < 1e-4
 
 

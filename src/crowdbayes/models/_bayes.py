@@ -234,7 +234,9 @@ class BayesianAggregator(Aggregator):
 
     Subclasses set ``_family`` and implement ``_hyper(ann)``; their constructors take the
     common parameters ``method``, ``num_warmup``, ``num_samples``, ``num_chains``,
-    ``seed``, ``max_iter``, ``tol``, ``progress``.
+    ``seed``, ``max_iter``, ``tol``, ``progress``; those that take ``devices`` (a count
+    or a list of JAX devices) shard their EM fit's labels across those devices
+    (:mod:`crowdbayes.inference.sharding`); NUTS ignores it.
 
     Fitted attributes: ``proba_``; ``params_`` (EM estimate; NUTS starts from it);
     ``confusion_`` ``[W, K, K]`` and ``class_prior_`` (EM: MAP; NUTS: posterior mean);
@@ -260,13 +262,26 @@ class BayesianAggregator(Aggregator):
         raise NotImplementedError
 
     def _em_data(self, ann: Annotations) -> EMData:
-        return em_data(ann)
+        return em_data(ann, devices=self._shard_devices())
+
+    def _shard_devices(self) -> Any:
+        """The ``devices`` to shard the running EM fit over (None: one device)."""
+        return getattr(self, "devices", None) if getattr(self, "_shard", False) else None
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
     # ---------------------------------------------------------------- fit
     def _fit(self, ann: Annotations) -> None:
+        self._shard = getattr(self, "devices", None) is not None and self.method == "em"
+        try:
+            self._fit_sharded(ann)
+        finally:
+            if self._shard:
+                self.__dict__.pop("data_", None)  # later uses rebuild one-device layouts
+            self._shard = False
+
+    def _fit_sharded(self, ann: Annotations) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if int(self.max_iter) < 1:

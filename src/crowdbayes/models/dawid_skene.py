@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import Annotations
-from ..inference.em import EMData, e_step, em_data
+from ..inference.em import EMData, e_step
 from ..inference.segments import Segments, transposed_sum
 from ._bayes import BayesianAggregator, dirichlet_draws, marginal_model, vote_shares
 
@@ -288,18 +288,6 @@ class DawidSkene(BayesianAggregator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.seed = seed
-
-    def _fit(self, ann: Annotations) -> None:
-        self._shard = self.devices is not None and self.method == "em"
-        try:
-            super()._fit(ann)
-        finally:
-            if self._shard:
-                self.__dict__.pop("data_", None)  # later uses rebuild one-device layouts
-            self._shard = False
-
-    def _em_data(self, ann: Annotations) -> EMData:
-        return em_data(ann, devices=self.devices if getattr(self, "_shard", False) else None)
 
     def _hyper(self, ann: Annotations | int) -> DSHyper:
         n_classes = ann if isinstance(ann, int) else ann.n_classes

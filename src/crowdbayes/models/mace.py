@@ -225,8 +225,9 @@ class MACE(BayesianAggregator):
     spam_prior_strength : float, default 1.0
         Dirichlet pseudo-count per label of each spamming distribution.
     class_prior_strength : float, default 1.0
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
-        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
+        the EM fit's labels across JAX devices).
     """
 
     _family = MACEModel
@@ -250,6 +251,7 @@ class MACE(BayesianAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
+        devices: Any = None,
     ) -> None:
         self.prior_strength = prior_strength
         self.prior_competence = prior_competence
@@ -263,6 +265,7 @@ class MACE(BayesianAggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.devices = devices
 
     def _hyper(self, ann: Annotations) -> Any:
         s, q = float(self.prior_strength), float(self.prior_competence)

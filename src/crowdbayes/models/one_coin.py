@@ -150,8 +150,9 @@ class OneCoinDawidSkene(BayesianAggregator):
     prior_strength, prior_accuracy : float, default 2.0, 0.7
         The accuracy prior is Beta(1 + strength * accuracy, 1 + strength * (1 - accuracy)).
     class_prior_strength : float, default 1.0
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
-        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
+        the EM fit's labels across JAX devices).
     """
 
     _family = OneCoinModel
@@ -170,6 +171,7 @@ class OneCoinDawidSkene(BayesianAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
+        devices: Any = None,
     ) -> None:
         self.prior_strength = prior_strength
         self.prior_accuracy = prior_accuracy
@@ -182,6 +184,7 @@ class OneCoinDawidSkene(BayesianAggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.devices = devices
 
     def _hyper(self, ann: Annotations) -> Any:
         s, q = float(self.prior_strength), float(self.prior_accuracy)
