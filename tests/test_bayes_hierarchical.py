@@ -109,12 +109,25 @@ def test_empirical_bayes_marginal_is_right_for_large_crowds():
     assert jitted == pytest.approx(eager, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_real_data_at_least_as_accurate_as_dawid_skene():
-    df, gold = cb.datasets.load("bluebirds")
-    h = HierarchicalDawidSkene().fit(df)
-    acc = (h.predict().loc[gold.index] == gold).mean()
-    ds = (DawidSkene().fit(df).predict().loc[gold.index] == gold).mean()
-    assert acc >= ds and acc >= 0.89
+    """On the bundled datasets with gold, as accurate as DawidSkene on average (0.9203
+    against 0.9190 when written), and better where annotators are few (bluebirds)."""
+    accs = {}
+    for name in cb.datasets.available():
+        df, gold = cb.datasets.load(name)
+        if len(gold):
+            hier = HierarchicalDawidSkene().fit(df)
+            accs[name] = [
+                float((m.predict().loc[gold.index] == gold).mean())
+                for m in (hier, DawidSkene().fit(df))
+            ]
+            if name == "bluebirds":
+                h = hier
+    assert len(accs) >= 5
+    mean_h, mean_ds = np.mean(list(accs.values()), axis=0)
+    assert mean_h >= mean_ds and mean_h > 0.915, accs
+    assert accs["bluebirds"][0] >= accs["bluebirds"][1] and accs["bluebirds"][0] >= 0.89
     assert h.population_confusion_.shape == (2, 2)
     assert np.allclose(h.population_confusion_.sum(1), 1.0)
     assert np.all(np.diagonal(h.population_confusion_) > 0.5)
