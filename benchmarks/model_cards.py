@@ -70,7 +70,12 @@ $m = \log\frac{1-q}{(K-1)q}$ puts the typical annotator's accuracy at `prior_acc
 $q = 0.7$. EM holds $\sigma$ fixed and estimates it by empirical Bayes between EM runs
 (marginal likelihood at the most probable classes, annotator logits integrated out by
 importance sampling); EM intervals are Laplace; NUTS samples $\sigma$ (non-centred).""",
-        "Many annotators with few labels each (partial pooling), label-specific biases.",
+        (
+            "Many annotators with few labels each (partial pooling), label-specific biases. "
+            "On the bundled datasets with gold it averages 0.9203 accuracy against plain "
+            "Dawid–Skene's 0.9190 (a test holds it there); over all 16 shared datasets "
+            "0.8525 against 0.8556."
+        ),
         "Paun et al. (2018), TACL (the hierarchical Dawid–Skene model).",
     ),
     "item_difficulty": (
@@ -101,6 +106,16 @@ def score(model: cb.Aggregator, gold: pd.Series) -> tuple[float, float]:
     cols = proba.columns.get_indexer(gold.to_numpy())
     p = proba.to_numpy()[np.arange(len(gold)), cols]
     return acc, float(-np.log(np.clip(p, 1e-6, 1)).mean())
+
+
+EM_INTERVALS = {
+    "dawid_skene": "intervals from the Dirichlet posterior of each confusion row given the expected counts",
+    "one_coin": "intervals from the Beta posterior of each accuracy given the expected counts",
+    "class_conditional": "intervals from the Beta posterior of each per-class accuracy given the expected counts",
+    "mace": "intervals from the Beta/Dirichlet posteriors given the expected counts, the truthful/spam split of right labels redrawn in each draw",
+    "hierarchical_dawid_skene": "Laplace intervals on the confusion logits",
+    "item_difficulty": "Laplace intervals with the observed information (Louis' formula)",
+}
 
 
 OWN_SECTIONS = ("Generative story", "When to use", "References", "Results")
@@ -145,14 +160,14 @@ def main() -> None:
             ll = "n/a" if np.isnan(row.log_loss) else f"{row.log_loss:.3f}"
             table.append(f"| {row.dataset} | {acc} | {ll} | {row.seconds:.1f} |")
         mean_acc = r.accuracy.mean()
-        text = f"""# {title} (`crowdbayes.models.{key}.{cls.__name__}`)
+        text = f"""# {title} (`{cls.__module__}.{cls.__name__}`)
 
 ## Generative story
 $\\pi \\sim \\mathrm{{Dir}}(1 + c)$, $z_i \\sim \\mathrm{{Cat}}(\\pi)$, and
 {story}
 
 The true class $z_i$ is marginalised by log-sum-exp (EM and NumPyro share one likelihood).
-Fit with `method="em"` (MAP; intervals from the posterior given the expected counts) or
+Fit with `method="em"` (MAP; {EM_INTERVALS[key]}) or
 `method="nuts"` (posterior draws, ArviZ `idata_`).
 
 ## When to use
