@@ -16,4 +16,5 @@ fi
 .venv/bin/ruff check src tests benchmarks docs
 .venv/bin/ruff format --check src tests benchmarks docs
 .venv/bin/mypy
-.venv/bin/python -m pytest -q
+# tests in parallel, one worker per core (most of the time is single-threaded XLA compiles)
+.venv/bin/python -m pytest -q -n auto
