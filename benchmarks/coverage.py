@@ -58,6 +58,7 @@ from crowdbayes.models.hierarchical import HierarchicalDawidSkene, full_logits  
 from crowdbayes.models.item_difficulty import ItemDifficulty  # noqa: E402
 from crowdbayes.models.mace import MACE  # noqa: E402
 from crowdbayes.models.one_coin import OneCoinDawidSkene  # noqa: E402
+from crowdbayes.simulate import assign_annotators, labels_from_confusion, true_accuracy  # noqa: E402
 
 K = 3
 CLASS_PRIOR = np.array([0.5, 0.3, 0.2])
@@ -71,28 +72,24 @@ class Sim(NamedTuple):
 
 
 def _assign(rng: np.random.Generator, W: int, T: int, per_task: int) -> tuple[np.ndarray, ...]:
-    """True classes ``[T]`` and, per label, task and annotator (distinct within a task;
-    weighted sampling without replacement by the Gumbel top-k trick)."""
+    """True classes ``[T]`` and, per label, task and annotator (distinct within a task,
+    busier annotators more often)."""
     truth = rng.choice(K, size=T, p=CLASS_PRIOR)
     log_w = ACTIVITY_SPREAD * rng.standard_normal(W)
-    keys = log_w[None, :] + rng.gumbel(size=(T, W))
-    workers = np.argsort(-keys, axis=1)[:, :per_task].ravel()
-    tasks = np.repeat(np.arange(T), per_task)
+    tasks, workers = assign_annotators(W, T, per_task, rng, log_activity=log_w)
     return truth, tasks, workers
 
 
 def _from_confusion(
     conf: np.ndarray, rng: np.random.Generator, T: int, per_task: int
 ) -> pd.DataFrame:
-    W = conf.shape[0]
-    truth, tasks, workers = _assign(rng, W, T, per_task)
-    cum = conf[workers, truth[tasks]].cumsum(axis=1)
-    labels = (rng.random(len(tasks))[:, None] > cum).sum(axis=1).clip(max=K - 1)
+    truth, tasks, workers = _assign(rng, conf.shape[0], T, per_task)
+    labels = labels_from_confusion(conf, truth, tasks, workers, rng)
     return pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
 
 
 def _accuracy(conf: np.ndarray) -> np.ndarray:
-    return np.diagonal(conf, axis1=1, axis2=2) @ CLASS_PRIOR
+    return true_accuracy(conf, CLASS_PRIOR)
 
 
 def _one_coin(acc: np.ndarray) -> np.ndarray:

@@ -8,7 +8,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from bayes_sim import accuracy, dirichlet_confusion, sample_labels
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
 
@@ -17,6 +16,8 @@ from crowdbayes.inference.em import em_data
 from crowdbayes.inference.nuts import ConvergenceWarning, check_convergence
 from crowdbayes.models._bayes import em_objective
 from crowdbayes.models.dawid_skene import DawidSkene, DawidSkeneModel, DSParams, numpyro_model
+from crowdbayes.simulate import dirichlet_confusion, sample_labels
+from crowdbayes.simulate import true_accuracy as accuracy
 
 
 def _log_beta(alpha: jnp.ndarray) -> jnp.ndarray:

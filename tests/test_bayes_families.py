@@ -7,7 +7,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from bayes_sim import sample_labels
 from numpyro.infer.util import log_density
 
 import crowdbayes as cb
@@ -17,6 +16,7 @@ from crowdbayes.models.class_conditional import ClassConditionalDawidSkene
 from crowdbayes.models.dawid_skene import DawidSkene
 from crowdbayes.models.mace import MACE, mace_confusion
 from crowdbayes.models.one_coin import OneCoinDawidSkene
+from crowdbayes.simulate import sample_labels
 
 ESTIMATORS = [OneCoinDawidSkene, ClassConditionalDawidSkene, MACE]
 

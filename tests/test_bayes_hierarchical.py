@@ -9,7 +9,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from bayes_sim import accuracy, sample_labels
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
 
@@ -26,6 +25,8 @@ from crowdbayes.models.hierarchical import (
     _log_marginal,
     full_logits,
 )
+from crowdbayes.simulate import sample_labels
+from crowdbayes.simulate import true_accuracy as accuracy
 
 FAMILY = HierarchicalDawidSkeneModel
 

@@ -13,7 +13,15 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-__all__ = ["Simulated", "simulate_dawid_skene"]
+__all__ = [
+    "Simulated",
+    "assign_annotators",
+    "dirichlet_confusion",
+    "labels_from_confusion",
+    "sample_labels",
+    "simulate_dawid_skene",
+    "true_accuracy",
+]
 
 
 class Simulated(NamedTuple):
@@ -25,7 +33,79 @@ class Simulated(NamedTuple):
     @property
     def accuracy(self) -> np.ndarray:
         """Each annotator's true accuracy under the class prior, shape (n_workers,)."""
-        return np.diagonal(self.confusion, axis1=1, axis2=2) @ self.class_prior
+        return true_accuracy(self.confusion, self.class_prior)
+
+
+def true_accuracy(confusion: np.ndarray, class_prior: np.ndarray) -> np.ndarray:
+    """``[W]``: each annotator's chance of a right label, ``sum_k pi_k confusion[w, k, k]``."""
+    return np.diagonal(confusion, axis1=1, axis2=2) @ class_prior
+
+
+def dirichlet_confusion(
+    n_workers: int, n_classes: int, strength: float, accuracy: float, rng: np.random.Generator
+) -> np.ndarray:
+    """``[W, K, K]`` confusion rows drawn from DawidSkene's prior ``Dirichlet(1 + P)``
+    (``P``: ``strength * accuracy`` on the diagonal, the rest evenly)."""
+    from .models.dawid_skene import confusion_pseudo_counts
+
+    P = confusion_pseudo_counts(n_classes, strength, accuracy)
+    g = rng.gamma(np.broadcast_to(1.0 + P, (n_workers, n_classes, n_classes)))
+    return g / g.sum(axis=-1, keepdims=True)
+
+
+def assign_annotators(
+    n_workers: int,
+    n_tasks: int,
+    labels_per_task: int,
+    rng: np.random.Generator,
+    log_activity: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per label, its task and annotator: each task gets ``labels_per_task`` distinct
+    annotators, uniformly at random, or with weights ``exp(log_activity)`` (weighted
+    sampling without replacement by the Gumbel top-k trick)."""
+    if labels_per_task > n_workers:
+        raise ValueError("labels_per_task cannot exceed n_workers")
+    if log_activity is None:
+        order = np.argsort(rng.random((n_tasks, n_workers)), axis=1)
+    else:
+        order = np.argsort(-(log_activity[None, :] + rng.gumbel(size=(n_tasks, n_workers))), axis=1)
+    return np.repeat(np.arange(n_tasks), labels_per_task), order[:, :labels_per_task].ravel()
+
+
+def labels_from_confusion(
+    confusion: np.ndarray,
+    truth: np.ndarray,
+    tasks: np.ndarray,
+    workers: np.ndarray,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """One label per (task, annotator) pair, drawn from the annotator's confusion row of
+    the task's true class."""
+    cum = confusion[workers, truth[tasks]].cumsum(axis=1)
+    return (rng.random(len(tasks))[:, None] > cum).sum(axis=1).clip(max=confusion.shape[-1] - 1)
+
+
+def sample_labels(
+    confusion: np.ndarray,
+    class_prior: np.ndarray,
+    n_tasks: int,
+    labels_per_task: int,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Labels from per-annotator confusion matrices ``[W, K, K]``: true classes from
+    ``class_prior``, ``labels_per_task`` distinct annotators per task chosen at random.
+    Returns the long table (task, worker, label) and the true classes.
+
+    >>> rng = np.random.default_rng(0)
+    >>> df, truth = sample_labels(np.tile(np.eye(2), (3, 1, 1)), np.array([0.5, 0.5]), 4, 2, rng)
+    >>> bool((df["label"].to_numpy() == truth[df["task"]]).all())   # perfect annotators
+    True
+    """
+    W, K, _ = confusion.shape
+    truth = rng.choice(K, size=n_tasks, p=class_prior)
+    tasks, workers = assign_annotators(W, n_tasks, labels_per_task, rng)
+    labels = labels_from_confusion(confusion, truth, tasks, workers, rng)
+    return pd.DataFrame({"task": tasks, "worker": workers, "label": labels}), truth
 
 
 def simulate_dawid_skene(
@@ -56,12 +136,5 @@ def simulate_dawid_skene(
     mean[:, idx, idx] = acc[:, None]
     gammas = rng.gamma(concentration * mean + 1e-3)  # Dirichlet rows, all at once
     confusion = gammas / gammas.sum(axis=2, keepdims=True)
-    truth = rng.choice(K, size=n_tasks, p=pi)
-    # distinct annotators per task: the first labels_per_task of a random permutation
-    keys = rng.random((n_tasks, n_workers))
-    workers = np.argsort(keys, axis=1)[:, :labels_per_task].ravel()
-    tasks = np.repeat(np.arange(n_tasks), labels_per_task)
-    cum = confusion[workers, truth[tasks]].cumsum(axis=1)
-    labels = (rng.random(len(tasks))[:, None] > cum).sum(axis=1).clip(max=K - 1)
-    df = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
+    df, truth = sample_labels(confusion, pi, n_tasks, labels_per_task, rng)
     return Simulated(df, pd.Series(truth, name="truth"), confusion, pi)

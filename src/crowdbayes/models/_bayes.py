@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..base import Aggregator, check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, e_step, em_data, posterior, run_em
+from ..inference.em import EMData, _e_step_jit, e_step, em_data, posterior, run_em
 from ..inference.nuts import (
     ConvergenceWarning,
     check_convergence,
@@ -261,35 +261,24 @@ class BayesianAggregator(Aggregator):
     def _hyper(self, ann: Annotations) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _em_data(self, ann: Annotations) -> EMData:
-        return em_data(ann, devices=self._shard_devices())
-
-    def _shard_devices(self) -> Any:
-        """The ``devices`` to shard the running EM fit over (None: one device)."""
-        return getattr(self, "devices", None) if getattr(self, "_shard", False) else None
+    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
+        return em_data(ann, devices=devices)
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
     # ---------------------------------------------------------------- fit
     def _fit(self, ann: Annotations) -> None:
-        self._shard = getattr(self, "devices", None) is not None and self.method == "em"
-        try:
-            self._fit_sharded(ann)
-        finally:
-            if self._shard:
-                self.__dict__.pop("data_", None)  # later uses rebuild one-device layouts
-            self._shard = False
-
-    def _fit_sharded(self, ann: Annotations) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if int(self.max_iter) < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         family = self._family
-        data = self._em_data(ann)
+        devices = getattr(self, "devices", None) if self.method == "em" else None
+        data = self._em_data(ann, devices)
         hyper = self._hyper(ann)
-        self.data_, self.hyper_ = data, hyper
+        # a sharded layout serves this fit only: later uses rebuild a one-device one
+        self.data_, self.hyper_ = (data if devices is None else None), hyper
         res = run_em(
             family,
             data,
@@ -426,7 +415,7 @@ class BayesianAggregator(Aggregator):
             m = ll.max(axis=0)
             values = m + np.log(np.exp(ll - m).mean(axis=0))
         else:
-            _, task_lp = jax.jit(e_step, static_argnums=0)(self._family, self.params_, self._data())
+            _, task_lp = _e_step_jit(self._family, self.params_, self._data())
             values = np.asarray(task_lp, dtype=np.float64)
         return pd.Series(values, index=self.annotations_.task_ids, name="log_likelihood")
 

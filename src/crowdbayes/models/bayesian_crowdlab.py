@@ -58,7 +58,13 @@ from ..data import Annotations
 from ..inference.em import EMData
 from ._bayes import BayesianAggregator, dirichlet_draws, interval_bounds, marginal_model
 from .crowdlab import PredProbsLike, align_pred_probs
-from .dawid_skene import DawidSkeneModel, DSParams, confusion_pseudo_counts, vote_shares
+from .dawid_skene import (
+    DawidSkeneModel,
+    DSParams,
+    _expected_counts_jit,
+    confusion_pseudo_counts,
+    vote_shares,
+)
 
 __all__ = [
     "BCLHyper",
@@ -225,7 +231,6 @@ class BayesianCrowdLabModel:
         return conf, np.broadcast_to(pi, (n, pi.shape[0]))
 
 
-_expected_counts_jit = jax.jit(DawidSkeneModel.expected_counts, static_argnums=2)
 _mean_class_prior_jit = jax.jit(BayesianCrowdLabModel.mean_class_prior)
 
 

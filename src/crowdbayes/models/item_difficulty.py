@@ -33,7 +33,7 @@ information: the uncertainty about which labels are right included).
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -291,8 +291,8 @@ class ItemDifficulty(BayesianAggregator):
         self.tol = tol
         self.progress = progress
 
-    def _em_data(self, ann: Annotations) -> EMData:
-        return em_data(ann, per_label=True)
+    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
+        return em_data(ann, per_label=True, devices=devices)
 
     def _hyper(self, ann: Annotations) -> IDHyper:
         K = ann.n_classes
