@@ -1,11 +1,11 @@
-"""Leave-one-dataset-out check of recommended()'s temperature constant.
+"""Leave-one-dataset-out check of recommended()'s output temperature.
 
-recommended() tempers its Dawid–Skene posterior by ``T = c * n ** p`` for a task with
-``n`` labels (``p = 0.5``, ``c = 1.5``). This script fits that Dawid–Skene prior once
-per dataset folder (``labels.csv``, ``truth.csv``), then for each tempering form picks
-``c`` on all datasets but one (lowest mean expected calibration error, 10 bins) and
-scores the one left out, so the printed held-out ECE is what a constant chosen without
-the dataset gives on it.
+recommended() runs Dawid–Skene EM at temperature ``0.4 * sqrt(n)`` for a task with ``n``
+labels and reports the posterior at ``T = c * n ** p`` (``p = 0.5``, ``c = 1.7``). This
+script fits that EM once per dataset folder (``labels.csv``, ``truth.csv``), then for
+each form of ``T`` picks ``c`` on all datasets but one (lowest mean expected calibration
+error, 10 bins) and scores the one left out, so the printed held-out ECE is what a
+constant chosen without the dataset gives on it. Labels do not depend on ``T``.
 
     python benchmarks/calibration_loo.py                # ../shared/datasets
 """
@@ -26,12 +26,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from accuracy import default_root, load, scores  # noqa: E402
 
 import crowdbayes as cb  # noqa: E402
-from crowdbayes.recommend import task_temperatures, temper  # noqa: E402
+from crowdbayes.recommend import CalibratedDawidSkene, task_temperatures, temper  # noqa: E402
 
 FORMS = {  # name -> (label_power, grid of c)
     "one temperature (p = 0)": (0.0, np.round(np.arange(1.0, 10.01, 0.1), 2)),
     "c * sqrt(n) (p = 0.5)": (0.5, np.round(np.arange(0.3, 4.01, 0.05), 2)),
 }
+EM_TEMPERATURE = 0.4  # recommended()'s, on sqrt(n)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -45,8 +46,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             continue
         df, gold = loaded
         ann = cb.as_annotations(df)
-        ds = cb.DawidSkene(prior_strength=10, prior_accuracy=0.8, class_prior_strength=10)
-        ds.fit(ann)
+        # temperature = em_temperature: the reported posterior is EM's own
+        ds = CalibratedDawidSkene(temperature=EM_TEMPERATURE).fit(ann)
         fits[folder.name] = (ann, ds.predict_proba(), ds.predict(), gold)
     names = list(fits)
     rows = []
@@ -55,7 +56,10 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         for j, name in enumerate(names):
             ann, proba, labels, gold = fits[name]
             for i, c in enumerate(grid):
-                tempered = temper(proba.to_numpy(), task_temperatures(ann, c, power))
+                ratio = task_temperatures(ann, c, power) / task_temperatures(
+                    ann, EM_TEMPERATURE, 0.5
+                )
+                tempered = temper(proba.to_numpy(), ratio)
                 frame = pd.DataFrame(tempered, index=proba.index, columns=proba.columns)
                 ece[i, j] = scores(frame, labels, gold)["ece"]
         best = int(ece.mean(axis=1).argmin())

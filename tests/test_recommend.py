@@ -1,7 +1,9 @@
-"""recommended(): an unfitted estimator with fixed settings that does well on bundled data."""
+"""recommended(): an unfitted estimator with fixed settings that does well on bundled data;
+CalibratedDawidSkene: Dawid–Skene EM on tempered task posteriors."""
 
 import numpy as np
 import pytest
+from scipy.special import logsumexp
 
 import crowdbayes as cb
 from crowdbayes.recommend import CalibratedDawidSkene, recommended, task_temperatures, temper
@@ -11,25 +13,88 @@ def accuracy(model, gold):
     return float((model.predict().loc[gold.index] == gold).mean())
 
 
+def joint_log_prob(model, df):
+    """``[n_tasks, K]``: log p(class) + sum of log p(label | class) at the fitted params."""
+    ann = cb.as_annotations(df)
+    workers = model.annotations_.worker_ids.get_indexer(ann.worker_ids)
+    assert (workers >= 0).all()
+    log_conf = np.log(model.confusion_)[workers[ann.worker]]  # [n_labels, K, L]
+    out = np.tile(np.log(model.class_prior_), (ann.n_tasks, 1))
+    np.add.at(out, ann.task, log_conf[np.arange(ann.n_labels), :, ann.label])
+    return ann, out
+
+
+def softmax(x):
+    return np.exp(x - logsumexp(x, axis=1, keepdims=True))
+
+
 def test_recommended_is_unfitted_and_fixed():
     model = recommended()
     assert isinstance(model, CalibratedDawidSkene)
     assert not hasattr(model, "proba_")
     assert recommended().get_params() == model.get_params()
-    assert model.get_params()["temperature"] == 1.5
-    assert model.get_params()["label_power"] == 0.5
+    params = model.get_params()
+    assert (params["em_temperature"], params["temperature"], params["label_power"]) == (
+        0.4,
+        1.7,
+        0.5,
+    )
+    assert params["prior_strength"] == 3.0
 
 
-@pytest.mark.parametrize(("name", "floor"), [("rte", 0.925), ("bluebirds", 0.86)])
+@pytest.mark.parametrize(("name", "floor"), [("rte", 0.925), ("bluebirds", 0.89)])
 def test_recommended_on_bundled_data(name, floor):
     df, gold = cb.datasets.load(name)
     model = recommended().fit(df)
     assert accuracy(model, gold) >= floor
-    plain = cb.DawidSkene(prior_strength=10, prior_accuracy=0.8, class_prior_strength=10).fit(df)
-    assert (model.predict() == plain.predict()).all()  # tempering keeps the labels
+    assert model.converged_
+    assert np.all(np.diff(model.history_) >= -1e-4 * np.abs(model.history_[-1]))  # EM climbs
     proba = model.predict_proba().to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
+    plain = cb.DawidSkene(prior_strength=3, prior_accuracy=0.8, class_prior_strength=10).fit(df)
     assert proba.max(axis=1).mean() < plain.predict_proba().to_numpy().max(axis=1).mean()
+
+
+def test_posteriors_are_the_tempered_ones_at_the_fixed_point():
+    df, _ = cb.datasets.load("dog")  # 10 labels on most tasks, 4 classes
+    model = recommended().fit(df)
+    ann, joint = joint_log_prob(model, df)
+    n = np.bincount(ann.task, minlength=ann.n_tasks)[:, None]
+    # reported: the posterior at temperature 1.7 * sqrt(n), from the fitted params
+    np.testing.assert_allclose(model.proba_, softmax(joint / (1.7 * np.sqrt(n))), atol=2e-4)
+    # EM's fixed point: the params are the M-step of the posterior at 0.4 * sqrt(n)
+    q = softmax(joint / (0.4 * np.sqrt(n)))
+    prior = cb.models.dawid_skene.confusion_pseudo_counts(ann.n_classes, 3.0, 0.8)
+    counts = np.zeros((ann.n_workers, ann.n_classes, ann.n_classes))
+    np.add.at(counts, (ann.worker, slice(None), ann.label), q[ann.task])
+    counts += prior
+    expected = counts / counts.sum(-1, keepdims=True)
+    np.testing.assert_allclose(model.confusion_, expected, atol=5e-3)  # EM stops at tol=1e-6
+    assert np.abs(model.confusion_ - expected).mean() < 1e-4
+    # log_likelihood() is the untempered likelihood of each task's labels
+    np.testing.assert_allclose(
+        model.log_likelihood().to_numpy(), logsumexp(joint, axis=1), rtol=1e-4, atol=1e-3
+    )
+
+
+def test_plain_settings_give_dawid_skene():
+    df, _ = cb.datasets.load("wsd")
+    plain = cb.DawidSkene(prior_strength=3, prior_accuracy=0.8, class_prior_strength=10).fit(df)
+    same = CalibratedDawidSkene(em_temperature=1.0, temperature=1.0, label_power=0.0).fit(df)
+    np.testing.assert_allclose(same.proba_, plain.proba_, atol=1e-6)
+    np.testing.assert_allclose(same.confusion_, plain.confusion_, atol=1e-6)
+
+
+def test_new_tasks_are_tempered_by_their_own_label_counts():
+    df, _ = cb.datasets.load("rte")
+    model = recommended().fit(df)
+    first = df.groupby("task", sort=False).head(1)  # one label each -> temperature 1.7
+    _, joint = joint_log_prob(model, first)
+    np.testing.assert_allclose(
+        model.predict_proba(first).to_numpy(), softmax(joint / 1.7), atol=1e-5
+    )
+    ann = cb.as_annotations(df)
+    np.testing.assert_allclose(task_temperatures(ann, 1.7, 0.5), 1.7 * np.sqrt(10))
 
 
 def test_temperature_checks():
@@ -37,26 +102,5 @@ def test_temperature_checks():
     df, _ = cb.datasets.load("wsd")
     with pytest.raises(ValueError, match="temperature"):
         CalibratedDawidSkene(temperature=0).fit(df)
-
-
-def test_temperature_grows_with_labels_per_task():
-    df, _ = cb.datasets.load("rte")  # 10 labels on every task
-    ann = cb.as_annotations(df)
-    np.testing.assert_allclose(task_temperatures(ann, 1.5, 0.5), 1.5 * np.sqrt(10))
-    model = recommended().fit(df)
-    plain = cb.DawidSkene(prior_strength=10, prior_accuracy=0.8, class_prior_strength=10).fit(df)
-    np.testing.assert_allclose(
-        model.predict_proba().to_numpy(),
-        temper(plain.predict_proba().to_numpy(), 1.5 * np.sqrt(10)),
-        atol=1e-6,
-    )
-    # label_power=0: one temperature for every task
-    const = CalibratedDawidSkene(temperature=4.0, label_power=0.0).fit(df)
-    np.testing.assert_allclose(
-        const.predict_proba().to_numpy(), temper(plain.predict_proba().to_numpy(), 4.0), atol=1e-6
-    )
-    # new tasks are tempered by their own label counts: one label -> temperature 1.5
-    first = df.groupby("task", sort=False).head(1)
-    new = model.predict_proba(first).to_numpy()
-    raw = plain.predict_proba(first).to_numpy()
-    np.testing.assert_allclose(new, temper(raw, 1.5), atol=1e-6)
+    with pytest.raises(ValueError, match="em_temperature"):
+        CalibratedDawidSkene(em_temperature=-1).fit(df)

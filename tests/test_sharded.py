@@ -43,7 +43,8 @@ SCRIPT = textwrap.dedent(
             "n_tasks": one.annotations_.n_tasks,
         }
     # the other EM families shard the same way
-    for cls in (cb.OneCoinDawidSkene, cb.ClassConditionalDawidSkene, cb.MACE):
+    # (and recommended(): its per-task EM temperatures are sharded with the tasks)
+    for cls in (cb.OneCoinDawidSkene, cb.ClassConditionalDawidSkene, cb.MACE, cb.CalibratedDawidSkene):
         ann, _ = cb.datasets.load("rte")
         one = cls(max_iter=30, tol=0).fit(ann)
         four = cls(max_iter=30, tol=0, devices=4).fit(ann)
@@ -89,7 +90,7 @@ def test_four_host_devices_match_one_device():
         assert r["conf"] < 1e-5 and r["prior"] < 1e-5 and r["proba"] < 1e-4, (name, r)
         assert r["n_iter"][0] == r["n_iter"][1], (name, r)
         assert r["loglik_len"] == r["n_tasks"]
-    for name in ("OneCoinDawidSkene", "ClassConditionalDawidSkene", "MACE"):
+    for name in ("OneCoinDawidSkene", "ClassConditionalDawidSkene", "MACE", "CalibratedDawidSkene"):
         r = out[name]
         assert r["same_labels"] and r["conf"] < 1e-5 and r["accuracy"] < 1e-5, (name, r)
     assert out["per_label"] < 1e-4

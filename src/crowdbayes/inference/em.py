@@ -43,6 +43,7 @@ class EMData(NamedTuple):
     by_task_label: Segments | None
     n_labels_per_worker: jnp.ndarray
     task_mask: jnp.ndarray | None = None  # [n_tasks]: 1 for real tasks, 0 for padding (sharded)
+    task_temperature: jnp.ndarray | None = None  # [n_tasks]: tempered E-step (see e_step)
 
 
 def em_data(
@@ -50,16 +51,28 @@ def em_data(
     n_workers: int | None = None,
     per_label: bool = False,
     devices: int | Sequence[Any] | None = None,
+    task_temperature: np.ndarray | None = None,
 ) -> EMData:
     """Build the kernel arrays and segment layouts for ``ann`` (numpy, once per fit).
 
     ``n_workers`` may exceed ``ann.n_workers`` (for scoring with known workers);
     ``per_label`` adds ``by_task_label`` for models whose terms vary per label;
-    ``devices`` (a list of JAX devices, or a count) shards the labels across devices."""
+    ``devices`` (a list of JAX devices, or a count) shards the labels across devices;
+    ``task_temperature`` (``[n_tasks]``, positive) tempers each task's E-step."""
+    if task_temperature is not None:
+        task_temperature = np.asarray(task_temperature, dtype=np.float32).reshape(-1)
+        if task_temperature.shape != (ann.n_tasks,) or not (task_temperature > 0).all():
+            raise ValueError(f"task_temperature must be {ann.n_tasks} positive numbers")
     if devices is not None:
         from .sharding import sharded_em_data
 
-        data: EMData = sharded_em_data(ann, devices, n_workers=n_workers, per_label=per_label)
+        data: EMData = sharded_em_data(
+            ann,
+            devices,
+            n_workers=n_workers,
+            per_label=per_label,
+            task_temperature=task_temperature,
+        )
         return data
     W = ann.n_workers if n_workers is None else n_workers
     L = ann.n_classes
@@ -73,6 +86,7 @@ def em_data(
         by_worker_label=Segments.build(wl, W * L, keys=ann.task, n_keys=ann.n_tasks),
         by_task_label=Segments.build(ann.task, ann.n_tasks) if per_label else None,
         n_labels_per_worker=jnp.asarray(np.bincount(ann.worker, minlength=W)),
+        task_temperature=None if task_temperature is None else jnp.asarray(task_temperature),
     )
 
 
@@ -101,8 +115,17 @@ class EMModel(Protocol):
 
 
 def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Posterior over classes ``[K, n_tasks]`` (gold clamped) and per-task log joint."""
+    """Posterior over classes ``[K, n_tasks]`` (gold clamped) and per-task log joint.
+
+    With ``data.task_temperature`` (``tau``, one per task) the posterior is the
+    tempered one, ``q(k) ∝ p(labels, k) ** (1 / tau)``, and the task's term is
+    ``tau * log sum_k p(labels, k) ** (1 / tau)``: the free energy that deterministic
+    annealing EM (Ueda & Nakano, 1998) maximises, so EM's objective still never falls.
+    """
     joint = model.log_lik(params, data) + model.log_class_prior(params, data)
+    tau = data.task_temperature
+    if tau is not None:
+        joint = joint / tau[None, :]
     # Row by row (K is small): XLA's CPU reductions over the class axis, its gathers
     # and one_hot cost several times more than these elementwise ops on [n_tasks] rows.
     rows = [joint[k] for k in range(joint.shape[0])]
@@ -118,6 +141,8 @@ def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndar
         jnp.add, [jnp.where(g, r, 0.0) for g, r in zip(is_gold, rows, strict=True)]
     )
     task_lp = jnp.where(known, gold_lp, lse)
+    if tau is not None:
+        task_lp = task_lp * tau
     post = jnp.stack(
         [
             jnp.where(known, g.astype(joint.dtype), e / total)

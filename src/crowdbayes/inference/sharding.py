@@ -159,10 +159,11 @@ def sharded_em_data(
     devices: int | Sequence[Any],
     n_workers: int | None = None,
     per_label: bool = False,
+    task_temperature: np.ndarray | None = None,
 ) -> Any:
     """:class:`~crowdbayes.inference.em.EMData` with the labels split across ``devices``.
 
-    Task-level arrays (``gold``, ``task_mask``, the posterior) have ``D * ceil(T / D)``
+    Task-level arrays (``gold``, ``task_mask``, ``task_temperature``, the posterior) have ``D * ceil(T / D)``
     entries, sharded along tasks; per-label arrays have ``D * max_labels_per_device``
     entries (padding labels are never summed); ``task`` keeps global task codes."""
     from .em import EMData
@@ -216,6 +217,11 @@ def sharded_em_data(
     gold[:T] = ann.gold
     mask = np.zeros(D * T_local, dtype=np.float32)
     mask[:T] = 1.0
+    temperature = None
+    if task_temperature is not None:
+        padded = np.ones(D * T_local, dtype=np.float32)
+        padded[:T] = task_temperature
+        temperature = _place(mesh, padded, True)
     return EMData(
         task=per_label_array(ann.task, np.arange(D) * T_local),
         worker=per_label_array(ann.worker, np.zeros(D, np.int64)),
@@ -226,6 +232,7 @@ def sharded_em_data(
         by_task_label=by_label,
         n_labels_per_worker=_place(mesh, np.bincount(ann.worker, minlength=W), False),
         task_mask=_place(mesh, mask, True),
+        task_temperature=temperature,
     )
 
 

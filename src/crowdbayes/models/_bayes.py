@@ -415,7 +415,8 @@ class BayesianAggregator(Aggregator):
             m = ll.max(axis=0)
             values = m + np.log(np.exp(ll - m).mean(axis=0))
         else:
-            _, task_lp = _e_step_jit(self._family, self.params_, self._data())
+            data = self._data()._replace(task_temperature=None)  # the likelihood, untempered
+            _, task_lp = _e_step_jit(self._family, self.params_, data)
             values = np.asarray(task_lp, dtype=np.float64)
         return pd.Series(values, index=self.annotations_.task_ids, name="log_likelihood")
 
