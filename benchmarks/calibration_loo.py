@@ -32,7 +32,7 @@ FORMS = {  # name -> (label_power, grid of c)
     "one temperature (p = 0)": (0.0, np.round(np.arange(1.0, 10.01, 0.1), 2)),
     "c * sqrt(n) (p = 0.5)": (0.5, np.round(np.arange(0.3, 4.01, 0.05), 2)),
 }
-EM_TEMPERATURE = 0.4  # recommended()'s, on sqrt(n)
+DEFAULT = CalibratedDawidSkene()  # recommended()'s EM temperature and label power
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
@@ -47,19 +47,17 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         df, gold = loaded
         ann = cb.as_annotations(df)
         # temperature = em_temperature: the reported posterior is EM's own
-        ds = CalibratedDawidSkene(temperature=EM_TEMPERATURE).fit(ann)
-        fits[folder.name] = (ann, ds.predict_proba(), ds.predict(), gold)
+        ds = CalibratedDawidSkene(temperature=DEFAULT.em_temperature).fit(ann)
+        em_tau = task_temperatures(ann, DEFAULT.em_temperature, DEFAULT.label_power)
+        fits[folder.name] = (ann, em_tau, ds.predict_proba(), ds.predict(), gold)
     names = list(fits)
     rows = []
     for form, (power, grid) in FORMS.items():
         ece = np.empty((len(grid), len(names)))
         for j, name in enumerate(names):
-            ann, proba, labels, gold = fits[name]
+            ann, em_tau, proba, labels, gold = fits[name]
             for i, c in enumerate(grid):
-                ratio = task_temperatures(ann, c, power) / task_temperatures(
-                    ann, EM_TEMPERATURE, 0.5
-                )
-                tempered = temper(proba.to_numpy(), ratio)
+                tempered = temper(proba.to_numpy(), task_temperatures(ann, c, power) / em_tau)
                 frame = pd.DataFrame(tempered, index=proba.index, columns=proba.columns)
                 ece[i, j] = scores(frame, labels, gold)["ece"]
         best = int(ece.mean(axis=1).argmin())

@@ -64,7 +64,7 @@ def task_temperatures(ann: Annotations, temperature: float, label_power: float) 
     >>> task_temperatures(ann, 1.5, 0.5).ravel().tolist()
     [3.0, 1.5]
     """
-    n = np.maximum(np.bincount(ann.task, minlength=ann.n_tasks), 1).astype(np.float64)
+    n = np.maximum(ann.labels_per_task(), 1).astype(np.float64)
     return (float(temperature) * n ** float(label_power))[:, None]
 
 
@@ -114,11 +114,8 @@ class CalibratedDawidSkene(DawidSkene):
         self.temperature = temperature
         self.label_power = label_power
 
-    def _temperatures(self, ann: Annotations, scale: float) -> np.ndarray:
-        return task_temperatures(ann, scale, self.label_power)
-
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
-        tau = self._temperatures(ann, self.em_temperature).ravel()
+        tau = task_temperatures(ann, self.em_temperature, self.label_power).ravel()
         return em_data(ann, devices=devices, task_temperature=tau)
 
     def _fit(self, ann: Annotations) -> None:
@@ -132,7 +129,8 @@ class CalibratedDawidSkene(DawidSkene):
         self.proba_ = temper(self.proba_, float(self.temperature) / float(self.em_temperature))
 
     def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
-        return temper(super()._predict_proba_new(ann), self._temperatures(ann, self.temperature))
+        tau = task_temperatures(ann, self.temperature, self.label_power)
+        return temper(super()._predict_proba_new(ann), tau)
 
 
 def recommended() -> CalibratedDawidSkene:

@@ -163,8 +163,8 @@ def sharded_em_data(
 ) -> Any:
     """:class:`~crowdbayes.inference.em.EMData` with the labels split across ``devices``.
 
-    Task-level arrays (``gold``, ``task_mask``, ``task_temperature``, the posterior) have ``D * ceil(T / D)``
-    entries, sharded along tasks; per-label arrays have ``D * max_labels_per_device``
+    Task-level arrays (``gold``, ``task_mask``, ``task_temperature``, the posterior)
+    have ``D * ceil(T / D)`` entries, sharded along tasks; per-label arrays have ``D * max_labels_per_device``
     entries (padding labels are never summed); ``task`` keeps global task codes."""
     from .em import EMData
 
