@@ -1,5 +1,6 @@
 """Sharded EM on 4 host devices gives the one-device results (labels; confusions to 1e-5),
-for Dawid-Skene and the other EM families that take ``devices=``.
+for Dawid-Skene and the other EM families that take ``devices=`` (ItemDifficulty's
+difficulties too, by task).
 
 JAX fixes its device count at start-up, so the comparison runs in a subprocess with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
@@ -55,6 +56,33 @@ SCRIPT = textwrap.dedent(
                 np.abs(one.annotator_quality()["accuracy"] - four.annotator_quality()["accuracy"]).max()
             ),
         }
+    # the models with per-item Newton steps (ItemDifficulty: per-task difficulties, sharded
+    # with the tasks) and an empirical-Bayes loop (HierarchicalDawidSkene); "dog" has 807
+    # tasks, so the fourth device holds a padding task
+    for name in ("rte", "dog"):
+        ann, _ = cb.datasets.load(name)
+        for cls, iters in ((cb.ItemDifficulty, 30), (cb.HierarchicalDawidSkene, 10)):
+            one = cls(max_iter=iters, tol=0).fit(ann)
+            four = cls(max_iter=iters, tol=0, devices=4).fit(ann)
+            q1, q4 = one.annotator_quality(), four.annotator_quality()
+            cols = ["accuracy", "accuracy_lower", "accuracy_upper"]
+            r = {
+                "same_labels": bool((one.predict() == four.predict()).all()),
+                "conf": float(np.abs(one.confusion_ - four.confusion_).max()),
+                "prior": float(np.abs(one.class_prior_ - four.class_prior_).max()),
+                "proba": float(np.abs(one.proba_ - four.proba_).max()),
+                "accuracy": float(np.abs(q1[cols].to_numpy() - q4[cols].to_numpy()).max()),
+                "loglik": float(np.abs(one.log_likelihood() - four.log_likelihood()).max()),
+                "loglik_len": int(four.log_likelihood().shape[0]),
+                "n_tasks": one.annotations_.n_tasks,
+            }
+            if cls is cb.ItemDifficulty:
+                d1, d4 = one.difficulty_, four.difficulty_
+                r["difficulty"] = float(np.abs(d1.to_numpy() - d4.to_numpy()).max())
+                r["same_tasks"] = bool(d1.index.equals(d4.index))
+            else:
+                r["scale"] = abs(one.population_scale_ - four.population_scale_)
+            out[f"{cls.__name__}/{name}"] = r
     # the per-label layout sums like the one-device one
     ann = cb.as_annotations(cb.datasets.load("wsd")[0])
     src = np.random.default_rng(0).random((3, ann.n_labels)).astype(np.float32)
@@ -80,7 +108,7 @@ def test_four_host_devices_match_one_device():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     env["JAX_PLATFORMS"] = "cpu"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -93,6 +121,16 @@ def test_four_host_devices_match_one_device():
     for name in ("OneCoinDawidSkene", "ClassConditionalDawidSkene", "MACE", "CalibratedDawidSkene"):
         r = out[name]
         assert r["same_labels"] and r["conf"] < 1e-5 and r["accuracy"] < 1e-5, (name, r)
+    for name in ("rte", "dog"):
+        for model in ("ItemDifficulty", "HierarchicalDawidSkene"):
+            r = out[f"{model}/{name}"]
+            assert r["same_labels"] and r["loglik_len"] == r["n_tasks"], (model, name, r)
+            assert r["conf"] < 1e-5 and r["prior"] < 1e-5 and r["accuracy"] < 1e-5, (model, name, r)
+            assert r["proba"] < 1e-4 and r["loglik"] < 1e-4, (model, name, r)
+        r = out[f"ItemDifficulty/{name}"]
+        assert r["same_tasks"] and r["difficulty"] < 1e-5, (name, r)
+        r = out[f"HierarchicalDawidSkene/{name}"]
+        assert r["scale"] < 1e-6, (name, r)  # the same empirical-Bayes sigma
     assert out["per_label"] < 1e-4
 
 
@@ -102,6 +140,11 @@ def test_one_device_in_process_and_bad_counts():
     sharded = cb.DawidSkene(devices=1).fit(ann)
     np.testing.assert_allclose(sharded.confusion_, one.confusion_, atol=1e-5)
     assert (sharded.predict() == one.predict()).all()
+    one = cb.ItemDifficulty(max_iter=20).fit(ann)
+    sharded = cb.ItemDifficulty(max_iter=20, devices=1).fit(ann)
+    np.testing.assert_allclose(sharded.confusion_, one.confusion_, atol=1e-5)
+    np.testing.assert_allclose(sharded.difficulty_, one.difficulty_, atol=1e-5)
+    assert sharded.difficulty_.index.equals(one.difficulty_.index)
     with pytest.raises(ValueError, match="xla_force_host_platform_device_count"):
         resolve_devices(10_000)
     with pytest.raises(ValueError, match="empty"):

@@ -38,7 +38,14 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ..data import Annotations
 from .segments import MAX_WIDTH, Segments, _chunks, choose_widths, stable_order
 
-__all__ = ["AXIS", "ShardedSegments", "resolve_devices", "sharded_em_data"]
+__all__ = [
+    "AXIS",
+    "ShardedSegments",
+    "label_segments",
+    "place_tasks",
+    "resolve_devices",
+    "sharded_em_data",
+]
 
 AXIS = "shards"
 
@@ -154,6 +161,36 @@ def _stack(
     return jax.tree_util.tree_map(lambda *parts: _place(mesh, np.stack(parts), True), *layouts)
 
 
+def _split_labels(ann: Annotations, D: int) -> tuple[int, list[np.ndarray], int]:
+    """Tasks per device, the labels (indices into ``ann``, in order) each device holds,
+    and the labels per device after padding."""
+    T_local = -(-ann.n_tasks // D)
+    shard = ann.task.astype(np.int64) // T_local
+    order = stable_order(shard, D)
+    n_per = np.bincount(shard, minlength=D)
+    starts = np.cumsum(n_per) - n_per
+    idx = [order[starts[d] : starts[d] + n_per[d]] for d in range(D)]
+    return T_local, idx, max(int(n_per.max()), 1)
+
+
+def label_segments(data: Any, ann: Annotations, seg_ids: np.ndarray, n_segments: int) -> Segments:
+    """Per-segment sums of per-label values laid out like ``data``'s labels (``data``
+    from :func:`sharded_em_data` for ``ann``), replicated on every device (``psum``):
+    the sharded ``Segments.build(seg_ids, n_segments)``, ``seg_ids`` one per label of
+    ``ann`` in its order. Padding labels are summed nowhere."""
+    seg: ShardedSegments = data.by_task
+    mesh = seg.mesh
+    _, idx, N_local = _split_labels(ann, mesh.size)
+    seg_ids = np.asarray(seg_ids, dtype=np.int64)
+    stacked = _stack(
+        mesh,
+        [(seg_ids[i], np.arange(i.size), n_segments, N_local) for i in idx],
+        MAX_WIDTH,
+        True,
+    )
+    return cast(Segments, ShardedSegments(stacked, mesh, n_segments, True, False))
+
+
 def sharded_em_data(
     ann: Annotations,
     devices: int | Sequence[Any],
@@ -173,15 +210,9 @@ def sharded_em_data(
     mesh = Mesh(np.asarray(devs, dtype=object), (AXIS,))
     W = ann.n_workers if n_workers is None else n_workers
     L, T = ann.n_classes, ann.n_tasks
-    T_local = -(-T // D)
     task = ann.task.astype(np.int64)
     wl = (ann.worker.astype(np.int64) * L + ann.label).astype(np.int32)
-    shard = task // T_local
-    order = stable_order(shard, D)
-    n_per = np.bincount(shard, minlength=D)
-    starts = np.cumsum(n_per) - n_per
-    N_local = max(int(n_per.max()), 1)
-    idx = [order[starts[d] : starts[d] + n_per[d]] for d in range(D)]
+    T_local, idx, N_local = _split_labels(ann, D)
     local_task = [(task[i] - d * T_local).astype(np.int32) for d, i in enumerate(idx)]
     # per-task layouts are never chunked, so every device has the same (flat) structure
     top = max(int(np.bincount(ann.task).max()), 2)

@@ -267,6 +267,16 @@ class BayesianAggregator(Aggregator):
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
+    def _sharded_hyper(self, hyper: Any, ann: Annotations, data: EMData) -> Any:
+        """The hyperparameters for an EM fit on sharded ``data``: ``hyper`` itself unless
+        they hold per-label layouts, which must follow ``data``'s label layout."""
+        return hyper
+
+    def _unpad_params(self, params: Any, ann: Annotations) -> Any:
+        """EM params of a sharded fit as ``params_`` keeps them: per-task arrays cut back
+        to ``ann.n_tasks`` (padding tasks dropped); unchanged where there are none."""
+        return params
+
     # ---------------------------------------------------------------- fit
     def _fit(self, ann: Annotations) -> None:
         if self.method not in METHODS:
@@ -283,20 +293,20 @@ class BayesianAggregator(Aggregator):
             family,
             data,
             self._init_post(ann),
-            hyper,
+            hyper if devices is None else self._sharded_hyper(hyper, ann, data),
             max_iter=int(self.max_iter),
             tol=float(self.tol),
             progress=bool(self.progress) and self.method == "em",
         )
-        self.params_ = res.params
+        self.params_ = res.params if devices is None else self._unpad_params(res.params, ann)
         self.history_ = res.history
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
         self.draws_: dict[str, np.ndarray] | None = None
         if self.method == "em":
             self.proba_ = res.post
-            self.confusion_ = np.asarray(family.confusion(res.params), dtype=np.float64)
-            self.class_prior_ = np.exp(np.asarray(res.params.log_pi, dtype=np.float64))
+            self.confusion_ = np.asarray(family.confusion(self.params_), dtype=np.float64)
+            self.class_prior_ = np.exp(np.asarray(self.params_.log_pi, dtype=np.float64))
         else:
             self._fit_nuts(ann, data, hyper, res.params)
         self.label_codes_ = np.argmax(self.proba_, axis=1)

@@ -41,14 +41,15 @@ True
 
 from __future__ import annotations
 
-from typing import ClassVar, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..data import Annotations
-from ..inference.em import EMData, em_data, run_em
+from ..inference.em import EMData, run_em
+from ..inference.sharding import place_tasks
 from ._bayes import BayesianAggregator, dirichlet_draws, vote_shares
 from .dawid_skene import DawidSkeneModel, DSParams
 
@@ -186,6 +187,8 @@ def _eb_scale(post: jnp.ndarray, data: EMData, hyper: HDSHyper, key: jnp.ndarray
     # hard classes: the marginal is not linear in the counts, and soft counts pull the
     # annotators together (on simulated data they halve the scale; hard ones recover it)
     hard = jax.nn.one_hot(jnp.argmax(post, axis=0), post.shape[0], axis=0, dtype=post.dtype)
+    if data.task_mask is not None:  # padding tasks (sharded) have no class
+        hard = hard * data.task_mask[None, :]
     E = _expected(hard, data)
     W, K, _ = E.shape
     eps = jax.random.normal(key, (_IS_DRAWS, W, K, K - 1), E.dtype)
@@ -316,8 +319,10 @@ class HierarchicalDawidSkene(BayesianAggregator):
         ``sigma ~ HalfNormal(scale_prior)`` (NUTS, and the EM objective's prior term).
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
-        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
+        the labels of the EM fit, and of the empirical-Bayes EM runs before it, across
+        JAX devices).
 
     Attributes
     ----------
@@ -350,6 +355,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
+        devices: Any = None,
     ) -> None:
         self.prior_accuracy = prior_accuracy
         self.prior_logit_scale = prior_logit_scale
@@ -364,6 +370,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.devices = devices
 
     def _hyper(self, ann: Annotations, sigma: float | None = None) -> HDSHyper:
         K = ann.n_classes
@@ -416,7 +423,8 @@ class HierarchicalDawidSkene(BayesianAggregator):
 
     def _empirical_bayes(self, ann: Annotations, rounds: int = 5, rtol: float = 0.05) -> None:
         """Alternate EM at a fixed ``sigma`` with the empirical-Bayes update of ``sigma``."""
-        data = em_data(ann)
+        devices = getattr(self, "devices", None) if self.method == "em" else None
+        data = self._em_data(ann, devices)
         sigma = 1.0
         post = vote_shares(ann)
         for _ in range(rounds):
@@ -424,7 +432,11 @@ class HierarchicalDawidSkene(BayesianAggregator):
             res = run_em(self._family, data, post, hyper, max_iter=int(self.max_iter), tol=1e-5)
             post = res.post
             key = jax.random.PRNGKey(int(self.seed))
-            new = float(_eb_scale_jit(jnp.asarray(post.T, jnp.float32), data, hyper, key))
+            if data.task_mask is None:
+                post_km = jnp.asarray(post.T, jnp.float32)
+            else:  # padded and sharded like the tasks
+                post_km = place_tasks(data, np.asarray(post.T, np.float32))
+            new = float(_eb_scale_jit(post_km, data, hyper, key))
             done = abs(new - sigma) <= rtol * sigma
             sigma = new
             if done:

@@ -44,6 +44,7 @@ from ..base import check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData, em_data
 from ..inference.segments import Segments
+from ..inference.sharding import label_segments
 from ._bayes import BayesianAggregator, dirichlet_draws
 from .one_coin import one_coin_log_confusion
 
@@ -99,7 +100,10 @@ def _newton(right: jnp.ndarray, data: EMData, hyper: IDHyper) -> tuple[jnp.ndarr
         g, h = curvature(a, d)
         g_d = -_per_task(data, g) - d * prec_d
         h_d = _per_task(data, h) + prec_d
-        return a, d + jnp.clip(g_d / h_d, -_MAX_STEP, _MAX_STEP)
+        d = d + jnp.clip(g_d / h_d, -_MAX_STEP, _MAX_STEP)
+        if data.task_mask is not None:  # padding tasks (sharded) stay at 0: no prior term
+            d = d * data.task_mask
+        return a, d
 
     a0 = jnp.full((W,), hyper.ability_mean, dtype)
     return jax.lax.fori_loop(0, _NEWTON_STEPS, step, (a0, jnp.zeros((T,), dtype)))
@@ -245,8 +249,10 @@ class ItemDifficulty(BayesianAggregator):
         Prior standard deviation of the items' difficulties (logit scale).
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress :
-        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
+    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+        as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
+        the EM fit's labels across JAX devices, each device's tasks' difficulties with
+        them).
 
     Attributes
     ----------
@@ -277,6 +283,7 @@ class ItemDifficulty(BayesianAggregator):
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
+        devices: Any = None,
     ) -> None:
         self.prior_accuracy = prior_accuracy
         self.ability_scale = ability_scale
@@ -290,9 +297,22 @@ class ItemDifficulty(BayesianAggregator):
         self.max_iter = max_iter
         self.tol = tol
         self.progress = progress
+        self.devices = devices
 
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, per_label=True, devices=devices)
+
+    def _sharded_hyper(self, hyper: IDHyper, ann: Annotations, data: EMData) -> IDHyper:
+        # the per-annotator sums over labels, in the sharded label layout
+        return hyper._replace(by_worker=label_segments(data, ann, ann.worker, ann.n_workers))
+
+    def _unpad_params(self, params: IDParams, ann: Annotations) -> IDParams:
+        # the tasks' difficulties in task order, padding tasks (at the end) dropped
+        return IDParams(
+            jnp.asarray(np.asarray(params.ability)),
+            jnp.asarray(np.asarray(params.difficulty)[: ann.n_tasks]),
+            jnp.asarray(np.asarray(params.log_pi)),
+        )
 
     def _hyper(self, ann: Annotations) -> IDHyper:
         K = ann.n_classes
