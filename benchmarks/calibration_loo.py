@@ -1,11 +1,15 @@
-"""Leave-one-dataset-out check of recommended()'s output temperature.
+"""Leave-one-dataset-out check of how recommended() reports its probabilities.
 
 recommended() runs Dawid–Skene EM at temperature ``0.4 * sqrt(n)`` for a task with ``n``
-labels and reports the posterior at ``T = c * n ** p`` (``p = 0.5``, ``c = 1.7``). This
-script fits that EM once per dataset folder (``labels.csv``, ``truth.csv``), then for
-each form of ``T`` picks ``c`` on all datasets but one (lowest mean expected calibration
-error, 10 bins) and scores the one left out, so the printed held-out ECE is what a
-constant chosen without the dataset gives on it. Labels do not depend on ``T``.
+labels and reports the posterior at ``T = c * sqrt(n)`` (``c = 1.7``). This script fits
+that EM once per dataset folder (``labels.csv``, ``truth.csv``) and scores other ways of
+reporting it: other forms of ``T`` (in ``n``, the number of classes ``K``, a task's
+vote entropy), and two posteriors that take the confusion matrices' uncertainty into
+account (each task scored with confusion matrices that leave out its own labels; the
+average over draws from the confusion matrices' Dirichlet posterior). For each, the
+constants are picked on all datasets but one (lowest mean expected calibration error of
+the top class, 10 bins, as in ``accuracy.py``) and the one left out is scored, so the
+held-out ECE is what constants chosen without a dataset give on it.
 
     python benchmarks/calibration_loo.py                # ../shared/datasets
 """
@@ -13,7 +17,9 @@ constant chosen without the dataset gives on it. Labels do not depend on ``T``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,61 +29,259 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from accuracy import default_root, load, scores  # noqa: E402
+from accuracy import default_root, load, scores, to_markdown  # noqa: E402
 
 import crowdbayes as cb  # noqa: E402
+from crowdbayes.models.dawid_skene import confusion_pseudo_counts  # noqa: E402
 from crowdbayes.recommend import CalibratedDawidSkene, task_temperatures, temper  # noqa: E402
 
-FORMS = {  # name -> (label_power, grid of c)
-    "one temperature (p = 0)": (0.0, np.round(np.arange(1.0, 10.01, 0.1), 2)),
-    "c * sqrt(n) (p = 0.5)": (0.5, np.round(np.arange(0.3, 4.01, 0.05), 2)),
+DEFAULT = CalibratedDawidSkene()  # recommended()'s settings
+N_DRAWS = 64
+
+
+def _grid(lo: float, hi: float, step: float) -> np.ndarray:
+    return np.round(np.arange(lo, hi + step / 2, step), 2)
+
+
+C = _grid(0.5, 3.0, 0.05)
+# name -> (posterior, T(task features, *constants), grid of constants)
+FORMS: dict[str, tuple[str, Callable[..., np.ndarray], list[tuple[float, ...]]]] = {
+    "one temperature: c": (
+        "map",
+        lambda f, c: np.full_like(f["n"], c),
+        [(c,) for c in _grid(1, 10, 0.1)],
+    ),
+    "c * sqrt(n) (recommended)": ("map", lambda f, c: c * np.sqrt(f["n"]), [(c,) for c in C]),
+    "c * n ** p": (
+        "map",
+        lambda f, c, p: c * f["n"] ** p,
+        list(itertools.product(C, _grid(0, 1, 0.05))),
+    ),
+    "a * (1 + r * (n - 1))": (
+        "map",
+        lambda f, a, r: a * (1 + r * (f["n"] - 1)),
+        list(itertools.product(_grid(0.5, 3, 0.05), _grid(0, 1, 0.02))),
+    ),
+    "a + c * sqrt(n)": (
+        "map",
+        lambda f, a, c: np.maximum(a + c * np.sqrt(f["n"]), 0.05),
+        list(itertools.product(_grid(-1, 2, 0.05), _grid(0.5, 2.5, 0.05))),
+    ),
+    "c * sqrt(n) * (1 + b * vote entropy)": (
+        "map",
+        lambda f, c, b: c * np.sqrt(f["n"]) * (1 + b * f["entropy"]),
+        list(itertools.product(C, _grid(0, 3, 0.1))),
+    ),
+    "c * sqrt(n) * (K - 1) ** q": (
+        "map",
+        lambda f, c, q: c * np.sqrt(f["n"]) * (f["K"] - 1) ** q,
+        list(itertools.product(C, _grid(0, 1, 0.05))),
+    ),
+    "c * sqrt(n) * log2(K) ** q": (
+        "map",
+        lambda f, c, q: c * np.sqrt(f["n"]) * np.log2(f["K"]) ** q,
+        list(itertools.product(C, _grid(0, 2, 0.1))),
+    ),
+    "c * sqrt(n) * (K / 2) ** q": (
+        "map",
+        lambda f, c, q: c * np.sqrt(f["n"]) * (f["K"] / 2) ** q,
+        list(itertools.product(C, _grid(0, 1, 0.05))),
+    ),
+    "cross-fitted, c * sqrt(n)": (
+        "cross-fitted",
+        lambda f, c: c * np.sqrt(f["n"]),
+        [(c,) for c in C],
+    ),
+    f"predictive ({N_DRAWS} draws), c * sqrt(n)": (
+        "predictive",
+        lambda f, c: c * np.sqrt(f["n"]),
+        [(c,) for c in C],
+    ),
 }
-DEFAULT = CalibratedDawidSkene()  # recommended()'s EM temperature and label power
+
+
+def ece(proba: np.ndarray, gold_code: np.ndarray) -> float:
+    """Top-class expected calibration error, 10 bins (as ``accuracy.scores``)."""
+    conf = proba.max(axis=1)
+    right = (proba.argmax(axis=1) == gold_code).astype(float)
+    bins = np.minimum((conf * 10).astype(int), 9)
+    gap = np.bincount(bins, right, 10) - np.bincount(bins, conf, 10)
+    return float(np.abs(gap).sum() / conf.size)
+
+
+def softmax_rows(logp: np.ndarray) -> np.ndarray:
+    out = np.exp(logp - logp.max(axis=-1, keepdims=True))
+    return out / out.sum(axis=-1, keepdims=True)
+
+
+def task_log_joint(ann: cb.Annotations, log_conf: np.ndarray, log_pi: np.ndarray) -> np.ndarray:
+    """``[n_tasks, K]``: log p(class) + the sum of log p(label | class) over a task's labels."""
+    out = np.tile(log_pi, (ann.n_tasks, 1))
+    for k in range(ann.n_classes):
+        out[:, k] += np.bincount(ann.task, log_conf[ann.worker, k, ann.label], ann.n_tasks)
+    return out
+
+
+def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> dict:
+    """recommended()'s EM fit of one dataset, and what each form needs on its gold tasks."""
+    ann = cb.as_annotations(df)
+    # temperature = em_temperature: proba_ is EM's own posterior, the one its counts use
+    model = CalibratedDawidSkene(temperature=DEFAULT.em_temperature).fit(ann)
+    q, W, K = model.proba_, ann.n_workers, ann.n_classes
+    tasks = model.predict().index
+    gold = gold[gold.index.isin(tasks)]
+    rows = tasks.get_indexer(gold.index)
+    classes = [str(c) for c in model.predict_proba().columns]
+    gold_code = np.array([classes.index(g) if g in classes else -1 for g in gold.astype(str)])
+    # the MAP's counts: expected labels per (annotator, class, label) plus the prior's
+    counts = np.zeros((W, K, K))
+    for k in range(K):
+        np.add.at(counts[:, k, :], (ann.worker, ann.label), q[ann.task, k])
+    counts += confusion_pseudo_counts(K, DEFAULT.prior_strength, DEFAULT.prior_accuracy)
+    class_counts = q.sum(axis=0) + DEFAULT.class_prior_strength
+    row_total = counts.sum(axis=-1)
+    sources = {
+        "map": task_log_joint(
+            ann, np.log(counts / row_total[..., None]), np.log(class_counts / class_counts.sum())
+        )[rows]
+    }
+    # cross-fitted: each task's own expected counts taken out of the confusions it meets
+    crossed = np.log((class_counts - q) / (class_counts.sum() - 1.0))
+    for k in range(K):
+        own = q[ann.task, k]
+        kept = np.maximum(counts[ann.worker, k, ann.label] - own, 1e-12)
+        crossed[:, k] += np.bincount(
+            ann.task, np.log(kept / (row_total[ann.worker, k] - own)), ann.n_tasks
+        )
+    sources["cross-fitted"] = crossed[rows]
+    # predictive: the Dirichlet posterior of the confusions given the MAP's counts
+    draws = []
+    for _ in range(N_DRAWS):
+        conf = rng.gamma(counts + 1.0)
+        pi = rng.gamma(class_counts + 1.0)
+        draws.append(
+            task_log_joint(ann, np.log(conf / conf.sum(-1, keepdims=True)), np.log(pi / pi.sum()))[
+                rows
+            ]
+        )
+    sources["predictive"] = np.stack(draws)
+    votes = np.zeros((ann.n_tasks, K))
+    np.add.at(votes, (ann.task, ann.label), 1.0)
+    share = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0)
+    entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
+    n = np.maximum(ann.labels_per_task(), 1).astype(np.float64)
+    features = {"n": n[rows], "K": float(K), "entropy": entropy[rows]}
+    # recommended()'s own output, scored by accuracy.py, to check this script's ECE against
+    em_tau = task_temperatures(ann, DEFAULT.em_temperature, DEFAULT.label_power)
+    out_tau = task_temperatures(ann, DEFAULT.temperature, DEFAULT.label_power)
+    frame = pd.DataFrame(temper(q, out_tau / em_tau), index=tasks, columns=classes)
+    reference = scores(frame, model.predict(), gold)["ece"]
+    return {
+        "sources": sources,
+        "features": features,
+        "gold_code": gold_code,
+        "reference": reference,
+    }
+
+
+def reported(fit: dict, source: str, temperature: np.ndarray) -> np.ndarray:
+    logp = fit["sources"][source]
+    if source == "predictive":
+        return softmax_rows(logp / temperature[None, :, None]).mean(axis=0)
+    return softmax_rows(logp / temperature[:, None])
+
+
+def log_loss(proba: np.ndarray, gold_code: np.ndarray) -> float:
+    """Mean ``-log p(gold label)`` (as ``accuracy.scores``)."""
+    p_gold = np.where(gold_code >= 0, proba[np.arange(gold_code.size), gold_code], 0.0)
+    return float(-np.log(np.clip(p_gold, 1e-15, 1.0)).mean())
+
+
+def resampled_sd(fits: dict, rng: np.random.Generator, n_rounds: int = 300) -> tuple[float, float]:
+    """Standard deviation of recommended()'s mean ECE when each dataset's gold tasks are
+    resampled, and when the datasets are."""
+    per, within = [], []
+    for fit in fits.values():
+        T = DEFAULT.temperature * fit["features"]["n"] ** DEFAULT.label_power
+        proba = reported(fit, "map", T)
+        per.append(ece(proba, fit["gold_code"]))
+        draws = rng.integers(0, T.size, (n_rounds, T.size))
+        within.append([ece(proba[d], fit["gold_code"][d]) for d in draws])
+    per_arr = np.asarray(per)
+    across = [per_arr[rng.integers(0, per_arr.size, per_arr.size)].mean() for _ in range(2000)]
+    return float(np.mean(within, axis=0).std()), float(np.std(across))
+
+
+def score(fit: dict, source: str, temperature: Callable[..., np.ndarray], consts: tuple) -> float:
+    return ece(reported(fit, source, temperature(fit["features"], *consts)), fit["gold_code"])
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("root", nargs="?", type=Path, default=default_root())
+    p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    rng = np.random.default_rng(args.seed)
     fits = {}
     for folder in sorted(f for f in args.root.iterdir() if f.is_dir()):
         loaded = load(folder)
-        if loaded is None:
-            continue
-        df, gold = loaded
-        ann = cb.as_annotations(df)
-        # temperature = em_temperature: the reported posterior is EM's own
-        ds = CalibratedDawidSkene(temperature=DEFAULT.em_temperature).fit(ann)
-        em_tau = task_temperatures(ann, DEFAULT.em_temperature, DEFAULT.label_power)
-        fits[folder.name] = (ann, em_tau, ds.predict_proba(), ds.predict(), gold)
+        if loaded is not None:
+            fits[folder.name] = fit_dataset(*loaded, rng)
     names = list(fits)
+    for name, fit in fits.items():  # the ECE here is accuracy.py's, on recommended()'s output
+        n = fit["features"]["n"]
+        mine = ece(
+            reported(fit, "map", DEFAULT.temperature * n**DEFAULT.label_power), fit["gold_code"]
+        )
+        # (the counts here are one M-step on from EM's last params: a task or two may
+        # change bins)
+        assert abs(mine - fit["reference"]) < 1e-3, (name, mine, fit["reference"])
     rows = []
-    for form, (power, grid) in FORMS.items():
-        ece = np.empty((len(grid), len(names)))
-        for j, name in enumerate(names):
-            ann, em_tau, proba, labels, gold = fits[name]
-            for i, c in enumerate(grid):
-                tempered = temper(proba.to_numpy(), task_temperatures(ann, c, power) / em_tau)
-                frame = pd.DataFrame(tempered, index=proba.index, columns=proba.columns)
-                ece[i, j] = scores(frame, labels, gold)["ece"]
-        best = int(ece.mean(axis=1).argmin())
-        held, picks = [], []
+    for form, (source, temperature, grid) in FORMS.items():
+        table = np.array([[score(fits[n], source, temperature, g) for n in names] for g in grid])
+        best = int(table.mean(axis=1).argmin())
+        held, picks = [], set()
         for j in range(len(names)):
-            i = int(np.delete(ece, j, axis=1).mean(axis=1).argmin())
-            held.append(ece[i, j])
-            picks.append(grid[i])
+            i = int(np.delete(table, j, axis=1).mean(axis=1).argmin())
+            held.append(table[i, j])
+            picks.add(grid[i])
         rows.append(
             {
                 "form": form,
-                "c on all datasets": grid[best],
-                "mean ECE (all)": ece[best].mean(),
+                "constants on all datasets": ", ".join(f"{x:g}" for x in grid[best]),
+                "mean ECE (all)": table[best].mean(),
                 "held-out mean ECE": float(np.mean(held)),
-                "c chosen on 15": f"{min(picks)}..{max(picks)}",
+                "mean log-loss (all)": float(
+                    np.mean(
+                        [
+                            log_loss(
+                                reported(
+                                    fits[n], source, temperature(fits[n]["features"], *grid[best])
+                                ),
+                                fits[n]["gold_code"],
+                            )
+                            for n in names
+                        ]
+                    )
+                ),
+                "constants chosen on 15": "; ".join(
+                    ", ".join(f"{x:g}" for x in g) for g in sorted(picks)
+                ),
             }
         )
-        print(form, dict(zip(names, np.round(held, 3), strict=True)))
+        print(
+            form,
+            "held out:",
+            {n: round(float(e), 3) for n, e in zip(names, held, strict=True)},
+            flush=True,
+        )
     out = pd.DataFrame(rows).set_index("form")
-    print(out.round(4).to_string())
+    print(to_markdown(out.round(4)))
+    sd_tasks, sd_datasets = resampled_sd(fits, rng)
+    print(
+        f"recommended()'s mean ECE, standard deviation when resampling each dataset's gold "
+        f"tasks: {sd_tasks:.4f}; when resampling the datasets: {sd_datasets:.4f}"
+    )
     return out
 
 
