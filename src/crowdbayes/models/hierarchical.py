@@ -400,15 +400,21 @@ class HierarchicalDawidSkene(BayesianAggregator):
         post = getattr(self, "_eb_post", None)
         return vote_shares(ann) if post is None else post
 
+    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
+        # the final fit reuses the layout the empirical-Bayes rounds built
+        data = getattr(self, "_eb_data", None)
+        return super()._em_data(ann, devices) if data is None else data
+
     def _fit(self, ann: Annotations) -> None:
         self._eb_sigma: float | None = None
         self._eb_post: np.ndarray | None = None
+        self._eb_data: EMData | None = None
         try:
             if self.population_scale is None:
                 self._empirical_bayes(ann)
             super()._fit(ann)
         finally:
-            self._eb_post = None
+            self._eb_post = self._eb_data = None
         if self.draws_ is None:
             self.population_scale_ = float(self.params_.sigma)
             mu = jnp.asarray(self.params_.mu)
@@ -441,4 +447,4 @@ class HierarchicalDawidSkene(BayesianAggregator):
             sigma = new
             if done:
                 break
-        self._eb_sigma, self._eb_post = sigma, post
+        self._eb_sigma, self._eb_post, self._eb_data = sigma, post, data
