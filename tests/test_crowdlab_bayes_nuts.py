@@ -41,14 +41,24 @@ def test_em_objective_and_numpyro_log_density_share_the_likelihood():
     data, hyper = em_data(ann), BayesianCrowdLab()._hyper(ann, pp)
     em_fn = jax.jit(lambda p: em_objective(BayesianCrowdLabModel, p, data, hyper))
     nuts_fn = jax.jit(lambda s: log_density(numpyro_model, (data, hyper), {}, s)[0])
+
+    @jax.jit  # one program: run eagerly, each operation would compile on its own
+    def factor_fn(sites, params):
+        model = numpyro.handlers.substitute(numpyro_model, data=sites)
+        tr = numpyro.handlers.trace(model).get_trace(data, hyper)
+        _, task_lp = e_step(BayesianCrowdLabModel, params, data)
+        return tr["labels"]["fn"].log_prob(tr["labels"]["value"]), task_lp.sum()
+
     for seed in range(3):
-        k1, k2, k3, k4 = jax.random.split(jax.random.PRNGKey(seed), 4)
-        mu = jax.random.dirichlet(k1, jnp.ones(K) * 3.0, (K,))
+        # random points drawn by NumPy: jax.random.dirichlet compiles for seconds per shape
+        rng = np.random.default_rng(seed)
+        mu = rng.dirichlet(np.ones(K) * 3.0, K)
+        g = rng.gamma(np.broadcast_to(1.0 + 4.0 * mu, (W, K, K)))
         sites = {
-            "beta": jax.random.normal(k2) + 1.0,
-            "bias": jax.random.normal(k3, (K,)),
-            "mu": mu,
-            "confusion": jax.random.dirichlet(k4, 1.0 + 4.0 * mu, (W, K)),
+            "beta": jnp.float32(rng.normal() + 1.0),
+            "bias": jnp.asarray(rng.normal(size=K), jnp.float32),
+            "mu": jnp.asarray(mu, jnp.float32),
+            "confusion": jnp.asarray(g / g.sum(-1, keepdims=True), jnp.float32),
         }
         params = BayesianCrowdLabModel.params_from_sites(sites, hyper)
         em = float(em_fn(params))
@@ -59,16 +69,13 @@ def test_em_objective_and_numpyro_log_density_share_the_likelihood():
             + 0.5 * ((sites["beta"] - hyper.beta_mean) / hyper.beta_sd) ** 2
             + _normal_lp(sites["bias"], 0.0, hyper.bias_sd)
             - _log_beta(hyper.base_counts + 1.0).sum()
-            - W * _log_beta(hyper.pooling * mu + 1.0).sum()
+            - W * _log_beta(hyper.pooling * sites["mu"] + 1.0).sum()
         )
         lp = float(nuts_fn(sites))
         assert lp == pytest.approx(em + float(rest), rel=1e-5)
         # and the likelihood alone: the 'labels' factor is EM's marginal log-likelihood
-        model = numpyro.handlers.substitute(numpyro_model, data=sites)
-        tr = numpyro.handlers.trace(model).get_trace(data, hyper)
-        factor = float(tr["labels"]["fn"].log_prob(tr["labels"]["value"]))
-        _, task_lp = e_step(BayesianCrowdLabModel, params, data)
-        assert factor == pytest.approx(float(task_lp.sum()), rel=1e-6)
+        factor, em_lik = (float(x) for x in factor_fn(sites, params))
+        assert factor == pytest.approx(em_lik, rel=1e-6)
         assert factor < -100.0
 
 
