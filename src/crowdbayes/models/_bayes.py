@@ -264,6 +264,11 @@ class BayesianAggregator(Aggregator):
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, devices=devices)
 
+    def _fit_devices(self) -> Any:
+        """The devices this fit's EM shards its labels over (None: one device; NUTS runs
+        on one)."""
+        return getattr(self, "devices", None) if self.method == "em" else None
+
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
@@ -284,7 +289,7 @@ class BayesianAggregator(Aggregator):
         if int(self.max_iter) < 1:
             raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
         family = self._family
-        devices = getattr(self, "devices", None) if self.method == "em" else None
+        devices = self._fit_devices()
         data = self._em_data(ann, devices)
         hyper = self._hyper(ann)
         # a sharded layout serves this fit only: later uses rebuild a one-device one

@@ -429,8 +429,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
 
     def _empirical_bayes(self, ann: Annotations, rounds: int = 5, rtol: float = 0.05) -> None:
         """Alternate EM at a fixed ``sigma`` with the empirical-Bayes update of ``sigma``."""
-        devices = getattr(self, "devices", None) if self.method == "em" else None
-        data = self._em_data(ann, devices)
+        data = self._em_data(ann, self._fit_devices())
         sigma = 1.0
         post = vote_shares(ann)
         for _ in range(rounds):
