@@ -15,7 +15,9 @@ A model family is a class of static functions. For EM it follows
 
 :func:`marginal_model` is the NumPyro model of any family: the true class is
 marginalised by log-sum-exp inside :func:`~crowdbayes.inference.em.e_step`, the
-one function EM also uses, so the two engines share one likelihood. A family that
+one function EM also uses, so the two engines share one likelihood. NUTS samples it in
+numpyro's unconstrained coordinates (:func:`nuts_marginal`), all chains in one jitted
+program compiled once per family and data shapes. A family that
 also provides ``unconstrained_potential`` (with ``unconstrained_from_params`` and
 ``sites_from_unconstrained``; see :func:`nuts_unconstrained`) is sampled on its own
 unconstrained coordinates instead: the same posterior through the same ``e_step``,
@@ -25,7 +27,7 @@ with cheaper gradients and one compiled program for all chains.
 from __future__ import annotations
 
 import warnings
-from functools import partial
+from functools import cache, partial
 from typing import Any, ClassVar
 
 import jax
@@ -39,7 +41,6 @@ from ..inference.em import EMData, _e_step_jit, e_step, em_data, posterior, run_
 from ..inference.nuts import (
     ConvergenceWarning,
     check_convergence,
-    run_nuts,
     run_nuts_potential,
     to_inference_data,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "dirichlet_draws",
     "interval_bounds",
     "marginal_model",
+    "nuts_marginal",
     "nuts_unconstrained",
     "quality_frame",
     "vote_shares",
@@ -103,6 +105,65 @@ def nuts_unconstrained(
     )
     sites = _sites_from_unconstrained_jit(family, z, hyper)
     return {k: np.asarray(v) for k, v in sites.items()}
+
+
+@cache
+def _marginal_potential(family: Any) -> Any:
+    """Minus the log density of :func:`marginal_model` of ``family`` at unconstrained
+    sites ``z`` (numpyro's transforms and their Jacobians): one function object per
+    family, so its compiled NUTS program is reused by later fits of the same shapes."""
+    from numpyro.infer.util import potential_energy
+
+    def potential(z: dict[str, jnp.ndarray], data: EMData, hyper: Any) -> jnp.ndarray:
+        return potential_energy(partial(marginal_model, family), (data, hyper), {}, z)
+
+    return potential
+
+
+def nuts_marginal(
+    family: Any,
+    data: EMData,
+    hyper: Any,
+    em_params: Any,
+    *,
+    num_warmup: int = 1000,
+    num_samples: int = 1000,
+    num_chains: int = 4,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """NUTS on :func:`marginal_model` of any family, in numpyro's unconstrained
+    coordinates, every chain started at the EM estimate; the chains run one after another
+    in one jitted program (:func:`~crowdbayes.inference.nuts.run_nuts_potential`),
+    compiled once per family and shapes. Returns draws of the sites, ``[chains, draws,
+    ...]``, as :func:`~crowdbayes.inference.nuts.run_nuts` does."""
+    from numpyro.infer.util import unconstrain_fn
+
+    model = partial(marginal_model, family)
+    init = {k: jnp.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
+    z0 = unconstrain_fn(model, (data, hyper), {}, init)
+    z, _ = run_nuts_potential(
+        _marginal_potential(family),
+        z0,
+        data,
+        hyper,
+        num_warmup=num_warmup,
+        num_samples=num_samples,
+        num_chains=num_chains,
+        seed=seed,
+    )
+    sites = _constrain_jit(family, z, data, hyper)
+    return {k: np.asarray(v) for k, v in sites.items()}
+
+
+def _constrain(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
+    from numpyro.infer.util import constrain_fn
+
+    model = partial(marginal_model, family)
+    one = partial(constrain_fn, model, (data, hyper), {})
+    return dict(jax.vmap(jax.vmap(one))(z))
+
+
+_constrain_jit = jax.jit(_constrain, static_argnums=0)
 
 
 def _sites_from_unconstrained(family: Any, z: Any, hyper: Any) -> dict[str, jnp.ndarray]:
@@ -341,17 +402,15 @@ class BayesianAggregator(Aggregator):
                 seed=int(self.seed),
             )
         else:
-            init = {k: np.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
-            draws = run_nuts(
-                partial(marginal_model, family),
+            draws = nuts_marginal(
+                family,
                 data,
                 hyper,
+                em_params,
                 num_warmup=int(self.num_warmup),
                 num_samples=int(self.num_samples),
                 num_chains=int(self.num_chains),
                 seed=int(self.seed),
-                progress=bool(self.progress),
-                init_values=init,
             )
         self.draws_ = draws
         C, D = next(iter(draws.values())).shape[:2]

@@ -308,9 +308,10 @@ class BayesianCrowdLab(BayesianAggregator):
         hierarchical posterior (``beta``, ``b``, ``mu``, every confusion matrix), its chains
         started at the EM estimate.
     num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
-        NUTS warm-up and draws per chain, and chains (run vectorised).
+        NUTS warm-up and draws per chain, and chains (one after another, in one compiled
+        program).
     progress : bool, default False
-        Show a progress bar.
+        Show a progress bar for EM.
 
     Attributes
     ----------

@@ -241,7 +241,7 @@ class DawidSkene(BayesianAggregator):
         Stop when the log-posterior gains less than ``tol`` per label in one iteration
         (``tol=0`` runs all ``max_iter`` iterations).
     progress : bool, default False
-        Show a progress bar.
+        Show a progress bar for EM.
     devices : int or list of JAX devices, optional
         Shard the EM fit's labels across these devices (a count takes the first ``n``
         of ``jax.devices()``); see :mod:`crowdbayes.inference.sharding`. NUTS ignores it.
