@@ -129,8 +129,7 @@ def test_defaults_keep_accuracy():
         assert (ds.predict().loc[gold.index] == gold).mean() >= floor
 
 
-@pytest.fixture(scope="module")
-def nuts_wsd():
+def _nuts_wsd():
     """wsd (177 tasks, 34 annotators, 3 classes) by NUTS, and by EM."""
     df, gold = cb.datasets.load("wsd")
     ds = DawidSkene(method="nuts", num_warmup=200, num_samples=200, num_chains=2, seed=3)
@@ -140,8 +139,9 @@ def nuts_wsd():
     return ds, gold, DawidSkene().fit(df)
 
 
-def test_nuts_posterior_agrees_with_em(nuts_wsd):
-    nuts, gold, em = nuts_wsd
+def test_nuts_posterior_agrees_with_em():
+    # one test for the one NUTS fit: xdist would fit a shared fixture once per worker
+    nuts, gold, em = _nuts_wsd()
     assert nuts.draws_["confusion"].shape == (2, 200, 34, 3, 3)
     assert nuts.convergence_.loc["pi", "r_hat"] < 1.05
     acc = (nuts.predict().loc[gold.index] == gold).mean()
@@ -157,10 +157,10 @@ def test_nuts_posterior_agrees_with_em(nuts_wsd):
         q_em["accuracy_lower"] <= q_nuts["accuracy_upper"]
     )
     assert overlap.mean() >= 0.9
+    _check_task_uncertainty_and_idata(nuts, em)
 
 
-def test_nuts_task_uncertainty_and_idata(nuts_wsd):
-    nuts, _, em = nuts_wsd
+def _check_task_uncertainty_and_idata(nuts: DawidSkene, em: DawidSkene) -> None:
     tu = nuts.task_uncertainty(interval=0.9)
     assert (tu["probability_lower"] <= tu["probability"] + 1e-6).all()
     assert (tu["probability"] <= tu["probability_upper"] + 1e-6).all()
@@ -170,7 +170,7 @@ def test_nuts_task_uncertainty_and_idata(nuts_wsd):
     assert idata.posterior["accuracy"].dims == ("chain", "draw", "worker")
     ll = nuts.log_likelihood()
     assert ll.shape == (177,) and (ll < 0).all()
-    em_ll = em.log_likelihood()  # the fixture's EM fit, on the same labels
+    em_ll = em.log_likelihood()  # EM's fit of the same labels
     # the MAP fits the labels better than the posterior averages them, but not wildly
     assert em_ll.sum() > ll.sum() > 2 * em_ll.sum()
 

@@ -107,18 +107,9 @@ def _fit_both(useful: bool):
     return em, nuts, truth
 
 
-@pytest.fixture(scope="module")
-def useful():
-    return _fit_both(useful=True)
-
-
-@pytest.fixture(scope="module")
-def random_clf():
-    return _fit_both(useful=False)
-
-
-def test_nuts_trusts_a_useful_classifier(useful):
-    em, nuts, truth = useful
+def test_nuts_trusts_a_useful_classifier():
+    # one test per NUTS fit: xdist would fit a shared fixture once per worker
+    em, nuts, truth = _fit_both(useful=True)
     w = nuts.classifier_weight(interval=0.9)
     assert w["lower"] > 1.0 and 1.5 < w["estimate"] < 3.5  # clearly > 0
     assert w["lower"] < em.classifier_weight_ < w["upper"]
@@ -131,10 +122,11 @@ def test_nuts_trusts_a_useful_classifier(useful):
     w_em = em.classifier_weight(interval=0.9)
     assert w_em["lower"] < em.classifier_weight_ < w_em["upper"]
     assert 0.5 < w_em["sd"] / w["sd"] < 2.0
+    _check_intervals_and_idata(em, nuts, truth)
 
 
-def test_nuts_ignores_a_random_classifier(random_clf):
-    em, nuts, truth = random_clf
+def test_nuts_ignores_a_random_classifier():
+    em, nuts, truth = _fit_both(useful=False)
     w = nuts.classifier_weight(interval=0.9)
     assert abs(w["estimate"]) < 0.15 and w["lower"] < 0.0 < w["upper"]
     assert w["upper"] - w["lower"] < 0.6
@@ -143,8 +135,9 @@ def test_nuts_ignores_a_random_classifier(random_clf):
     assert abs(acc_nuts - acc_em) <= 0.02
 
 
-def test_nuts_intervals_and_idata(useful):
-    em, nuts, truth = useful
+def _check_intervals_and_idata(
+    em: BayesianCrowdLab, nuts: BayesianCrowdLab, truth: np.ndarray
+) -> None:
     tu = nuts.task_uncertainty(interval=0.9)
     assert (tu["probability_lower"] <= tu["probability"] + 1e-6).all()
     assert (tu["probability"] <= tu["probability_upper"] + 1e-6).all()
