@@ -106,24 +106,39 @@ def _log_confusion(params: HDSParams) -> jnp.ndarray:
     return jax.nn.log_softmax(full_logits(params.mu + params.sigma * params.z), axis=-1)
 
 
-def _curvature(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+def _curvature_parts(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
     """At logits ``b [W, K, K-1]`` with expected counts ``E [W, K, K]``: the gradient of the
-    expected log-likelihood ``[W, K, K-1]`` and minus the Hessian of the per-annotator
-    log posterior given ``mu``, ``A [W, K, K-1, K-1]``."""
+    expected log-likelihood ``[W, K, K-1]``, and minus the Hessian of the per-annotator log
+    posterior given ``mu`` as a diagonal minus a rank-one matrix, ``A = diag(d) - u u^T``
+    with ``d = n p + 1 / sigma^2``, ``u = sqrt(n) p`` (``p`` the wrong labels'
+    probabilities, ``n`` the row's count), and ``den = 1 - sum(u^2 / d) > 0`` (written as
+    a sum of positive terms)."""
     K = E.shape[-1]
     off = _off_index(K)
     rows = np.arange(K)[:, None]
     n = E.sum(-1)[..., None]  # [W, K, 1]
-    p = jax.nn.softmax(full_logits(b), axis=-1)[..., rows, off]  # [W, K, K-1]
+    probs = jax.nn.softmax(full_logits(b), axis=-1)  # [W, K, K]
+    p = probs[..., rows, off]  # [W, K, K-1]
     grad = E[..., rows, off] - n * p
-    eye = jnp.eye(K - 1, dtype=E.dtype)
-    A = n[..., None] * (p[..., :, None] * eye - p[..., :, None] * p[..., None, :])
-    return grad, A + eye / sigma**2
+    prec = 1.0 / sigma**2
+    d = n * p + prec
+    den = jnp.diagonal(probs, axis1=-2, axis2=-1) + (p * prec / d).sum(-1)
+    return grad, d, jnp.sqrt(n) * p, den
+
+
+def _curvature(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
+    """The gradient ``[W, K, K-1]`` and ``A [W, K, K-1, K-1]`` of :func:`_curvature_parts`
+    as a dense matrix."""
+    grad, d, u, _ = _curvature_parts(E, b, sigma)
+    eye = jnp.eye(E.shape[-1] - 1, dtype=E.dtype)
+    return grad, d[..., None] * eye - u[..., :, None] * u[..., None, :]
 
 
 def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Maximise the expected complete-data log posterior over annotator logits ``b`` and
-    the population mean ``mu`` (``sigma`` fixed) by Newton steps from the prior mean."""
+    the population mean ``mu`` (``sigma`` fixed) by Newton steps from the prior mean.
+    Each row's ``A^-1`` is applied by Sherman–Morrison (``A`` is diagonal minus rank one),
+    never formed: batched small-matrix inverses were most of the time on the CPU."""
     W, K, _ = E.shape
     sigma = hyper.sigma
     c = 1.0 / sigma**2
@@ -133,14 +148,21 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
 
     def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
         b, mu = carry
-        grad, A = _curvature(E, b, sigma)
+        grad, d, u, den = _curvature_parts(E, b, sigma)
+        v = u / d  # A^-1 = diag(1 / d) + v v^T / den
+
+        def solve_rows(x: jnp.ndarray) -> jnp.ndarray:  # A^-1 x, row by row
+            return x / d + v * ((v * x).sum(-1) / den)[..., None]
+
         g_b = grad - (b - mu) * c
         g_mu = ((b - mu) * c).sum(0) - (mu - hyper.mean_logit) / hyper.mean_scale**2
-        A_inv = jnp.linalg.inv(A)  # [W, K, K-1, K-1]
-        S = C * eye - c**2 * A_inv.sum(0)
-        rhs = g_mu + c * jnp.einsum("wkab,wkb->ka", A_inv, g_b)
+        inv_sum = (1.0 / d).sum(0)[..., None] * eye + jnp.einsum(
+            "wka,wkb->kab", v / den[..., None], v
+        )
+        S = C * eye - c**2 * inv_sum
+        rhs = g_mu + c * solve_rows(g_b).sum(0)
         d_mu = jnp.linalg.solve(S, rhs[..., None])[..., 0]
-        d_b = jnp.einsum("wkab,wkb->wka", A_inv, g_b + c * d_mu)
+        d_b = solve_rows(g_b + c * d_mu)
         return (
             b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),
             mu + jnp.clip(d_mu, -_MAX_STEP, _MAX_STEP),
