@@ -15,13 +15,12 @@ A model family is a class of static functions. For EM it follows
 
 :func:`marginal_model` is the NumPyro model of any family: the true class is
 marginalised by log-sum-exp inside :func:`~crowdbayes.inference.em.e_step`, the
-one function EM also uses, so the two engines share one likelihood. NUTS samples it in
-numpyro's unconstrained coordinates (:func:`nuts_marginal`), all chains in one jitted
-program compiled once per family and data shapes. A family that
-also provides ``unconstrained_potential`` (with ``unconstrained_from_params`` and
-``sites_from_unconstrained``; see :func:`nuts_unconstrained`) is sampled on its own
-unconstrained coordinates instead: the same posterior through the same ``e_step``,
-with cheaper gradients and one compiled program for all chains.
+one function EM also uses, so the two engines share one likelihood. :func:`nuts_draws`
+samples it, all chains in one jitted program compiled once per family and data shapes,
+in numpyro's unconstrained coordinates or, where a family provides
+``unconstrained_potential`` (with ``unconstrained_from_params`` and
+``sites_from_unconstrained``), in its own: the same posterior through the same
+``e_step``, with cheaper gradients.
 """
 
 from __future__ import annotations
@@ -51,8 +50,7 @@ __all__ = [
     "dirichlet_draws",
     "interval_bounds",
     "marginal_model",
-    "nuts_marginal",
-    "nuts_unconstrained",
+    "nuts_draws",
     "quality_frame",
     "vote_shares",
 ]
@@ -72,7 +70,7 @@ def marginal_model(family: Any, data: EMData, hyper: Any) -> None:
     numpyro.factor("labels", task_lp.sum())
 
 
-def nuts_unconstrained(
+def nuts_draws(
     family: Any,
     data: EMData,
     hyper: Any,
@@ -83,18 +81,31 @@ def nuts_unconstrained(
     num_chains: int = 4,
     seed: int = 0,
 ) -> dict[str, np.ndarray]:
-    """NUTS on a family's own unconstrained parametrisation, for families that provide
+    """NUTS on the posterior of :func:`marginal_model`, every chain started at the EM
+    estimate ``em_params``; the chains run one after another in one jitted program
+    (:func:`~crowdbayes.inference.nuts.run_nuts_potential`), compiled once per family and
+    shapes. Returns draws of the sites, ``[chains, draws, ...]``.
+
+    The coordinates are numpyro's unconstrained ones (its transforms and their Jacobians),
+    unless the family has its own, cheaper ones:
 
     - ``unconstrained_potential(z, data, hyper)``: minus the log posterior density of
       ``z`` (EM's objective at ``params_from_unconstrained(z)`` plus the log-Jacobian),
       the same distribution as :func:`marginal_model`;
-    - ``unconstrained_from_params(params, hyper) -> z`` (chains start at the EM estimate);
+    - ``unconstrained_from_params(params, hyper) -> z``;
     - ``sites_from_unconstrained(z, hyper) -> dict``: the sites of ``sample_sites``.
+    """
+    if hasattr(family, "unconstrained_potential"):
+        potential = family.unconstrained_potential
+        z0 = family.unconstrained_from_params(em_params, hyper)
+    else:
+        from numpyro.infer.util import unconstrain_fn
 
-    Returns draws of the sites, ``[chains, draws, ...]``, as :func:`run_nuts` does."""
-    z0 = family.unconstrained_from_params(em_params, hyper)
+        potential = _marginal_potential(family)
+        init = {k: jnp.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
+        z0 = unconstrain_fn(partial(marginal_model, family), (data, hyper), {}, init)
     z, _ = run_nuts_potential(
-        family.unconstrained_potential,
+        potential,
         z0,
         data,
         hyper,
@@ -103,15 +114,14 @@ def nuts_unconstrained(
         num_chains=num_chains,
         seed=seed,
     )
-    sites = _sites_from_unconstrained_jit(family, z, hyper)
-    return {k: np.asarray(v) for k, v in sites.items()}
+    return {k: np.asarray(v) for k, v in _sites_jit(family, z, data, hyper).items()}
 
 
 @cache
 def _marginal_potential(family: Any) -> Any:
-    """Minus the log density of :func:`marginal_model` of ``family`` at unconstrained
-    sites ``z`` (numpyro's transforms and their Jacobians): one function object per
-    family, so its compiled NUTS program is reused by later fits of the same shapes."""
+    """Minus the log density of :func:`marginal_model` of ``family`` at numpyro's
+    unconstrained sites ``z``: one function object per family, so its compiled NUTS
+    program is reused by later fits of the same shapes."""
     from numpyro.infer.util import potential_energy
 
     def potential(z: dict[str, jnp.ndarray], data: EMData, hyper: Any) -> jnp.ndarray:
@@ -120,57 +130,18 @@ def _marginal_potential(family: Any) -> Any:
     return potential
 
 
-def nuts_marginal(
-    family: Any,
-    data: EMData,
-    hyper: Any,
-    em_params: Any,
-    *,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    num_chains: int = 4,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """NUTS on :func:`marginal_model` of any family, in numpyro's unconstrained
-    coordinates, every chain started at the EM estimate; the chains run one after another
-    in one jitted program (:func:`~crowdbayes.inference.nuts.run_nuts_potential`),
-    compiled once per family and shapes. Returns draws of the sites, ``[chains, draws,
-    ...]``, as :func:`~crowdbayes.inference.nuts.run_nuts` does."""
-    from numpyro.infer.util import unconstrain_fn
+def _sites(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
+    """The sites of draws ``z`` (leaves ``[chains, draws, ...]``) in either coordinates."""
+    if hasattr(family, "unconstrained_potential"):
+        one = partial(family.sites_from_unconstrained, hyper=hyper)
+    else:
+        from numpyro.infer.util import constrain_fn
 
-    model = partial(marginal_model, family)
-    init = {k: jnp.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
-    z0 = unconstrain_fn(model, (data, hyper), {}, init)
-    z, _ = run_nuts_potential(
-        _marginal_potential(family),
-        z0,
-        data,
-        hyper,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        seed=seed,
-    )
-    sites = _constrain_jit(family, z, data, hyper)
-    return {k: np.asarray(v) for k, v in sites.items()}
-
-
-def _constrain(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
-    from numpyro.infer.util import constrain_fn
-
-    model = partial(marginal_model, family)
-    one = partial(constrain_fn, model, (data, hyper), {})
+        one = partial(constrain_fn, partial(marginal_model, family), (data, hyper), {})
     return dict(jax.vmap(jax.vmap(one))(z))
 
 
-_constrain_jit = jax.jit(_constrain, static_argnums=0)
-
-
-def _sites_from_unconstrained(family: Any, z: Any, hyper: Any) -> dict[str, jnp.ndarray]:
-    return dict(jax.vmap(jax.vmap(lambda x: family.sites_from_unconstrained(x, hyper)))(z))
-
-
-_sites_from_unconstrained_jit = jax.jit(_sites_from_unconstrained, static_argnums=0)
+_sites_jit = jax.jit(_sites, static_argnums=0)
 
 
 def em_objective(family: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
@@ -390,28 +361,16 @@ class BayesianAggregator(Aggregator):
 
     def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
         family = self._family
-        if hasattr(family, "unconstrained_potential"):
-            draws = nuts_unconstrained(
-                family,
-                data,
-                hyper,
-                em_params,
-                num_warmup=int(self.num_warmup),
-                num_samples=int(self.num_samples),
-                num_chains=int(self.num_chains),
-                seed=int(self.seed),
-            )
-        else:
-            draws = nuts_marginal(
-                family,
-                data,
-                hyper,
-                em_params,
-                num_warmup=int(self.num_warmup),
-                num_samples=int(self.num_samples),
-                num_chains=int(self.num_chains),
-                seed=int(self.seed),
-            )
+        draws = nuts_draws(
+            family,
+            data,
+            hyper,
+            em_params,
+            num_warmup=int(self.num_warmup),
+            num_samples=int(self.num_samples),
+            num_chains=int(self.num_chains),
+            seed=int(self.seed),
+        )
         self.draws_ = draws
         C, D = next(iter(draws.values())).shape[:2]
         mean_post, task_lp, conf, log_pi = _summarise_jit(family, self._flat_sites(), data, hyper)

@@ -145,7 +145,7 @@ class DawidSkeneModel:
     def confusion(params: DSParams) -> jnp.ndarray:
         return jnp.exp(params.log_confusion)
 
-    # ---- NUTS on log-ratio coordinates (see models/_bayes.py: nuts_unconstrained)
+    # ---- NUTS on log-ratio coordinates (see models/_bayes.py: nuts_draws)
     @staticmethod
     def params_from_unconstrained(z: dict[str, jnp.ndarray]) -> DSParams:
         """Softmax of logits whose last entry is pinned to 0 (additive log-ratios):
