@@ -51,6 +51,17 @@ def _alarm(signum: int, frame: Any) -> None:
     raise Timeout
 
 
+def _arm(seconds: float) -> None:
+    """Raise :class:`Timeout` after ``seconds``, then again every second until disarmed:
+    Python drops an exception raised where it ignores them (a garbage-collection
+    callback such as jax's), so one alarm alone can be lost and the fit run on."""
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
+
+
+def _disarm() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def default_root() -> Path:
     shared = ROOT.parent / "shared" / "datasets"
     return shared if shared.is_dir() else ROOT / "src" / "crowdbayes" / "datasets" / "data"
@@ -218,20 +229,23 @@ def run_one(factory: Callable[[], Any], df: pd.DataFrame, timeout: float, peer: 
     has ``timeout`` seconds. ``first_time`` is the first fit, compile included."""
     signal.signal(signal.SIGALRM, _alarm)
     try:
-        signal.alarm(int(timeout))
+        _arm(timeout)
         out = _fit_once(factory, df, peer)
-        signal.alarm(0)
+        _disarm()
         out["first_time"] = out["time"]
         if not peer:
-            signal.alarm(int(timeout))
+            _arm(timeout)
             out = {**_fit_once(factory, df, peer), "first_time": out["time"]}
+            _disarm()
         return out
     except Timeout:
+        _disarm()
         return {"status": f"timeout (>{timeout:.0f} s)"}
     except Exception as err:  # a failing method is reported, not hidden
+        _disarm()
         return {"status": f"failed: {type(err).__name__}: {str(err)[:80]}"}
     finally:
-        signal.alarm(0)
+        _disarm()
 
 
 def rank_table(table: pd.DataFrame, higher_better: bool) -> pd.Series:
