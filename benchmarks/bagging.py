@@ -2,8 +2,8 @@
 
 recommended() tempers EM's posterior because Dawid–Skene is misspecified (annotators'
 errors on a task are correlated). Bagging the posterior is the textbook answer to a
-misspecified model (Bühlmann, 2014; Huggins & Miller, 2019, "Reproducible model
-selection using bagged posteriors"): refit under Bayesian-bootstrap weights (Exp(1) per
+misspecified model (Bühlmann, 2014; Huggins & Miller, 2019, "Robust inference and model
+criticism using bagged posteriors"): refit under Bayesian-bootstrap weights (Exp(1) per
 annotator, per task, or both) and average the posteriors. This script fits
 recommended()'s tempered EM (``em_temperature * sqrt(n)`` for a task with ``n`` labels,
 prior 3 / 0.8 / 10) once unweighted and ``--bags`` times weighted, reports the average
