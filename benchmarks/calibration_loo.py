@@ -139,7 +139,7 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     sources = {"map": (np.log(np.clip(q, 1e-300, 1.0)) * em_tau)[rows]}
     # the counts behind the confusion matrices: expected labels plus the prior's pseudo-counts
     post = jnp.asarray(q.T, jnp.float32)
-    hyper = model.hyper_
+    hyper = model._fitted_hyper()
     counts = np.asarray(DawidSkeneModel.expected_counts(post, model.data_, W), np.float64)
     counts += np.asarray(hyper.confusion_counts, np.float64)
     class_counts = q.sum(axis=0) + np.asarray(hyper.class_counts, np.float64)

@@ -250,7 +250,9 @@ def em_posterior_mean(est: Any, n_draws: int = 1000) -> np.ndarray:
     the same draws ``annotator_quality`` takes its bounds from."""
     post = jnp.asarray(est.proba_.T, jnp.float32)
     rng = np.random.default_rng(est.seed)
-    conf, pi = est._family.em_draws(est.params_, post, est._data(), est.hyper_, rng, n_draws)
+    conf, pi = est._family.em_draws(
+        est.params_, post, est._data(), est._fitted_hyper(), rng, n_draws
+    )
     sens = np.diagonal(conf, axis1=-2, axis2=-1)[:, : est.annotations_.n_workers]
     return np.einsum("swk,sk->sw", sens, pi).mean(axis=0)
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import crowdbayes as cb
+from crowdbayes.inference.segments import Segments
 from crowdbayes.inference.sharding import resolve_devices
 
 SCRIPT = textwrap.dedent(
@@ -168,6 +169,14 @@ def test_one_device_in_process_and_bad_counts():
     assert (sharded.predict() == one.predict()).all()
     one = cb.ItemDifficulty(max_iter=20).fit(ann)
     sharded = cb.ItemDifficulty(max_iter=20, devices=1).fit(ann)
+    # a sharded fit keeps no one-device label layouts (per-annotator Segments included);
+    # the intervals rebuild them on first use and agree with the one-device fit's
+    assert sharded.data_ is None and sharded.hyper_ is None
+    cols = ["accuracy", "accuracy_lower", "accuracy_upper"]
+    np.testing.assert_allclose(
+        sharded.annotator_quality()[cols], one.annotator_quality()[cols], atol=1e-5
+    )
+    assert isinstance(sharded.hyper_.by_worker, Segments)
     np.testing.assert_allclose(sharded.confusion_, one.confusion_, atol=1e-5)
     np.testing.assert_allclose(sharded.difficulty_, one.difficulty_, atol=1e-5)
     assert sharded.difficulty_.index.equals(one.difficulty_.index)

@@ -304,10 +304,11 @@ class BayesianAggregator(Aggregator):
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
-    def _sharded_hyper(self, hyper: Any, ann: Annotations, data: EMData) -> Any:
-        """The hyperparameters for an EM fit on sharded ``data``: ``hyper`` itself unless
-        they hold per-label layouts, which must follow ``data``'s label layout."""
-        return hyper
+    def _sharded_hyper(self, ann: Annotations, data: EMData) -> Any:
+        """The hyperparameters for an EM fit on sharded ``data``: ``_hyper(ann)`` unless
+        they hold per-label layouts, which must follow ``data``'s label layout (and are
+        then built for that layout only)."""
+        return self._hyper(ann)
 
     def _unpad_params(self, params: Any, ann: Annotations) -> Any:
         """EM params of a sharded fit as ``params_`` keeps them: per-task arrays cut back
@@ -323,14 +324,15 @@ class BayesianAggregator(Aggregator):
         family = self._family
         devices = self._fit_devices()
         data = self._em_data(ann, devices)
-        hyper = self._hyper(ann)
-        # a sharded layout serves this fit only: later uses rebuild a one-device one
-        self.data_, self.hyper_ = (data if devices is None else None), hyper
+        hyper = self._hyper(ann) if devices is None else self._sharded_hyper(ann, data)
+        # sharded layouts serve this fit only: later uses rebuild one-device ones
+        # (_data, _fitted_hyper), so a sharded fit never holds both at once
+        self.data_, self.hyper_ = (data, hyper) if devices is None else (None, None)
         res = run_em(
             family,
             data,
             self._init_post(ann),
-            hyper if devices is None else self._sharded_hyper(hyper, ann, data),
+            hyper,
             max_iter=int(self.max_iter),
             tol=float(self.tol),
             progress=bool(self.progress) and self.method == "em",
@@ -412,6 +414,15 @@ class BayesianAggregator(Aggregator):
             self.data_ = data
         return data
 
+    def _fitted_hyper(self) -> Any:
+        """The fit's hyperparameters for the one-device layout of :meth:`_data` (built on
+        first use after a sharded fit)."""
+        hyper = getattr(self, "hyper_", None)
+        if hyper is None:
+            hyper = self._hyper(self.annotations_)
+            self.hyper_ = hyper
+        return hyper
+
     # ------------------------------------------------------------ outputs
     @property
     def idata_(self) -> Any:
@@ -478,7 +489,7 @@ class BayesianAggregator(Aggregator):
             rng = np.random.default_rng(self.seed)
             post = jnp.asarray(self.proba_.T, jnp.float32)
             conf_d, pi_d = self._family.em_draws(
-                self.params_, post, self._data(), self.hyper_, rng, int(n_draws)
+                self.params_, post, self._data(), self._fitted_hyper(), rng, int(n_draws)
             )
         else:
             conf_d = pi_d = np.zeros(0)

@@ -420,7 +420,7 @@ class BayesianCrowdLab(BayesianAggregator):
         else:
             d = self.draws_
             # accuracy weighs classes by the class prior averaged over tasks (as with EM)
-            pi = _draws_class_prior_jit(self._flat_sites(), self.hyper_)
+            pi = _draws_class_prior_jit(self._flat_sites(), self._fitted_hyper())
             self._pi_draws = np.asarray(pi, dtype=np.float64)
             self.class_prior_ = self._pi_draws.mean(axis=0)
             bias = d["bias"].astype(np.float64)
@@ -453,7 +453,7 @@ class BayesianCrowdLab(BayesianAggregator):
             if not 0.0 < interval < 1.0:
                 raise ValueError(f"interval must be between 0 and 1, got {interval}")
             post = jnp.asarray(self.proba_.T, jnp.float32)
-            sd = float(np.sqrt(_weight_laplace_jit(self.params_, post, self.hyper_)))
+            sd = float(np.sqrt(_weight_laplace_jit(self.params_, post, self._fitted_hyper())))
             z = NormalDist().inv_cdf((1.0 + interval) / 2.0)
             lo, hi = self.classifier_weight_ - z * sd, self.classifier_weight_ + z * sd
         return pd.Series(

@@ -302,9 +302,9 @@ class ItemDifficulty(BayesianAggregator):
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, per_label=True, devices=devices)
 
-    def _sharded_hyper(self, hyper: IDHyper, ann: Annotations, data: EMData) -> IDHyper:
-        # the per-annotator sums over labels, in the sharded label layout
-        return hyper._replace(by_worker=label_segments(data, ann, ann.worker, ann.n_workers))
+    def _sharded_hyper(self, ann: Annotations, data: EMData) -> IDHyper:
+        # the per-annotator sums over labels in the sharded label layout only
+        return self._hyper(ann, label_segments(data, ann, ann.worker, ann.n_workers))
 
     def _unpad_params(self, params: IDParams, ann: Annotations) -> IDParams:
         # the tasks' difficulties in task order, padding tasks (at the end) dropped
@@ -314,7 +314,7 @@ class ItemDifficulty(BayesianAggregator):
             jnp.asarray(np.asarray(params.log_pi)),
         )
 
-    def _hyper(self, ann: Annotations) -> IDHyper:
+    def _hyper(self, ann: Annotations, by_worker: Segments | None = None) -> IDHyper:
         K = ann.n_classes
         q = float(self.prior_accuracy)
         if not 1.0 / K < q < 1.0:
@@ -329,7 +329,7 @@ class ItemDifficulty(BayesianAggregator):
             jnp.asarray(self.ability_scale, f32),
             jnp.asarray(self.difficulty_scale, f32),
             jnp.full((K,), self.class_prior_strength, f32),
-            Segments.build(ann.worker, ann.n_workers),
+            Segments.build(ann.worker, ann.n_workers) if by_worker is None else by_worker,
         )
 
     @property
