@@ -327,7 +327,8 @@ class BayesianAggregator(Aggregator):
         hyper = self._hyper(ann) if devices is None else self._sharded_hyper(ann, data)
         # sharded layouts serve this fit only: later uses rebuild one-device ones
         # (_data, _fitted_hyper), so a sharded fit never holds both at once
-        self.data_, self.hyper_ = (data, hyper) if devices is None else (None, None)
+        self.data_: EMData | None = data if devices is None else None
+        self.hyper_: Any = hyper if devices is None else None
         res = run_em(
             family,
             data,
