@@ -11,6 +11,7 @@ import numpy as np
 import numpyro
 import pandas as pd
 import pytest
+from interval_checks import assert_mean_in_interval
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
 
@@ -139,8 +140,7 @@ def _check_intervals_and_idata(
     em: BayesianCrowdLab, nuts: BayesianCrowdLab, truth: np.ndarray
 ) -> None:
     tu = nuts.task_uncertainty(interval=0.9)
-    assert (tu["probability_lower"] <= tu["probability"] + 1e-6).all()
-    assert (tu["probability"] <= tu["probability_upper"] + 1e-6).all()
+    assert_mean_in_interval(tu["probability"], tu["probability_lower"], tu["probability_upper"])
     wrong = nuts.predict().to_numpy() != truth
     assert tu["probability_lower"][wrong].mean() < tu["probability_lower"][~wrong].mean() - 0.2
     q_nuts, q_em = nuts.annotator_quality(interval=0.9), em.annotator_quality(interval=0.9)
