@@ -1,7 +1,9 @@
 """Leave-one-dataset-out check of how recommended() reports its probabilities.
 
 recommended() runs Dawid–Skene EM at temperature ``0.4 * sqrt(n)`` for a task with ``n``
-labels and reports the posterior at ``T = c * sqrt(n)`` (``c = 1.7``). This script fits
+labels and reports the posterior at ``T = c * sqrt(n * design)`` (``c = 1.35``), where
+``design = 1 + (n - 1) * rho`` and ``rho`` is the correlation of labels within a task
+estimated from the vote counts (``label_correlation_``). This script fits
 that EM once per dataset folder (``labels.csv``, ``truth.csv``) and scores other ways of
 reporting it: other forms of ``T`` (in ``n``, the number of classes ``K``, a task's
 vote entropy), and two posteriors that take the confusion matrices' uncertainty into
@@ -34,7 +36,12 @@ from accuracy import default_root, load, scores, to_markdown  # noqa: E402
 
 import crowdbayes as cb  # noqa: E402
 from crowdbayes.models.dawid_skene import DawidSkeneModel  # noqa: E402
-from crowdbayes.recommend import CalibratedDawidSkene, task_temperatures, temper  # noqa: E402
+from crowdbayes.models.vote_correlation import vote_correlation  # noqa: E402
+from crowdbayes.recommend import (  # noqa: E402
+    CalibratedDawidSkene,
+    recommended,
+    task_temperatures,
+)
 
 DEFAULT = CalibratedDawidSkene()  # recommended()'s settings
 N_DRAWS = 64
@@ -52,7 +59,17 @@ FORMS: dict[str, tuple[str, Callable[..., np.ndarray], list[tuple[float, ...]]]]
         lambda f, c: np.full_like(f["n"], c),
         [(c,) for c in _grid(1, 10, 0.1)],
     ),
-    "c * sqrt(n) (recommended)": ("map", lambda f, c: c * np.sqrt(f["n"]), [(c,) for c in C]),
+    "c * sqrt(n * design) (recommended)": (
+        "map",
+        lambda f, c: c * np.sqrt(f["n"] * f["design"]),
+        [(c,) for c in C],
+    ),
+    "c * sqrt(n) * design ** p": (
+        "map",
+        lambda f, c, p: c * np.sqrt(f["n"]) * f["design"] ** p,
+        list(itertools.product(C, _grid(0, 1.5, 0.1))),
+    ),
+    "c * sqrt(n) (the last default)": ("map", lambda f, c: c * np.sqrt(f["n"]), [(c,) for c in C]),
     "c * n ** p": (
         "map",
         lambda f, c, p: c * f["n"] ** p,
@@ -126,8 +143,11 @@ def task_log_joint(ann: cb.Annotations, log_conf: np.ndarray, log_pi: np.ndarray
 def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> dict:
     """recommended()'s EM fit of one dataset, and what each form needs on its gold tasks."""
     ann = cb.as_annotations(df)
-    # temperature = em_temperature: proba_ is EM's own posterior, the one its counts use
-    model = CalibratedDawidSkene(temperature=DEFAULT.em_temperature).fit(ann)
+    # temperature = em_temperature and no correlation: proba_ is EM's own posterior, the
+    # one its counts use; rho is recommended()'s estimate
+    model = CalibratedDawidSkene(temperature=DEFAULT.em_temperature, label_correlation=0.0)
+    model.fit(ann)
+    rho = vote_correlation(ann)
     q, W, K = model.proba_, ann.n_workers, ann.n_classes
     tasks = model.predict().index
     gold = gold[gold.index.isin(tasks)]
@@ -164,11 +184,11 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     share = ann.vote_counts() / np.maximum(ann.labels_per_task(), 1)[:, None]
     entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
     n = np.maximum(ann.labels_per_task(), 1).astype(np.float64)
-    features = {"n": n[rows], "K": float(K), "entropy": entropy[rows]}
-    # recommended()'s own output, scored by accuracy.py, to check this script's ECE against
-    out_tau = task_temperatures(ann, DEFAULT.temperature, DEFAULT.label_power)
-    frame = pd.DataFrame(temper(q, out_tau / em_tau), index=tasks, columns=classes)
-    reference = scores(frame, model.predict(), gold)["ece"]
+    design = 1.0 + (n - 1.0) * rho
+    features = {"n": n[rows], "K": float(K), "entropy": entropy[rows], "design": design[rows]}
+    # recommended()'s own fit and output, scored by accuracy.py, to check this script's ECE
+    rec = recommended().fit(ann)
+    reference = scores(rec.predict_proba(), rec.predict(), gold)["ece"]
     return {
         "sources": sources,
         "features": features,
@@ -184,6 +204,12 @@ def reported(fit: dict, source: str, temperature: np.ndarray) -> np.ndarray:
     return softmax_rows(logp / temperature[:, None])
 
 
+def recommended_temperature(features: dict) -> np.ndarray:
+    """recommended()'s output temperature per gold task."""
+    n = features["n"]
+    return DEFAULT.temperature * (n * features["design"]) ** DEFAULT.label_power
+
+
 def log_loss(proba: np.ndarray, gold_code: np.ndarray) -> float:
     """Mean ``-log p(gold label)`` (as ``accuracy.scores``)."""
     p_gold = np.where(gold_code >= 0, proba[np.arange(gold_code.size), gold_code], 0.0)
@@ -195,7 +221,7 @@ def resampled_sd(fits: dict, rng: np.random.Generator, n_rounds: int = 300) -> t
     resampled, and when the datasets are."""
     per, within = [], []
     for fit in fits.values():
-        T = DEFAULT.temperature * fit["features"]["n"] ** DEFAULT.label_power
+        T = recommended_temperature(fit["features"])
         proba = reported(fit, "map", T)
         per.append(ece(proba, fit["gold_code"]))
         draws = rng.integers(0, T.size, (n_rounds, T.size))
@@ -222,10 +248,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             fits[folder.name] = fit_dataset(*loaded, rng)
     names = list(fits)
     for name, fit in fits.items():  # the ECE here is accuracy.py's, on recommended()'s output
-        n = fit["features"]["n"]
-        mine = ece(
-            reported(fit, "map", DEFAULT.temperature * n**DEFAULT.label_power), fit["gold_code"]
-        )
+        mine = ece(reported(fit, "map", recommended_temperature(fit["features"])), fit["gold_code"])
         assert abs(mine - fit["reference"]) < 1e-6, (name, mine, fit["reference"])
     rows = []
     for form, (source, temperature, grid) in FORMS.items():

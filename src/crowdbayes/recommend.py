@@ -36,6 +36,7 @@ import numpy as np
 from .data import Annotations
 from .inference.em import EMData, em_data
 from .models.dawid_skene import DawidSkene
+from .models.vote_correlation import vote_correlation
 
 __all__ = ["CalibratedDawidSkene", "recommended"]
 
@@ -55,17 +56,24 @@ def temper(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
     return out / out.sum(axis=1, keepdims=True)
 
 
-def task_temperatures(ann: Annotations, temperature: float, label_power: float) -> np.ndarray:
-    """``[n_tasks, 1]``: ``temperature * n ** label_power`` for a task with ``n`` labels.
+def task_temperatures(
+    ann: Annotations, temperature: float, label_power: float, correlation: float = 0.0
+) -> np.ndarray:
+    """``[n_tasks, 1]``: ``temperature * (n * (1 + (n - 1) * correlation)) ** label_power``
+    for a task with ``n`` labels (``n`` times the design effect of labels correlated by
+    ``correlation``).
 
     >>> import pandas as pd
     >>> ann = Annotations.from_long(pd.DataFrame(
     ...     {"task": [1, 1, 1, 1, 2], "worker": [1, 2, 3, 4, 1], "label": [0, 1, 0, 0, 1]}))
     >>> task_temperatures(ann, 1.5, 0.5).ravel().tolist()
     [3.0, 1.5]
+    >>> task_temperatures(ann, 1.5, 0.5, correlation=1 / 3).ravel().round(3).tolist()
+    [4.243, 1.5]
     """
     n = np.maximum(ann.labels_per_task(), 1).astype(np.float64)
-    return (float(temperature) * n ** float(label_power))[:, None]
+    design = 1.0 + (n - 1.0) * float(correlation)
+    return (float(temperature) * (n * design) ** float(label_power))[:, None]
 
 
 class CalibratedDawidSkene(DawidSkene):
@@ -76,7 +84,11 @@ class CalibratedDawidSkene(DawidSkene):
     held at a fixed temperature per task, so EM still climbs one objective; see
     :func:`crowdbayes.inference.em.e_step`), and the M-step estimates the confusion
     matrices from those posteriors. The reported probabilities are the posterior at
-    ``temperature * n ** label_power``; labels are the argmax of either.
+    ``temperature * (n * (1 + (n - 1) * rho)) ** label_power``, where ``rho`` is how
+    correlated two labels on one task are given its class: ``label_correlation``, or when
+    that is None, estimated from the vote counts by a mixture of Dirichlet-multinomials
+    (:func:`crowdbayes.models.vote_correlation.vote_correlation`; fitted value in
+    ``label_correlation_``). Labels are the argmax of either posterior.
     ``em_temperature=1``, ``temperature=1``, ``label_power=0`` is plain
     :class:`~crowdbayes.DawidSkene`. Confusion matrices, annotator quality and its
     intervals come from the tempered fit.
@@ -86,6 +98,8 @@ class CalibratedDawidSkene(DawidSkene):
     >>> model = CalibratedDawidSkene().fit(annotations)
     >>> round(float((model.predict().loc[gold.index] == gold).mean()), 3)
     0.898
+    >>> round(model.label_correlation_, 3)
+    0.016
     """
 
     def __init__(
@@ -94,8 +108,9 @@ class CalibratedDawidSkene(DawidSkene):
         prior_accuracy: float = 0.8,
         class_prior_strength: float = 10.0,
         em_temperature: float = 0.4,
-        temperature: float = 1.7,
+        temperature: float = 1.35,
         label_power: float = 0.5,
+        label_correlation: float | None = None,
         max_iter: int = 100,
         tol: float = 1e-6,
         progress: bool = False,
@@ -113,6 +128,7 @@ class CalibratedDawidSkene(DawidSkene):
         self.em_temperature = em_temperature
         self.temperature = temperature
         self.label_power = label_power
+        self.label_correlation = label_correlation
 
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         tau = task_temperatures(ann, self.em_temperature, self.label_power).ravel()
@@ -124,12 +140,19 @@ class CalibratedDawidSkene(DawidSkene):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if not np.isfinite(float(self.label_power)):
             raise ValueError(f"label_power must be finite, got {self.label_power}")
+        rho = self.label_correlation
+        if rho is not None and not 0.0 <= float(rho) < 1.0:
+            raise ValueError(f"label_correlation must be None or in [0, 1), got {rho}")
         super()._fit(ann)
-        # the posterior at temperature T from the one at T_em: a power T_em / T
-        self.proba_ = temper(self.proba_, float(self.temperature) / float(self.em_temperature))
+        self.label_correlation_ = vote_correlation(ann) if rho is None else float(rho)
+        # the posterior at temperature T from the one at T_em: a power T_em / T per task
+        ratio = task_temperatures(
+            ann, self.temperature, self.label_power, self.label_correlation_
+        ) / task_temperatures(ann, self.em_temperature, self.label_power)
+        self.proba_ = temper(self.proba_, ratio)
 
     def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
-        tau = task_temperatures(ann, self.temperature, self.label_power)
+        tau = task_temperatures(ann, self.temperature, self.label_power, self.label_correlation_)
         return temper(super()._predict_proba_new(ann), tau)
 
 
