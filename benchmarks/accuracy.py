@@ -10,7 +10,9 @@ DawidSkene, OneCoinDawidSkene, GLAD, MACE, MMSR when installed (``bench`` extra)
 peer that fails or runs past ``--timeout`` is reported as such, not hidden.
 
 Writes tables and a plot into ``docs/benchmarks.md`` (between its accuracy markers)
-and ``docs/benchmarks_accuracy.png``, and prints the mean rank of each method.
+and ``docs/benchmarks_accuracy.png``, recommended()'s results per dataset into its model
+card ``models/calibrated_dawid_skene.md``, and prints the mean rank of each method.
+``--report-only results.json`` rewrites both from an earlier ``--json`` without fitting.
 
     python benchmarks/accuracy.py                      # ../shared/datasets, else the bundled
     python benchmarks/accuracy.py path/to/datasets --nuts none
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import pkgutil
 import signal
 import sys
@@ -36,9 +39,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import crowdbayes as cb  # noqa: E402
 from crowdbayes.base import Aggregator  # noqa: E402
+from crowdbayes.models.vote_correlation import vote_correlation  # noqa: E402
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+CARD = ROOT / "models" / "calibrated_dawid_skene.md"  # recommended()'s model card
 SKIP = {"GoldMajorityVote", "CrowdLab", "BayesianCrowdLab"}  # need gold or classifier inputs
 PEERS = ["MajorityVote", "Wawa", "DawidSkene", "OneCoinDawidSkene", "GLAD", "MACE", "MMSR"]
 
@@ -274,7 +280,19 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     p.add_argument("--no-peers", action="store_true")
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--json", type=Path, help="also write raw results here")
+    p.add_argument("--card", type=Path, default=CARD, help="recommended()'s model card")
+    p.add_argument(
+        "--report-only",
+        type=Path,
+        metavar="JSON",
+        help="write the report and the card from an earlier --json, fitting nothing",
+    )
     args = p.parse_args(argv)
+    if args.report_only is not None:
+        res = pd.DataFrame(json.loads(args.report_only.read_text()))
+        write_report(res, args.out, None)
+        write_card(res, label_correlations(args.root, set(res["dataset"])), args.card)
+        return res
 
     ours = crowdbayes_methods(args.nuts)
     peers, wawa_error = ({}, None) if args.no_peers else peer_methods()
@@ -310,7 +328,75 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.json:
         args.json.write_text(res.to_json(orient="records", indent=1))
     write_report(res, args.out, wawa_error)
+    write_card(res, label_correlations(args.root, set(res["dataset"])), args.card)
     return res
+
+
+def label_correlations(root: Path, names: set[str]) -> dict[str, float]:
+    """recommended()'s estimate of the correlation of labels within a task, per dataset."""
+    out = {}
+    for folder in sorted(f for f in root.iterdir() if f.is_dir() and f.name in names):
+        loaded = load(folder)
+        if loaded is not None:
+            out[folder.name] = vote_correlation(cb.as_annotations(loaded[0]))
+    return out
+
+
+def replace_block(path: Path, block: str, heading: str) -> None:
+    """Put ``block`` (which starts with START and ends with END) between ``path``'s
+    markers, or append it under ``heading`` when the file has none."""
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + f"\n\n{heading}\n\n" + block + "\n"
+    path.write_text(text)
+
+
+def write_card(res: pd.DataFrame, rhos: dict[str, float], path: Path) -> None:
+    """The results section of recommended()'s model card: per dataset, its accuracy
+    against the best peer's, log-loss and ECE of the gold label, and the estimated
+    correlation of labels within a task."""
+    ok = res[res["status"] == "ok"]
+    mine = ok[ok["method"] == "recommended()"].set_index("dataset")
+    if mine.empty:
+        return
+    peers = ok[ok["peer"].astype(bool)]
+    best = peers.loc[peers.groupby("dataset")["accuracy"].idxmax()].set_index("dataset")
+    rows, wins = [], 0
+    for name, r in mine.iterrows():
+        has_peer = name in best.index
+        wins += bool(has_peer and r["accuracy"] >= best.loc[name, "accuracy"] - 1e-12)
+        rows.append(
+            {
+                "dataset": name,
+                "label correlation": f"{rhos[name]:.3f}" if name in rhos else "n/a",
+                "accuracy": f"{r['accuracy']:.4f}",
+                "best peer": (
+                    f"{best.loc[name, 'accuracy']:.4f} ({best.loc[name, 'method']})"
+                    if has_peer
+                    else "n/a"
+                ),
+                "log-loss": f"{r['log_loss']:.3f}",
+                "ECE": f"{r['ece']:.3f}",
+                "fit (s, warm)": f"{r['time']:.2f}",
+            }
+        )
+    table = pd.DataFrame(rows).set_index("dataset")
+    block = "\n".join(
+        [
+            START,
+            f"_Generated by `python benchmarks/accuracy.py` on {time.strftime('%Y-%m-%d')}._",
+            "",
+            f"Over {len(mine)} datasets: mean accuracy {mine['accuracy'].mean():.4f}, "
+            f"mean log-loss {mine['log_loss'].mean():.4f}, mean ECE {mine['ece'].mean():.4f}; "
+            f"at least as accurate as the best crowd-kit method on {wins} of them.",
+            "",
+            to_markdown(table),
+            END,
+        ]
+    )
+    replace_block(path, block, "## Results")
 
 
 def head_to_head(
@@ -437,12 +523,9 @@ def write_report(res: pd.DataFrame, out: Path, wawa_error: str | None = None) ->
         parts += ["", f"### {title}", "", to_markdown(table.T.rename_axis("method"))]
     parts.append(END)
     block = "\n".join(parts)
-    text = out.read_text() if out.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n## Accuracy on real data\n\n" + block + "\n"
-    out.write_text(text)
+    if not out.exists():
+        out.write_text("# Benchmarks\n")
+    replace_block(out, block, "## Accuracy on real data")
     print(f"wrote {out} and {png}")
 
 

@@ -44,6 +44,7 @@ from crowdbayes.recommend import (  # noqa: E402
 )
 
 DEFAULT = CalibratedDawidSkene()  # recommended()'s settings
+LAST_DEFAULT = 1.7  # the last default reported the posterior at 1.7 * sqrt(n)
 N_DRAWS = 64
 
 
@@ -216,19 +217,30 @@ def log_loss(proba: np.ndarray, gold_code: np.ndarray) -> float:
     return float(-np.log(np.clip(p_gold, 1e-15, 1.0)).mean())
 
 
-def resampled_sd(fits: dict, rng: np.random.Generator, n_rounds: int = 300) -> tuple[float, float]:
+def resampled_sd(fits: dict, rng: np.random.Generator, n_rounds: int = 300) -> dict[str, float]:
     """Standard deviation of recommended()'s mean ECE when each dataset's gold tasks are
-    resampled, and when the datasets are."""
-    per, within = [], []
+    resampled, and when the datasets are; and how often, in the same resamples, it is
+    below the mean ECE of the last default (``1.7 * sqrt(n)``, no label correlation)."""
+    per, within, last_per, last_within = [], [], [], []
     for fit in fits.values():
-        T = recommended_temperature(fit["features"])
-        proba = reported(fit, "map", T)
-        per.append(ece(proba, fit["gold_code"]))
-        draws = rng.integers(0, T.size, (n_rounds, T.size))
-        within.append([ece(proba[d], fit["gold_code"][d]) for d in draws])
-    per_arr = np.asarray(per)
-    across = [per_arr[rng.integers(0, per_arr.size, per_arr.size)].mean() for _ in range(2000)]
-    return float(np.mean(within, axis=0).std()), float(np.std(across))
+        proba = reported(fit, "map", recommended_temperature(fit["features"]))
+        last = reported(fit, "map", LAST_DEFAULT * np.sqrt(fit["features"]["n"]))
+        gold = fit["gold_code"]
+        per.append(ece(proba, gold))
+        last_per.append(ece(last, gold))
+        draws = rng.integers(0, gold.size, (n_rounds, gold.size))
+        within.append([ece(proba[d], gold[d]) for d in draws])
+        last_within.append([ece(last[d], gold[d]) for d in draws])
+    tasks, last_tasks = np.mean(within, axis=0), np.mean(last_within, axis=0)
+    per_arr, last_arr = np.asarray(per), np.asarray(last_per)
+    picks = rng.integers(0, per_arr.size, (2000, per_arr.size))
+    across, last_across = per_arr[picks].mean(axis=1), last_arr[picks].mean(axis=1)
+    return {
+        "sd_tasks": float(tasks.std()),
+        "sd_datasets": float(across.std()),
+        "below_last_tasks": float((tasks < last_tasks).mean()),
+        "below_last_datasets": float((across < last_across).mean()),
+    }
 
 
 def score(fit: dict, source: str, temperature: Callable[..., np.ndarray], consts: tuple) -> float:
@@ -291,10 +303,13 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
         )
     out = pd.DataFrame(rows).set_index("form")
     print(to_markdown(out.round(4)))
-    sd_tasks, sd_datasets = resampled_sd(fits, rng)
+    spread = resampled_sd(fits, rng)
     print(
         f"recommended()'s mean ECE, standard deviation when resampling each dataset's gold "
-        f"tasks: {sd_tasks:.4f}; when resampling the datasets: {sd_datasets:.4f}"
+        f"tasks: {spread['sd_tasks']:.4f}; when resampling the datasets: "
+        f"{spread['sd_datasets']:.4f}. Below the last default's ({LAST_DEFAULT} * sqrt(n)) "
+        f"in {spread['below_last_tasks']:.1%} of the task resamples and "
+        f"{spread['below_last_datasets']:.1%} of the dataset resamples."
     )
     return out
 
