@@ -39,9 +39,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import crowdbayes as cb  # noqa: E402
 from crowdbayes.base import Aggregator  # noqa: E402
-from crowdbayes.models.vote_correlation import vote_correlation  # noqa: E402
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 CARD = ROOT / "models" / "calibrated_dawid_skene.md"  # recommended()'s model card
@@ -226,7 +224,10 @@ def _fit_once(factory: Callable[[], Any], df: pd.DataFrame, peer: bool) -> dict:
             model.fit(df)
             proba, labels = model.predict_proba(), model.predict()
         seconds = time.perf_counter() - t0
-    return {"status": "ok", "proba": proba, "labels": labels, "time": seconds}
+    out = {"status": "ok", "proba": proba, "labels": labels, "time": seconds}
+    if hasattr(model, "label_correlation_"):  # recommended()'s estimate, for its card
+        out["label_correlation"] = float(model.label_correlation_)
+    return out
 
 
 def run_one(factory: Callable[[], Any], df: pd.DataFrame, timeout: float, peer: bool) -> dict:
@@ -291,7 +292,7 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.report_only is not None:
         res = pd.DataFrame(json.loads(args.report_only.read_text()))
         write_report(res, args.out, None)
-        write_card(res, label_correlations(args.root, set(res["dataset"])), args.card)
+        write_card(res, args.card)
         return res
 
     ours = crowdbayes_methods(args.nuts)
@@ -321,6 +322,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
                     time=r["time"],
                     first_time=r["first_time"],
                 )
+                if "label_correlation" in r:
+                    row["label_correlation"] = r["label_correlation"]
             rows.append(row)
             shown = {k: round(v, 4) for k, v in row.items() if isinstance(v, float)}
             print(f"  {name:32s} {row['status'] if row['status'] != 'ok' else shown}", flush=True)
@@ -328,18 +331,8 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     if args.json:
         args.json.write_text(res.to_json(orient="records", indent=1))
     write_report(res, args.out, wawa_error)
-    write_card(res, label_correlations(args.root, set(res["dataset"])), args.card)
+    write_card(res, args.card)
     return res
-
-
-def label_correlations(root: Path, names: set[str]) -> dict[str, float]:
-    """recommended()'s estimate of the correlation of labels within a task, per dataset."""
-    out = {}
-    for folder in sorted(f for f in root.iterdir() if f.is_dir() and f.name in names):
-        loaded = load(folder)
-        if loaded is not None:
-            out[folder.name] = vote_correlation(cb.as_annotations(loaded[0]))
-    return out
 
 
 def replace_block(path: Path, block: str, heading: str) -> None:
@@ -353,7 +346,7 @@ def replace_block(path: Path, block: str, heading: str) -> None:
     path.write_text(text)
 
 
-def write_card(res: pd.DataFrame, rhos: dict[str, float], path: Path) -> None:
+def write_card(res: pd.DataFrame, path: Path) -> None:
     """The results section of recommended()'s model card: per dataset, its accuracy
     against the best peer's, log-loss and ECE of the gold label, and the estimated
     correlation of labels within a task."""
@@ -370,7 +363,11 @@ def write_card(res: pd.DataFrame, rhos: dict[str, float], path: Path) -> None:
         rows.append(
             {
                 "dataset": name,
-                "label correlation": f"{rhos[name]:.3f}" if name in rhos else "n/a",
+                "label correlation": (
+                    f"{r['label_correlation']:.3f}"
+                    if pd.notna(r.get("label_correlation", np.nan))
+                    else "n/a"
+                ),
                 "accuracy": f"{r['accuracy']:.4f}",
                 "best peer": (
                     f"{best.loc[name, 'accuracy']:.4f} ({best.loc[name, 'method']})"

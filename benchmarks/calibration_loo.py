@@ -1,7 +1,7 @@
 """Leave-one-dataset-out check of how recommended() reports its probabilities.
 
 recommended() runs Dawid–Skene EM at temperature ``0.4 * sqrt(n)`` for a task with ``n``
-labels and reports the posterior at ``T = c * sqrt(n * design)`` (``c = 1.35``), where
+labels and reports the posterior at ``T = c * sqrt(n * design)`` (``c = 1.4``), where
 ``design = 1 + (n - 1) * rho`` and ``rho`` is the correlation of labels within a task
 estimated from the vote counts (``label_correlation_``). This script fits
 that EM once per dataset folder (``labels.csv``, ``truth.csv``) and scores other ways of
@@ -41,6 +41,7 @@ from crowdbayes.recommend import (  # noqa: E402
     CalibratedDawidSkene,
     recommended,
     task_temperatures,
+    temper,
 )
 
 DEFAULT = CalibratedDawidSkene()  # recommended()'s settings
@@ -148,7 +149,6 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     # one its counts use; rho is recommended()'s estimate
     model = CalibratedDawidSkene(temperature=DEFAULT.em_temperature, label_correlation=0.0)
     model.fit(ann)
-    rho = vote_correlation(ann)
     q, W, K = model.proba_, ann.n_workers, ann.n_classes
     tasks = model.predict().index
     gold = gold[gold.index.isin(tasks)]
@@ -156,6 +156,7 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     classes = [str(c) for c in model.predict_proba().columns]
     gold_code = np.array([classes.index(g) if g in classes else -1 for g in gold.astype(str)])
     em_tau = task_temperatures(ann, DEFAULT.em_temperature, DEFAULT.label_power)
+    rho = vote_correlation(ann.vote_counts(), temper(q, 1.0 / em_tau))  # as recommended()
     # EM's posterior at temperature 1: log q * tau is the log joint up to a per-task constant
     sources = {"map": (np.log(np.clip(q, 1e-300, 1.0)) * em_tau)[rows]}
     # the counts behind the confusion matrices: expected labels plus the prior's pseudo-counts

@@ -53,19 +53,29 @@ def test_fit_within_the_limit_is_scored() -> None:
 def test_card_results_replace_only_the_marked_block(tmp_path: Path) -> None:
     res = pd.DataFrame(
         [
-            # dataset, method, peer, status, accuracy, log_loss, ece, time
-            ("d1", "recommended()", False, "ok", 0.90, 0.30, 0.04, 0.01),
-            ("d1", "crowd-kit DawidSkene", True, "ok", 0.85, 1.20, 0.10, 0.5),
-            ("d1", "crowd-kit MajorityVote", True, "ok", 0.88, 1.10, 0.09, 0.1),
-            ("d2", "recommended()", False, "ok", 0.70, 0.60, 0.08, 0.02),
-            ("d2", "crowd-kit DawidSkene", True, "ok", 0.75, 1.50, 0.20, 0.4),
-            ("d2", "crowd-kit MajorityVote", True, "timeout (>1 s)", None, None, None, None),
+            # dataset, method, peer, status, accuracy, log_loss, ece, time, label_correlation
+            ("d1", "recommended()", False, "ok", 0.90, 0.30, 0.04, 0.01, 0.0123),
+            ("d1", "crowd-kit DawidSkene", True, "ok", 0.85, 1.20, 0.10, 0.5, None),
+            ("d1", "crowd-kit MajorityVote", True, "ok", 0.88, 1.10, 0.09, 0.1, None),
+            ("d2", "recommended()", False, "ok", 0.70, 0.60, 0.08, 0.02, None),
+            ("d2", "crowd-kit DawidSkene", True, "ok", 0.75, 1.50, 0.20, 0.4, None),
+            ("d2", "crowd-kit MajorityVote", True, "timeout (>1 s)", None, None, None, None, None),
         ],
-        columns=["dataset", "method", "peer", "status", "accuracy", "log_loss", "ece", "time"],
+        columns=[
+            "dataset",
+            "method",
+            "peer",
+            "status",
+            "accuracy",
+            "log_loss",
+            "ece",
+            "time",
+            "label_correlation",
+        ],
     )
     card = tmp_path / "card.md"
     card.write_text(f"# Card\n\n## Results\n{accuracy.START}\nold\n{accuracy.END}\n\n## After\n")
-    accuracy.write_card(res, {"d1": 0.0123}, card)
+    accuracy.write_card(res, card)
     text = card.read_text()
     assert text.startswith("# Card\n\n## Results\n") and text.endswith("\n\n## After\n")
     assert "old" not in text and text.count(accuracy.START) == 1

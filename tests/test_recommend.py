@@ -37,7 +37,7 @@ def test_recommended_is_unfitted_and_fixed():
     params = model.get_params()
     assert (params["em_temperature"], params["temperature"], params["label_power"]) == (
         0.4,
-        1.35,
+        1.4,
         0.5,
     )
     assert params["prior_strength"] == 3.0 and params["label_correlation"] is None
@@ -61,11 +61,13 @@ def test_posteriors_are_the_tempered_ones_at_the_fixed_point():
     model = recommended().fit(df)
     ann, joint = joint_log_prob(model, df)
     n = np.bincount(ann.task, minlength=ann.n_tasks)[:, None]
-    # reported: the posterior at temperature 1.35 * sqrt(n * (1 + (n - 1) * rho)), from the
-    # fitted params, rho estimated from the vote counts (dog: 0.059)
+    # reported: the posterior at temperature 1.4 * sqrt(n * (1 + (n - 1) * rho)), from the
+    # fitted params, rho estimated from the vote counts given the posterior at temperature
+    # 1 (dog: 0.05)
     rho = model.label_correlation_
-    assert rho == vote_correlation(ann) and 0.04 < rho < 0.08
-    T = 1.35 * np.sqrt(n * (1 + (n - 1) * rho))
+    assert abs(rho - vote_correlation(ann.vote_counts(), softmax(joint))) < 1e-3
+    assert 0.03 < rho < 0.07
+    T = 1.4 * np.sqrt(n * (1 + (n - 1) * rho))
     np.testing.assert_allclose(model.proba_, softmax(joint / T), atol=2e-4)
     # EM's fixed point: the params are the M-step of the posterior at 0.4 * sqrt(n)
     q = softmax(joint / (0.4 * np.sqrt(n)))
@@ -93,14 +95,14 @@ def test_plain_settings_give_dawid_skene():
 def test_new_tasks_are_tempered_by_their_own_label_counts():
     df, _ = cb.datasets.load("rte")
     model = recommended().fit(df)
-    first = df.groupby("task", sort=False).head(1)  # one label each -> temperature 1.35
+    first = df.groupby("task", sort=False).head(1)  # one label each -> temperature 1.4
     _, joint = joint_log_prob(model, first)
     np.testing.assert_allclose(
-        model.predict_proba(first).to_numpy(), softmax(joint / 1.35), atol=1e-5
+        model.predict_proba(first).to_numpy(), softmax(joint / 1.4), atol=1e-5
     )
-    two = df.groupby("task", sort=False).head(2)  # two labels: 1.35 * sqrt(2 * (1 + rho))
+    two = df.groupby("task", sort=False).head(2)  # two labels: 1.4 * sqrt(2 * (1 + rho))
     _, joint = joint_log_prob(model, two)
-    T = 1.35 * np.sqrt(2 * (1 + model.label_correlation_))
+    T = 1.4 * np.sqrt(2 * (1 + model.label_correlation_))
     np.testing.assert_allclose(model.predict_proba(two).to_numpy(), softmax(joint / T), atol=1e-5)
     ann = cb.as_annotations(df)
     np.testing.assert_allclose(task_temperatures(ann, 1.7, 0.5), 1.7 * np.sqrt(10))
@@ -132,7 +134,7 @@ def _ece_and_log_loss(model, gold):
 def test_label_correlation_calibrates_the_bundled_data():
     """The estimated label correlation lowers the mean ECE of the gold label over the
     bundled datasets with gold from 0.043 (the last default: 1.7 * sqrt(n), no correlation)
-    to 0.035, and the mean log-loss from 0.244 to 0.238 (the labels do not change)."""
+    to 0.038, and the mean log-loss from 0.244 to 0.239 (the labels do not change)."""
     now, before = [], []
     for name in ("bluebirds", "dog", "rte", "temp", "wsd"):
         df, gold = cb.datasets.load(name)
@@ -142,5 +144,5 @@ def test_label_correlation_calibrates_the_bundled_data():
         now.append(_ece_and_log_loss(model, gold))
         before.append(_ece_and_log_loss(last, gold))
     (ece, log_loss), (ece_before, log_loss_before) = np.mean(now, 0), np.mean(before, 0)
-    assert ece < 0.038 and log_loss < 0.240, (ece, log_loss)
-    assert ece_before > 0.041 and log_loss_before > 0.243, (ece_before, log_loss_before)
+    assert ece < 0.04 and ece < ece_before - 0.003, (ece, ece_before)
+    assert log_loss < log_loss_before - 0.003, (log_loss, log_loss_before)
