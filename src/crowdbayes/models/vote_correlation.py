@@ -18,7 +18,9 @@ nothing about ``alpha`` and are left out; tasks with the same votes are summed i
 row, and only the labels a row has are evaluated, so the cost grows with the distinct
 vote rows, not the labels. Annotators of different quality alone do not make ``rho``
 large: on labels simulated from Dawid–Skene (independent given the class, accuracies
-0.5-0.9) it comes out below 0.01.
+0.5-0.9) it comes out below 0.01. When nearly every task is unanimous, perfect
+annotators and correlated ones fit the votes alike; the half vote of smoothing then tips
+``rho`` high, which only makes probabilities tempered by it more cautious.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
