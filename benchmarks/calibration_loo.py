@@ -36,12 +36,10 @@ from accuracy import default_root, load, scores, to_markdown  # noqa: E402
 
 import crowdbayes as cb  # noqa: E402
 from crowdbayes.models.dawid_skene import DawidSkeneModel  # noqa: E402
-from crowdbayes.models.vote_correlation import vote_correlation  # noqa: E402
 from crowdbayes.recommend import (  # noqa: E402
     CalibratedDawidSkene,
     recommended,
     task_temperatures,
-    temper,
 )
 
 DEFAULT = CalibratedDawidSkene()  # recommended()'s settings
@@ -156,7 +154,12 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     classes = [str(c) for c in model.predict_proba().columns]
     gold_code = np.array([classes.index(g) if g in classes else -1 for g in gold.astype(str)])
     em_tau = task_temperatures(ann, DEFAULT.em_temperature, DEFAULT.label_power)
-    rho = vote_correlation(ann.vote_counts(), temper(q, 1.0 / em_tau))  # as recommended()
+    # recommended()'s own fit: its rho, and its output scored by accuracy.py, to check
+    # this script's ECE against
+    rec = recommended().fit(ann)
+    rho = rec.label_correlation_
+    reference = scores(rec.predict_proba(), rec.predict(), gold)["ece"]
+    out_tau = task_temperatures(ann, DEFAULT.temperature, DEFAULT.label_power, rho)
     # EM's posterior at temperature 1: log q * tau is the log joint up to a per-task constant
     sources = {"map": (np.log(np.clip(q, 1e-300, 1.0)) * em_tau)[rows]}
     # the counts behind the confusion matrices: expected labels plus the prior's pseudo-counts
@@ -187,10 +190,13 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     entropy = -(share * np.log(np.where(share > 0, share, 1.0))).sum(axis=1)
     n = np.maximum(ann.labels_per_task(), 1).astype(np.float64)
     design = 1.0 + (n - 1.0) * rho
-    features = {"n": n[rows], "K": float(K), "entropy": entropy[rows], "design": design[rows]}
-    # recommended()'s own fit and output, scored by accuracy.py, to check this script's ECE
-    rec = recommended().fit(ann)
-    reference = scores(rec.predict_proba(), rec.predict(), gold)["ece"]
+    features = {
+        "n": n[rows],
+        "K": float(K),
+        "entropy": entropy[rows],
+        "design": design[rows],
+        "recommended T": out_tau.ravel()[rows],
+    }
     return {
         "sources": sources,
         "features": features,
@@ -208,8 +214,7 @@ def reported(fit: dict, source: str, temperature: np.ndarray) -> np.ndarray:
 
 def recommended_temperature(features: dict) -> np.ndarray:
     """recommended()'s output temperature per gold task."""
-    n = features["n"]
-    return DEFAULT.temperature * (n * features["design"]) ** DEFAULT.label_power
+    return features["recommended T"]
 
 
 def log_loss(proba: np.ndarray, gold_code: np.ndarray) -> float:

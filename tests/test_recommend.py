@@ -1,6 +1,9 @@
 """recommended(): an unfitted estimator with fixed settings that does well on bundled data;
 CalibratedDawidSkene: Dawid–Skene EM on tempered task posteriors."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.special import logsumexp
@@ -8,6 +11,10 @@ from scipy.special import logsumexp
 import crowdbayes as cb
 from crowdbayes.models.vote_correlation import vote_correlation
 from crowdbayes.recommend import CalibratedDawidSkene, recommended, task_temperatures, temper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import accuracy as accuracy_benchmark
 
 
 def accuracy(model, gold):
@@ -122,13 +129,9 @@ def test_temperature_checks():
 
 
 def _ece_and_log_loss(model, gold):
-    proba = model.predict_proba().loc[gold.index]
-    conf = proba.max(axis=1).to_numpy()
-    right = (proba.idxmax(axis=1) == gold).to_numpy().astype(float)
-    bins = np.minimum((conf * 10).astype(int), 9)
-    ece = np.abs(np.bincount(bins, right, 10) - np.bincount(bins, conf, 10)).sum() / conf.size
-    p_gold = proba.to_numpy()[np.arange(len(gold)), proba.columns.get_indexer(gold)]
-    return ece, -np.log(p_gold).mean()
+    # scored as the benchmark scores it (which reads labels as strings)
+    out = accuracy_benchmark.scores(model.predict_proba(), model.predict(), gold.astype(str))
+    return out["ece"], out["log_loss"]
 
 
 def test_label_correlation_calibrates_the_bundled_data():
