@@ -7,27 +7,80 @@
 >>> acc = lambda model: float((model.predict().loc[gold.index] == gold).mean())
 >>> round(acc(mv), 3), acc(ds) > 0.88
 (0.759, True)
+
+Names are imported on first use (PEP 562): ``import crowdbayes`` loads none of jax,
+numpyro, arviz, scipy or plotly; ``cb.DawidSkene`` loads jax, the first NUTS fit numpyro.
 """
 
-from . import datasets, io, metrics, plots, qc, report
-from .base import Aggregator, NotFittedError, check_is_fitted
-from .data import Annotations, AnnotationsError, as_annotations, read_table
-from .inference.nuts import ConvergenceWarning
-from .io import read_platform_export
-from .models.bayesian_crowdlab import BayesianCrowdLab
-from .models.class_conditional import ClassConditionalDawidSkene
-from .models.crowdlab import CrowdLab
-from .models.dawid_skene import DawidSkene
-from .models.gold_majority_vote import GoldMajorityVote
-from .models.hierarchical import HierarchicalDawidSkene
-from .models.item_difficulty import ItemDifficulty
-from .models.mace import MACE
-from .models.majority_vote import MajorityVote
-from .models.one_coin import OneCoinDawidSkene
-from .qc import suspicious_tasks
-from .recommend import CalibratedDawidSkene, recommended
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from . import datasets, io, metrics, plots, qc, report
+    from .base import Aggregator, NotFittedError, check_is_fitted
+    from .data import Annotations, AnnotationsError, as_annotations, read_table
+    from .inference.nuts import ConvergenceWarning
+    from .io import read_platform_export
+    from .models.bayesian_crowdlab import BayesianCrowdLab
+    from .models.class_conditional import ClassConditionalDawidSkene
+    from .models.crowdlab import CrowdLab
+    from .models.dawid_skene import DawidSkene
+    from .models.gold_majority_vote import GoldMajorityVote
+    from .models.hierarchical import HierarchicalDawidSkene
+    from .models.item_difficulty import ItemDifficulty
+    from .models.mace import MACE
+    from .models.majority_vote import MajorityVote
+    from .models.one_coin import OneCoinDawidSkene
+    from .qc import suspicious_tasks
+    from .recommend import CalibratedDawidSkene, recommended
 
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (imported on first access)
+_LAZY = {
+    "Aggregator": ".base",
+    "NotFittedError": ".base",
+    "check_is_fitted": ".base",
+    "Annotations": ".data",
+    "AnnotationsError": ".data",
+    "as_annotations": ".data",
+    "read_table": ".data",
+    "ConvergenceWarning": ".inference.nuts",
+    "read_platform_export": ".io",
+    "BayesianCrowdLab": ".models.bayesian_crowdlab",
+    "ClassConditionalDawidSkene": ".models.class_conditional",
+    "CrowdLab": ".models.crowdlab",
+    "DawidSkene": ".models.dawid_skene",
+    "GoldMajorityVote": ".models.gold_majority_vote",
+    "HierarchicalDawidSkene": ".models.hierarchical",
+    "ItemDifficulty": ".models.item_difficulty",
+    "MACE": ".models.mace",
+    "MajorityVote": ".models.majority_vote",
+    "OneCoinDawidSkene": ".models.one_coin",
+    "suspicious_tasks": ".qc",
+    "CalibratedDawidSkene": ".recommend",
+    "recommended": ".recommend",
+}
+# subpackages and modules reachable as attributes (``cb.datasets``, ``cb.models.mace``)
+_SUBMODULES = frozenset(
+    {
+        "base",
+        "cli",
+        "data",
+        "datasets",
+        "inference",
+        "io",
+        "metrics",
+        "models",
+        "plots",
+        "qc",
+        "recommend",
+        "report",
+        "simulate",
+    }
+)
 
 __all__ = [
     "MACE",
@@ -60,3 +113,18 @@ __all__ = [
     "report",
     "suspicious_tasks",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    elif name in _SUBMODULES:
+        value = importlib.import_module(f".{name}", __name__)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)
