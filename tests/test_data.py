@@ -140,3 +140,108 @@ def test_bundled_datasets_match_their_documented_sizes():
     assert "Dawid & Skene" in cb.datasets.attribution()
     with pytest.raises(ValueError, match="unknown dataset"):
         cb.datasets.load("nope")
+
+
+# ------------------------------------------------- input that is never misread
+def test_long_table_with_other_names_is_not_read_as_wide():
+    df = pd.DataFrame({"item": [1, 1, 2], "rater": ["a", "b", "a"], "y": ["pos", "neg", "neg"]})
+    with pytest.raises(AnnotationsError, match=r"\['item', 'rater', 'y'\].*task=.*worker=.*label="):
+        as_annotations(df)
+    with pytest.raises(AnnotationsError, match="task="):
+        cb.MajorityVote().fit(df)
+    ann = as_annotations(df, task="item", worker="rater", label="y")
+    assert (ann.n_tasks, ann.n_workers, list(ann.classes)) == (2, 2, ["neg", "pos"])
+    # all text, as read from a CSV: the columns share no values, so not annotators
+    text = df.astype(str)
+    with pytest.raises(AnnotationsError, match="task="):
+        as_annotations(text)
+
+
+def test_tables_that_are_plainly_wide_still_read_as_wide():
+    sparse = pd.DataFrame({"A": ["cat", None, "dog"], "B": ["cat", "dog", None]})
+    assert as_annotations(sparse).n_labels == 4
+    dense = pd.DataFrame({"A": [0, 1, 1, 0], "B": [0, 1, 0, 0], "C": [1, 1, 1, 0]})
+    assert as_annotations(dense).n_tasks == 4
+    # an annotator whose only label is a class nobody else gave: blank cells say it is wide
+    rare = pd.DataFrame({"A": [0, 1, None], "B": [0, 1, 1], "C": [None, None, 2]})
+    assert list(as_annotations(rare).classes) == [0, 1, 2]
+
+
+def test_wide_labels_come_back_exactly_as_given():
+    flags = pd.DataFrame({"A": [True, False, True], "B": [True, None, False]})
+    ann = as_annotations(flags)
+    assert list(ann.classes) == [False, True]
+    assert ann.decode_labels(ann.label).tolist() == [True, True, False, True, False]
+    assert isinstance(cb.MajorityVote().fit(flags).predict().iloc[0], bool | np.bool_)
+    big = 2**53
+    ints = pd.DataFrame({"A": [big, big + 1, big], "B": [big, big + 1, big + 1]})
+    ann = as_annotations(ints)
+    assert list(ann.classes) == [big, big + 1]
+    assert ann.decode_labels(ann.label).tolist() == [big, big, big + 1, big + 1, big, big + 1]
+    nullable = pd.DataFrame(
+        {"A": pd.array([big, None, big + 1], "Int64"), "B": pd.array([big + 1, big + 1, big])}
+    )
+    assert list(as_annotations(nullable).classes) == [big, big + 1]
+
+
+@pytest.mark.parametrize("value", [np.inf, -np.inf])
+def test_infinite_labels_are_rejected_with_the_row(value):
+    df = pd.DataFrame({"task": [1, 1, 2], "worker": [1, 2, 1], "label": [0.0, value, 1.0]})
+    with pytest.raises(AnnotationsError, match=r"column 'label'.*infinite.*row 1"):
+        Annotations.from_long(df)
+    wide = pd.DataFrame({"A": [0.0, 1.0], "B": [value, 1.0]}, index=["x", "y"])
+    with pytest.raises(AnnotationsError, match=r"infinite.*task 'x'.*annotator 'B'"):
+        as_annotations(wide)
+
+
+def test_missing_ids_in_a_wide_table_are_named():
+    no_task = pd.DataFrame({"A": [0, 1, 1], "B": [0, 1, 0]}, index=["x", np.nan, "z"])
+    with pytest.raises(AnnotationsError, match=r"wide annotations.*row 2.*no task id"):
+        as_annotations(no_task)
+    no_name = pd.DataFrame([[0, 1, 1], [0, 1, 0]], columns=["A", np.nan, "C"])
+    with pytest.raises(AnnotationsError, match=r"wide annotations.*column 2.*no annotator name"):
+        as_annotations(no_name)
+    for df in (no_task, no_name):
+        with pytest.raises(AnnotationsError, match="wide annotations") as err:
+            cb.DawidSkene().fit(df)
+        assert "'task'" not in str(err.value)
+
+
+def test_duplicate_columns_and_unhashable_ids_are_named():
+    dup = pd.concat([long_df(), long_df()[["label"]]], axis=1)
+    with pytest.raises(AnnotationsError, match="column 'label' appears 2 times"):
+        as_annotations(dup)
+    wide_dup = pd.DataFrame([[0, 1, 1], [0, 1, 0]], columns=["A", "B", "A"])
+    with pytest.raises(AnnotationsError, match="annotator 'A' has 2 columns"):
+        as_annotations(wide_dup)
+    lists = long_df().assign(task=[["t1"], ["t1"], ["t2"], ["t2"], ["t3"]])
+    with pytest.raises(AnnotationsError, match=r"column 'task'.*unhashable.*list.*row 0"):
+        as_annotations(lists)
+    cells = pd.DataFrame({"A": [[0], [1]], "B": [0, 1]}, index=["x", "y"])
+    with pytest.raises(AnnotationsError, match=r"unhashable.*task 'x'.*annotator 'A'"):
+        as_annotations(cells)
+
+
+def test_empty_and_unreadable_files_are_named(tmp_path):
+    for name in ("empty.csv", "empty.tsv", "empty.parquet"):
+        path = tmp_path / name
+        path.write_bytes(b"")
+        with pytest.raises(AnnotationsError, match=rf"{name}.*empty"):
+            read_table(path)
+        with pytest.raises(AnnotationsError, match=name):
+            cb.MajorityVote().fit(str(path))
+    with pytest.raises(AnnotationsError, match="is a directory"):
+        read_table(tmp_path)
+
+
+def test_messages_show_plain_values():
+    df = pd.DataFrame({"task": [1, 1, 2], "worker": [1, 2, 1], "label": [0, 7, 1]})
+    with pytest.raises(AnnotationsError, match=r"value 7 \(row 1\)") as err:
+        Annotations.from_long(df, classes=[0, 1])
+    assert "np." not in str(err.value)
+    with pytest.raises(AnnotationsError) as err:
+        Annotations.from_long(df, gold={np.int64(9): np.int64(1)})
+    assert "task 9" in str(err.value) and "np." not in str(err.value)
+    wide = pd.DataFrame({"A": [0, 1], "B": [0, 1]}, index=pd.Index([5, 5]))
+    with pytest.raises(AnnotationsError, match="task 5 on more than one row") as err:
+        as_annotations(wide)

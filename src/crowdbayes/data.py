@@ -35,7 +35,7 @@ from typing import Any, TypeAlias
 import numpy as np
 import pandas as pd
 
-__all__ = ["Annotations", "AnnotationsError", "as_annotations", "read_table"]
+__all__ = ["Annotations", "AnnotationsError", "as_annotations", "read_as_wide", "read_table"]
 
 
 class AnnotationsError(ValueError):
@@ -62,6 +62,10 @@ class Annotations:
         Gold class code per task, ``-1`` where unknown.
     task_inputs : pd.DataFrame or None
         Extra per-task columns (for example a platform export's ``INPUT:*``), indexed by task id.
+    dropped : Mapping[str, int]
+        Input rows left out on purpose, counted by reason (a platform export's REJECTED,
+        SKIPPED and EXPIRED assignments, see :func:`crowdbayes.io.read_platform_export`);
+        empty when every row is a label.
     """
 
     task: np.ndarray
@@ -72,6 +76,7 @@ class Annotations:
     classes: pd.Index
     gold: np.ndarray
     task_inputs: pd.DataFrame | None = field(default=None, repr=False)
+    dropped: Mapping[str, int] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -95,10 +100,11 @@ class Annotations:
         return bool((self.gold >= 0).any())
 
     def __repr__(self) -> str:
+        dropped = f", dropped={dict(self.dropped)}" if self.dropped else ""
         return (
             f"Annotations(n_labels={self.n_labels}, n_tasks={self.n_tasks}, "
-            f"n_workers={self.n_workers}, classes={list(self.classes)}, "
-            f"n_gold={int((self.gold >= 0).sum())})"
+            f"n_workers={self.n_workers}, classes={[_plain(c) for c in self.classes]}, "
+            f"n_gold={int((self.gold >= 0).sum())}{dropped})"
         )
 
     # ----------------------------------------------------------- constructors
@@ -131,9 +137,16 @@ class Annotations:
         missing = [c for c in (task, worker, label) if c not in df.columns]
         if missing:
             raise AnnotationsError(
-                f"annotations have no column {missing[0]!r} (columns: {list(df.columns)}); "
-                "name the columns with task=, worker=, label="
+                f"annotations have no column {_show(missing[0])} (columns: "
+                f"{_show_list(df.columns)}); name the columns with task=, worker=, label="
             )
+        for col in dict.fromkeys((task, worker, label)):
+            n = int((df.columns == col).sum())
+            if n > 1:
+                raise AnnotationsError(
+                    f"column {_show(col)} appears {n} times in the annotations; rename or drop "
+                    "the extra copies"
+                )
         if len(df) == 0:
             raise AnnotationsError("annotations table is empty: there is nothing to aggregate")
         for col in (task, worker, label):
@@ -141,26 +154,35 @@ class Annotations:
             if bad.any():
                 row = df.index[int(np.argmax(bad))]
                 raise AnnotationsError(
-                    f"column {col!r} has {int(bad.sum())} missing value(s), first at row {row!r}; "
-                    "drop those rows or fill them in"
+                    f"column {_show(col)} has {int(bad.sum())} missing value(s), first at row "
+                    f"{_show(row)}; drop those rows or fill them in"
                 )
-        task_codes, task_ids = pd.factorize(df[task], sort=False)
-        worker_codes, worker_ids = pd.factorize(df[worker], sort=False)
+        infinite = _infinite(df[label])
+        if infinite.any():
+            i = int(np.argmax(infinite))
+            raise AnnotationsError(
+                f"column {_show(label)} has an infinite value ({_show(df[label].iloc[i])}) at row "
+                f"{_show(df.index[i])}; labels must be classes, drop or fix that row"
+            )
+        task_codes, task_ids = _factorize(df[task], task, df.index)
+        worker_codes, worker_ids = _factorize(df[worker], worker, df.index)
+        _factorize(df[label], label, df.index)  # names an unhashable label
         gold_values = _gold_values(gold)
         class_index = _class_index(df[label], gold_values, classes, label)
         label_codes = class_index.get_indexer(_normalise(df[label]))
         if (label_codes < 0).any():
             i = int(np.argmax(label_codes < 0))
             raise AnnotationsError(
-                f"column {label!r} has value {df[label].iloc[i]!r} (row {df.index[i]!r}) "
-                f"that is not among the given classes {list(class_index)}"
+                f"column {_show(label)} has value {_show(df[label].iloc[i])} (row "
+                f"{_show(df.index[i])}) that is not among the given classes "
+                f"{_show_list(class_index)}"
             )
         task_ids = pd.Index(task_ids, name=task)
         gold_codes = _encode_gold(gold_values, task_ids, class_index)
         if class_index.size < 2:
             raise AnnotationsError(
-                f"column {label!r} has only one class ({list(class_index)}); aggregation needs "
-                "at least two. Pass classes=[...] to name the others"
+                f"column {_show(label)} has only one class ({_show_list(class_index)}); "
+                "aggregation needs at least two. Pass classes=[...] to name the others"
             )
         return cls(
             task=task_codes.astype(np.int32),
@@ -196,22 +218,18 @@ class Annotations:
             raise AnnotationsError(f"wide annotations must be a DataFrame, got {type(df).__name__}")
         if df.shape[0] == 0 or df.shape[1] == 0:
             raise AnnotationsError("wide annotations table is empty: there is nothing to aggregate")
-        if df.index.has_duplicates:
-            dup = df.index[df.index.duplicated()][0]
-            raise AnnotationsError(f"wide annotations have task {dup!r} on more than one row")
+        _check_wide_axis(df.index, "row", "task id", "task", "on more than one row")
+        _check_wide_axis(df.columns, "column", "annotator name", "annotator", "columns")
         present = df.notna().to_numpy()
         empty_rows = ~present.any(axis=1)
         if empty_rows.any():
             row = df.index[int(np.argmax(empty_rows))]
             raise AnnotationsError(
-                f"wide annotations: task {row!r} (and {int(empty_rows.sum()) - 1} more) has no "
-                "label from any annotator; drop such rows or add labels"
+                f"wide annotations: task {_show(row)} (and {int(empty_rows.sum()) - 1} more) has "
+                "no label from any annotator; drop such rows or add labels"
             )
         rows, cols = np.nonzero(present)
-        values = pd.Series(
-            np.asarray(df.to_numpy(dtype=object)[rows, cols]),
-            dtype=_wide_dtype(df),
-        )
+        values = _wide_values(df, rows, cols)
         long = pd.DataFrame(
             {
                 "task": df.index.to_numpy()[rows],
@@ -255,8 +273,8 @@ class Annotations:
         if list(new.classes) != list(self.classes):
             extra = [c for c in new.classes if c not in set(self.classes)]
             raise AnnotationsError(
-                f"new annotations have label(s) {extra} not among the fitted classes "
-                f"{list(self.classes)}"
+                f"new annotations have label(s) {_show_list(extra)} not among the fitted classes "
+                f"{_show_list(self.classes)}"
             )
         codes = self.worker_ids.get_indexer(new.worker_ids)
         unseen = codes < 0
@@ -321,11 +339,102 @@ def _normalise(values: pd.Series) -> pd.Series:
     return values
 
 
-def _wide_dtype(df: pd.DataFrame) -> Any:
-    dtypes = set(df.dtypes)
-    if all(pd.api.types.is_numeric_dtype(d) for d in dtypes):
-        return float
-    return object
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (``7``, not ``np.int64(7)``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _show(value: Any) -> str:
+    """A value as messages show it: the repr of the plain Python value."""
+    return repr(_plain(value))
+
+
+def _show_list(values: Any) -> str:
+    return repr([_plain(v) for v in values])
+
+
+def _infinite(values: pd.Series) -> np.ndarray:
+    """Where a label column holds inf or -inf (float columns, or numbers among objects)."""
+    if pd.api.types.is_float_dtype(values.dtype):
+        return np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
+    if values.dtype == object:
+        arr = values.to_numpy()
+        return np.asarray((arr == np.inf) | (arr == -np.inf), dtype=bool)
+    return np.zeros(len(values), dtype=bool)
+
+
+def _unhashable_at(values: np.ndarray) -> int:
+    """Position of the first value that cannot be hashed (only called once one failed)."""
+    for i, v in enumerate(values):  # an error path: runs only when factorizing failed
+        try:
+            hash(v)
+        except TypeError:
+            return i
+    return 0
+
+
+def _factorize(values: pd.Series, column: Any, index: pd.Index) -> tuple[np.ndarray, pd.Index]:
+    try:
+        codes, uniques = pd.factorize(values, sort=False)
+    except TypeError:
+        arr = values.to_numpy(dtype=object)
+        i = _unhashable_at(arr)
+        raise AnnotationsError(
+            f"column {_show(column)} has an unhashable value of type {type(arr[i]).__name__} "
+            f"({_show(arr[i])}) at row {_show(index[i])}; ids and labels must be numbers or text"
+        ) from None
+    return codes, pd.Index(uniques)
+
+
+def _check_wide_axis(axis: pd.Index, where: str, what: str, single: str, dup: str) -> None:
+    """A wide table's index (task ids) or columns (annotators): none missing, unhashable
+    or repeated."""
+    missing = np.asarray(pd.isna(axis), dtype=bool)
+    if missing.any():
+        i = int(np.argmax(missing))
+        raise AnnotationsError(
+            f"wide annotations: {where} {i + 1} (of {len(axis)}) has no {what} "
+            f"({_show(axis[i])}); rows are tasks and columns annotators, each needs an id"
+        )
+    try:
+        duplicated = axis.duplicated()
+    except TypeError:
+        i = _unhashable_at(axis.to_numpy(dtype=object))
+        raise AnnotationsError(
+            f"wide annotations: {where} {i + 1} has an unhashable {what} of type "
+            f"{type(axis[i]).__name__}; ids must be numbers or text"
+        ) from None
+    if duplicated.any():
+        value = axis[int(np.argmax(duplicated))]
+        if where == "row":
+            raise AnnotationsError(f"wide annotations have task {_show(value)} {dup}")
+        n = int((axis == value).sum())
+        raise AnnotationsError(
+            f"wide annotations: {single} {_show(value)} has {n} {dup}; give each annotator "
+            "one column"
+        )
+
+
+def _wide_values(df: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> pd.Series:
+    """The labels of a wide table's filled cells, as given: bools stay bools and integers
+    stay exact (no detour through float64); inf and unhashable cells are named."""
+    cells = np.asarray(df.to_numpy(dtype=object)[rows, cols])
+    bad = (cells == np.inf) | (cells == -np.inf)
+    what = "an infinite label"
+    if not bad.any():
+        try:
+            pd.unique(cells)
+        except TypeError:
+            bad = np.zeros(len(cells), dtype=bool)
+            bad[_unhashable_at(cells)] = True
+            what = "an unhashable label"
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise AnnotationsError(
+            f"wide annotations: {what} ({_show(cells[i])}) for task {_show(df.index[rows[i]])}, "
+            f"annotator {_show(df.columns[cols[i]])}; labels must be classes (numbers or text)"
+        )
+    return pd.Series(cells, dtype=object).infer_objects()
 
 
 def _gold_values(gold: GoldLike) -> pd.Series | None:
@@ -347,7 +456,7 @@ def _gold_values(gold: GoldLike) -> pd.Series | None:
         dup = series.index[series.index.duplicated()][0]
         conflict = series.loc[[dup]].nunique() > 1
         if conflict:
-            raise AnnotationsError(f"gold has conflicting labels for task {dup!r}")
+            raise AnnotationsError(f"gold has conflicting labels for task {_show(dup)}")
         series = series[~series.index.duplicated()]
     return _normalise(series)
 
@@ -366,7 +475,7 @@ def _class_index(
     if classes is not None:
         class_list = list(classes)
         if len(set(class_list)) != len(class_list):
-            raise AnnotationsError(f"classes has duplicates: {class_list}")
+            raise AnnotationsError(f"classes has duplicates: {_show_list(class_list)}")
         return pd.Index(class_list, name="class")
     if isinstance(labels.dtype, pd.CategoricalDtype):
         return pd.Index(list(labels.cat.categories), name="class")
@@ -377,8 +486,9 @@ def _class_index(
         unseen = [g for g in pd.unique(gold.to_numpy()) if g not in known]
         if unseen:
             raise AnnotationsError(
-                f"gold label {unseen[0]!r} is not among the labels annotators gave in column "
-                f"{column!r} ({class_list}); pass classes=[...] if it is a real class"
+                f"gold label {_show(unseen[0])} is not among the labels annotators gave in "
+                f"column {_show(column)} ({_show_list(class_list)}); pass classes=[...] if it is "
+                "a real class"
             )
     return pd.Index(class_list, name="class")
 
@@ -391,15 +501,15 @@ def _encode_gold(gold: pd.Series | None, task_ids: pd.Index, classes: pd.Index) 
     if (pos < 0).any():
         missing = gold.index[pos < 0]
         raise AnnotationsError(
-            f"gold has task {missing[0]!r} (and {len(missing) - 1} more) with no annotations; "
+            f"gold has task {_show(missing[0])} (and {len(missing) - 1} more) with no annotations; "
             "gold tasks must also appear in the annotations"
         )
     cls_codes = classes.get_indexer(gold.to_numpy())
     if (cls_codes < 0).any():
         i = int(np.argmax(cls_codes < 0))
         raise AnnotationsError(
-            f"gold label {gold.iloc[i]!r} for task {gold.index[i]!r} is not among the classes "
-            f"{list(classes)}"
+            f"gold label {_show(gold.iloc[i])} for task {_show(gold.index[i])} is not among the "
+            f"classes {_show_list(classes)}"
         )
     codes[pos] = cls_codes
     return codes
@@ -415,9 +525,16 @@ def read_table(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame
     p = Path(path)
     if not p.exists():
         raise AnnotationsError(f"file {str(p)!r} does not exist")
+    if p.is_dir():
+        raise AnnotationsError(f"{str(p)!r} is a directory; give the annotations file")
+    if p.stat().st_size == 0:
+        raise AnnotationsError(f"file {str(p)!r} is empty (0 bytes): there is nothing to read")
     name = p.name.lower().removesuffix(".gz")
     if name.endswith((".parquet", ".pq")):
-        return pd.read_parquet(p, **read_kwargs)
+        try:
+            return pd.read_parquet(p, **read_kwargs)
+        except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise AnnotationsError(f"file {str(p)!r} could not be read as Parquet: {err}") from err
     if name.endswith((".tsv", ".tab", ".txt")):
         sep = "\t"
     elif name.endswith(".csv"):
@@ -430,8 +547,85 @@ def read_table(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame
     kwargs.update(read_kwargs)
     try:
         return pd.read_csv(p, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+    except pd.errors.EmptyDataError as err:
+        raise AnnotationsError(f"file {str(p)!r} is empty: it has no header row") from err
+    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as err:
         raise AnnotationsError(f"file {str(p)!r} could not be parsed: {err}") from err
+
+
+_PURE_KINDS = {"string", "integer", "floating", "mixed-integer-float", "decimal", "boolean"}
+
+
+def read_as_wide(
+    df: pd.DataFrame, *, task: str = "task", worker: str = "worker", label: str = "label"
+) -> bool:
+    """Whether ``fit(df)`` reads the DataFrame as wide (rows tasks, columns annotators).
+
+    A table with the ``task``, ``worker`` and ``label`` columns is long (``False``). One with
+    some of them is a long table missing a column (an error naming it). One with none is
+    read as wide only when it looks like one: its cells hold one kind of value (all numbers,
+    all text or all bools) and at least half of them hold a value that some other column
+    holds too (annotators give labels from one set of classes; a long table's task ids,
+    annotator ids and labels differ from column to column). Otherwise it is ambiguous, and
+    an error names the columns and says how to map them.
+
+    >>> import pandas as pd
+    >>> read_as_wide(pd.DataFrame({"A1": ["cat", "dog", None], "A2": ["cat", None, "dog"]}))
+    True
+    >>> read_as_wide(pd.DataFrame({"item": [1, 1, 2], "rater": ["a", "b", "a"],
+    ...                            "y": ["pos", "neg", "neg"]}))
+    Traceback (most recent call last):
+    ...
+    crowdbayes.data.AnnotationsError: annotations have no columns 'task', 'worker', 'label' ...
+    """
+    cols = set(df.columns)
+    if {task, worker, label} <= cols:
+        return False
+    if any(c in cols for c in (task, worker, label)):
+        Annotations.from_long(df, task=task, worker=worker, label=label)  # raises, names it
+    problem = _not_wide_because(df)
+    if problem is None:
+        return True
+    raise AnnotationsError(
+        f"annotations have no columns {task!r}, {worker!r}, {label!r} and do not look like a "
+        f"wide table (rows tasks, columns annotators, cells labels): columns "
+        f"{_show_list(df.columns)} {problem}. For a long table, say which column is which: "
+        f"fit(df, task=..., worker=..., label=...) (for example task={_show(df.columns[0])}); "
+        "for a wide table, pass crowdbayes.Annotations.from_wide(df)"
+    )
+
+
+def _not_wide_because(df: pd.DataFrame) -> str | None:
+    """Why a table without the long columns is not plainly wide, or ``None`` if it is."""
+    if df.shape[0] == 0 or df.shape[1] == 0 or df.columns.has_duplicates:
+        return None  # from_wide names the problem
+    present = df.notna().to_numpy()
+    rows, cols = np.nonzero(present)
+    if rows.size == 0:
+        return None
+    cells = np.asarray(df.to_numpy(dtype=object)[rows, cols])
+    try:
+        codes, uniques = pd.factorize(cells, sort=False)
+    except TypeError:
+        return None  # from_wide names the unhashable cell
+    kind = pd.api.types.infer_dtype(cells, skipna=True)
+    if kind not in _PURE_KINDS:
+        return f"hold values of different kinds ({kind})"
+    if df.shape[1] == 1:
+        return None
+    pairs = np.unique(codes.astype(np.int64) * df.shape[1] + cols)
+    n_columns_per_value = np.bincount(pairs // df.shape[1], minlength=len(uniques))
+    shared = n_columns_per_value[codes] >= 2
+    if shared.mean() >= 0.5:
+        return None
+    share = np.bincount(cols, weights=shared, minlength=df.shape[1]) / np.maximum(
+        np.bincount(cols, minlength=df.shape[1]), 1
+    )
+    alone = df.columns[share < 0.5]
+    return (
+        f"share few values (most values of {_show_list(alone[:5])} appear in no other column, "
+        "as task ids, annotator ids and labels would)"
+    )
 
 
 def as_annotations(
@@ -445,22 +639,28 @@ def as_annotations(
 ) -> Annotations:
     """Turn what a user passes to ``fit`` into :class:`Annotations`.
 
-    A DataFrame with the ``task``/``worker``/``label`` columns is read as long;
-    any other DataFrame as wide (rows are tasks, columns annotators). A path is
-    read with :func:`read_table`, then as long. An :class:`Annotations` object
-    passes through (with ``gold`` added when given).
+    A DataFrame with the ``task``/``worker``/``label`` columns is read as long; a DataFrame
+    with none of them as wide (rows are tasks, columns annotators) when that is
+    unambiguous (see :func:`read_as_wide`), else an error says how to name the columns. A
+    path is read with :func:`read_table`, then the same way (errors name the file). An
+    :class:`Annotations` object passes through (with ``gold`` added when given).
     """
     if isinstance(data, Annotations):
         return data if gold is None else data.with_gold(gold)
     if isinstance(data, str | os.PathLike):
-        data = read_table(data)
+        source = os.fspath(data)
+        table = read_table(data)
+        try:
+            return as_annotations(
+                table, gold=gold, classes=classes, task=task, worker=worker, label=label
+            )
+        except AnnotationsError as err:
+            raise AnnotationsError(f"{source}: {err}") from err
     if isinstance(data, pd.DataFrame):
-        if {task, worker, label} <= set(data.columns):
+        if not read_as_wide(data, task=task, worker=worker, label=label):
             return Annotations.from_long(
                 data, task=task, worker=worker, label=label, gold=gold, classes=classes
             )
-        if any(c in data.columns for c in (task, worker, label)):
-            Annotations.from_long(data, task=task, worker=worker, label=label)  # raises, names it
         return Annotations.from_wide(data, gold=gold, classes=classes)
     raise AnnotationsError(
         "annotations must be a DataFrame (long task/worker/label or wide tasks x annotators), "
