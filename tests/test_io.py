@@ -126,3 +126,47 @@ def test_worker_with_no_gold_keeps_every_task() -> None:
     assert list(gmv.predict().index) == list(ann.task_ids)  # no task disappears
     with pytest.raises(AnnotationsError, match=r"\['w5'\].*no gold task"):
         GoldMajorityVote(missing_skill="error").fit(ann)
+
+
+def _with_statuses() -> pd.DataFrame:
+    """The export with two REJECTED assignments, a SKIPPED one with no OUTPUT and an
+    EXPIRED one: four rows that are not votes."""
+    df = _export()
+    df.loc[[0, 5], "ASSIGNMENT:status"] = "REJECTED"
+    df.loc[5, "OUTPUT:result"] = "cat" if df.loc[5, "OUTPUT:result"] == "dog" else "dog"
+    df.loc[9, "ASSIGNMENT:status"] = "SKIPPED"
+    df.loc[9, "OUTPUT:result"] = np.nan
+    df.loc[12, "ASSIGNMENT:status"] = "expired"
+    return df
+
+
+def test_rejected_skipped_and_expired_assignments_are_not_votes(tmp_path: Path) -> None:
+    df = _with_statuses()
+    ann = read_platform_export(df)
+    assert ann.n_labels == 35
+    assert ann.dropped == {"REJECTED": 2, "SKIPPED": 1, "EXPIRED": 1}
+    assert "dropped" in repr(ann) and "REJECTED" in repr(ann)
+    kept_rows = df.drop(index=[0, 5, 9, 12])
+    assert ann.vote_counts().sum() == len(kept_rows)
+    exp = load_platform_export(df)
+    assert len(exp.assignments) == 35
+    assert not exp.assignments["ASSIGNMENT:status"].isin(["REJECTED", "SKIPPED"]).any()
+    path = tmp_path / "statuses.tsv"
+    df.to_csv(path, sep="\t", index=False)
+    from_file = read_annotations(path)
+    assert from_file.n_labels == 35 and from_file.dropped == ann.dropped
+    # kept on request (the SKIPPED row has no label, so it is still no vote)
+    kept = read_platform_export(df, drop_statuses=())
+    assert kept.n_labels == 38 and kept.dropped == {"SKIPPED": 1}
+    only_rejected = read_annotations(df, drop_statuses=["rejected"])
+    assert only_rejected.n_labels == 36 and only_rejected.dropped == {"REJECTED": 2, "SKIPPED": 1}
+    assert read_platform_export(_export()).dropped == {}
+
+
+def test_empty_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "export.tsv"
+    path.write_bytes(b"")
+    with pytest.raises(AnnotationsError, match=r"export.tsv.*empty"):
+        read_annotations(path)
+    with pytest.raises(AnnotationsError, match=r"export.tsv.*empty"):
+        read_platform_export(path)

@@ -10,6 +10,9 @@ assignment, with columns
 * ``GOLDEN:<field>``: the gold (control) label, on rows of gold tasks,
 * ``ASSIGNMENT:task_id``, ``ASSIGNMENT:worker_id`` and other ``ASSIGNMENT:*``
   columns (kept, one row per label given, by :func:`load_platform_export`).
+* ``ASSIGNMENT:status``: assignments REJECTED, SKIPPED or EXPIRED are not votes and are
+  left out by default (``drop_statuses``), counted in
+  :attr:`Annotations.dropped <crowdbayes.data.Annotations.dropped>`.
 
 :func:`read_annotations` is the one door the command line uses: it recognises a
 platform export by its columns, and reads anything else as a long table with
@@ -43,9 +46,10 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from .data import Annotations, AnnotationsError, GoldLike, read_table
+from .data import Annotations, AnnotationsError, GoldLike, _show, read_table
 
 __all__ = [
+    "DROPPED_STATUSES",
     "PlatformExport",
     "is_platform_export",
     "load_platform_export",
@@ -55,6 +59,10 @@ __all__ = [
 
 TASK_COL = "ASSIGNMENT:task_id"
 WORKER_COL = "ASSIGNMENT:worker_id"
+STATUS_COL = "ASSIGNMENT:status"
+#: Assignment statuses whose rows are not votes: left out unless ``drop_statuses`` says otherwise.
+DROPPED_STATUSES: tuple[str, ...] = ("REJECTED", "SKIPPED", "EXPIRED")
+_NO_ANSWER = ("SKIPPED", "EXPIRED")  # rows that may have no OUTPUT at all
 _PREFIXES = ("INPUT:", "OUTPUT:", "GOLDEN:", "ASSIGNMENT:", "HINT:", "ACCEPT:")
 
 
@@ -96,6 +104,7 @@ def load_platform_export(
     *,
     gold: GoldLike = None,
     classes: Sequence[Any] | None = None,
+    drop_statuses: Sequence[str] = DROPPED_STATUSES,
 ) -> PlatformExport:
     """Read a platform export (a DataFrame or a CSV/TSV/Parquet file) in full.
 
@@ -107,8 +116,12 @@ def load_platform_export(
     gold : extra gold labels (task id -> label), added to the export's ``GOLDEN:<field>``;
         a task whose two gold labels differ is an error.
     classes : the full list of classes, when some class may have no label.
+    drop_statuses : the ``ASSIGNMENT:status`` values (any case) whose rows are left out,
+        by default REJECTED, SKIPPED and EXPIRED; ``()`` keeps every row. A SKIPPED or
+        EXPIRED row with no label is left out in any case (it holds no vote). The rows
+        left out are counted by status in ``annotations.dropped``.
 
-    Every row is a label; a row with no task id, worker id or label is an error that
+    Every other row is a label; a row with no task id, worker id or label is an error that
     names the column and row (no task is dropped). Gold labels must be among the labels
     given (or in ``classes``).
     """
@@ -121,7 +134,7 @@ def load_platform_export(
             f"a platform export must be a DataFrame or a file path, got {type(data).__name__}"
         )
     try:
-        return _load_export(data, label_field, gold, classes)
+        return _load_export(data, label_field, gold, classes, drop_statuses)
     except AnnotationsError as err:
         if source:
             raise AnnotationsError(f"{source}{err}") from err
@@ -133,6 +146,7 @@ def _load_export(
     label_field: str | None,
     gold: GoldLike,
     classes: Sequence[Any] | None,
+    drop_statuses: Sequence[str],
 ) -> PlatformExport:
     fields = _output_fields(df)
     if label_field is None:
@@ -157,6 +171,7 @@ def _load_export(
             raise AnnotationsError(
                 f"platform export has no column {col!r} (columns: {list(df.columns)})"
             )
+    df, dropped = _drop_non_votes(df, label_col, drop_statuses)
     gold_values = _export_gold(df, label_field, gold)
     input_cols = [c for c in df.columns if str(c).startswith("INPUT:")]
     inputs = None
@@ -180,6 +195,7 @@ def _load_export(
         task_ids=ann.task_ids.rename("task"),
         worker_ids=ann.worker_ids.rename("worker"),
         task_inputs=inputs,
+        dropped=dropped,
     )
     kept = [
         c
@@ -188,6 +204,36 @@ def _load_export(
     ]
     assignments = df[[TASK_COL, *[c for c in kept if c != TASK_COL]]].reset_index(drop=True)
     return PlatformExport(ann, assignments)
+
+
+def _drop_non_votes(
+    df: pd.DataFrame, label_col: str, drop_statuses: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Leave out the rows whose ``ASSIGNMENT:status`` is in ``drop_statuses``, and SKIPPED
+    or EXPIRED rows with no label; count them by status."""
+    if isinstance(drop_statuses, str):
+        raise TypeError(
+            f"drop_statuses must be a list of statuses, got the string {drop_statuses!r}; "
+            f"write [{drop_statuses!r}]"
+        )
+    if STATUS_COL not in df.columns:
+        return df, {}
+    status = df[STATUS_COL].astype(object).where(df[STATUS_COL].notna(), "")
+    status = status.astype(str).str.strip().str.upper()
+    wanted = {str(s).strip().upper() for s in drop_statuses}
+    out = status.isin(wanted) | (status.isin(_NO_ANSWER) & df[label_col].isna())
+    if not out.any():
+        return df, {}
+    counts = status[out].value_counts()
+    order = [s for s in DROPPED_STATUSES if s in counts.index]
+    order += sorted(s for s in counts.index if s not in DROPPED_STATUSES)
+    dropped = {s: int(counts[s]) for s in order}
+    if out.all():
+        raise AnnotationsError(
+            f"platform export: every row was left out by its {STATUS_COL} ({dropped}); "
+            "pass drop_statuses=() to keep them"
+        )
+    return df[~out.to_numpy()], dropped
 
 
 def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Series | None:
@@ -203,7 +249,7 @@ def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Seri
                 task = dup.loc[clash, TASK_COL].iloc[0]
                 values = sorted(map(str, dup.loc[dup[TASK_COL] == task, gold_col]))
                 raise AnnotationsError(
-                    f"column {gold_col!r} gives task {task!r} different gold labels {values}"
+                    f"column {gold_col!r} gives task {_show(task)} different gold labels {values}"
                 )
             parts.append(dup.set_index(TASK_COL)[gold_col])
     if extra is not None:
@@ -218,8 +264,8 @@ def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Seri
         if differ.any():
             t = common[differ][0]
             raise AnnotationsError(
-                f"task {t!r} has gold {a.loc[t]!r} in column {gold_col!r} but {b.loc[t]!r} "
-                "in the gold given"
+                f"task {_show(t)} has gold {_show(a.loc[t])} in column {gold_col!r} but "
+                f"{_show(b.loc[t])} in the gold given"
             )
         return pd.concat([a, b[~b.index.isin(common)]])
     return parts[0]
@@ -242,10 +288,15 @@ def read_platform_export(
     *,
     gold: GoldLike = None,
     classes: Sequence[Any] | None = None,
+    drop_statuses: Sequence[str] = DROPPED_STATUSES,
 ) -> Annotations:
     """Read a platform export into :class:`~crowdbayes.data.Annotations` (see
-    :func:`load_platform_export` for the parameters; this drops the assignment columns)."""
-    return load_platform_export(data, label_field, gold=gold, classes=classes).annotations
+    :func:`load_platform_export` for the parameters; this drops the assignment columns).
+    REJECTED, SKIPPED and EXPIRED assignments are left out unless ``drop_statuses`` says
+    otherwise; ``.dropped`` on the result counts them by status."""
+    return load_platform_export(
+        data, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
+    ).annotations
 
 
 def read_annotations(
@@ -259,11 +310,13 @@ def read_annotations(
     input_columns: Sequence[str] | None = None,
     label_field: str | None = None,
     classes: Sequence[Any] | None = None,
+    drop_statuses: Sequence[str] = DROPPED_STATUSES,
 ) -> Annotations:
     """Read annotations from a DataFrame or a CSV/TSV/Parquet file, recognising the format.
 
     A platform export (``OUTPUT:*``/``ASSIGNMENT:*`` columns) is read by
-    :func:`read_platform_export` (``label_field`` picks the ``OUTPUT:`` field). Any other
+    :func:`read_platform_export` (``label_field`` picks the ``OUTPUT:`` field;
+    ``drop_statuses`` the assignment statuses left out, counted in ``.dropped``). Any other
     table is long, one row per label, with columns named by ``task``, ``worker``,
     ``label``; ``gold_column`` names a column holding gold labels on gold tasks' rows, and
     ``input_columns`` names per-task columns to keep as task inputs (for reports).
@@ -286,7 +339,9 @@ def read_annotations(
         )
     try:
         if is_platform_export(data):
-            return read_platform_export(data, label_field, gold=gold, classes=classes)
+            return read_platform_export(
+                data, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
+            )
         return _read_long(data, task, worker, label, gold, gold_column, input_columns, classes)
     except AnnotationsError as err:
         if source:
@@ -321,7 +376,9 @@ def _read_long(
         clash = dup[task].duplicated(keep=False)
         if clash.any():
             t = dup.loc[clash, task].iloc[0]
-            raise AnnotationsError(f"column {gold_column!r} gives task {t!r} different gold labels")
+            raise AnnotationsError(
+                f"column {gold_column!r} gives task {_show(t)} different gold labels"
+            )
         from_col = dup.set_index(task)[gold_column]
         if gold is not None:
             extra = _as_series(gold)
