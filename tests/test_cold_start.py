@@ -7,23 +7,28 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 HEAVY = ("jax", "numpyro", "arviz", "plotly", "scipy", "matplotlib", "sklearn")
 
 
-def run_python(code: str, env: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
+def run_python(
+    code: str, env: dict[str, str | None] | None = None, **kw
+) -> subprocess.CompletedProcess:
+    """``python -c code`` in a fresh interpreter; ``env`` adds variables (None removes)."""
+    full = {**os.environ, **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in full.items() if v is not None},
         timeout=300,
         **kw,
     )
 
 
-def loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
+def loaded_after(code: str, env: dict[str, str | None] | None = None) -> list[str]:
     """The heavy modules in sys.modules after running ``code`` in a fresh interpreter."""
     probe = f"{code}\nimport sys, json\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
     out = run_python(probe, env)
@@ -43,3 +48,60 @@ def test_names_load_on_first_use():
     assert run_python(code).stdout.strip() == "[]"
     out = run_python("import crowdbayes as cb; cb.no_such_name")
     assert "has no attribute 'no_such_name'" in out.stderr
+
+
+# ------------------------------------------------------------ persistent compilation cache
+FIT = """
+import json, jax
+events = []
+jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+import crowdbayes as cb
+labels, _ = cb.datasets.load("bluebirds")
+cb.DawidSkene(max_iter=5).fit(labels)
+count = lambda what: sum(e == f"/jax/compilation_cache/{what}" for e in events)
+print(json.dumps({"dir": jax.config.jax_compilation_cache_dir,
+                  "misses": count("cache_misses"), "hits": count("cache_hits")}))
+"""
+
+
+def fit_in_fresh_process(env: dict[str, str | None], code: str = FIT) -> dict:
+    out = run_python(code, {"CROWDBAYES_NO_CACHE": None, **env})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    if result["dir"] and result["dir"].startswith(env.get("CROWDBAYES_CACHE_DIR") or "\0"):
+        assert "cpu_aot_loader" not in out.stderr  # XLA's loader complaint is silenced
+    return result
+
+
+def cached_programs(path: Path) -> list[Path]:
+    return sorted(path.rglob("*-cache"))
+
+
+def test_cache_in_crowdbayes_cache_dir_second_process_compiles_nothing(tmp_path):
+    env = {"CROWDBAYES_CACHE_DIR": str(tmp_path)}
+    first = fit_in_fresh_process(env)
+    assert Path(first["dir"]).parent == tmp_path  # <dir>/<host CPU tag>
+    assert first["misses"] > 0 and cached_programs(tmp_path)
+    second = fit_in_fresh_process(env)
+    assert second["misses"] == 0 and second["hits"] == first["misses"]
+
+
+def test_cache_defaults_to_xdg_cache_home_and_turns_off(tmp_path):
+    home = fit_in_fresh_process({"XDG_CACHE_HOME": str(tmp_path), "CROWDBAYES_CACHE_DIR": None})
+    assert Path(home["dir"]).parent == tmp_path / "crowdbayes" / "jax"
+    off = tmp_path / "off"
+    result = fit_in_fresh_process({"CROWDBAYES_CACHE_DIR": str(off), "CROWDBAYES_NO_CACHE": "1"})
+    assert result["dir"] is None and result["hits"] == 0 and not off.exists()
+
+
+def test_cache_the_user_configured_is_left_alone(tmp_path):
+    ours, theirs = tmp_path / "ours", tmp_path / "theirs"
+    env = {"CROWDBAYES_CACHE_DIR": str(ours), "JAX_COMPILATION_CACHE_DIR": str(theirs)}
+    assert fit_in_fresh_process(env)["dir"] == str(theirs)
+    by_config = FIT.replace(
+        "import crowdbayes",
+        f"jax.config.update('jax_compilation_cache_dir', {str(theirs)!r})\nimport crowdbayes",
+    )
+    env = {"CROWDBAYES_CACHE_DIR": str(ours), "JAX_COMPILATION_CACHE_DIR": None}
+    assert fit_in_fresh_process(env, by_config)["dir"] == str(theirs)
+    assert not ours.exists()

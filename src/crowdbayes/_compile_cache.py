@@ -1,0 +1,153 @@
+"""JAX's persistent compilation cache, on by default in the user's cache directory.
+
+A fresh process (a CLI call, a script that fits once) spends most of its time
+compiling; with the cache, a program compiled once (same model, shapes and jax
+version) is read back from disk by later processes instead.
+
+:func:`configure` runs once, when crowdbayes first imports jax (``crowdbayes.inference``);
+it is the one place the library calls ``jax.config.update``. It does nothing when the
+user configured a cache of their own (``jax_compilation_cache_dir`` set, or the
+``JAX_COMPILATION_CACHE_DIR`` environment variable) or turned JAX's cache off
+(``jax_enable_compilation_cache=False``). Environment variables:
+
+- ``CROWDBAYES_NO_CACHE=1``: no persistent cache (JAX's default).
+- ``CROWDBAYES_CACHE_DIR=DIR``: the cache directory (default: ``$XDG_CACHE_HOME/crowdbayes/jax``,
+  ``~/.cache/crowdbayes/jax``; ``~/Library/Caches/crowdbayes/jax`` on macOS,
+  ``%LOCALAPPDATA%\\crowdbayes\\jax`` on Windows).
+
+Programs are kept in a subdirectory per host CPU (``<dir>/<machine>-<hash of the CPU
+flags>``), so a cache directory shared between machines (an NFS home) never hands one
+machine code compiled for another's instruction set. JAX's cache is process-wide: once
+crowdbayes has set it, other jitted code in the process is cached there too.
+
+XLA's CPU loader logs two ERROR lines for every program it reads back ("Target machine
+feature +prefer-no-gather is not supported on the host machine"; jax-ml/jax#38445,
+openxla/xla#44565): it takes LLVM tuning hints for instruction sets. The program loads
+and runs correctly; with crowdbayes' cache, C++ logs below FATAL are silenced while a
+cached program is read (the per-CPU subdirectory makes the check moot).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["configure", "default_cache_dir"]
+
+# JAX writes a program to the cache only if it took this long to compile (JAX's default 1 s
+# would skip most of ours: an EM program compiles in 0.1-1 s, and they add up)
+MIN_COMPILE_TIME_S = 0.0
+
+_configured: Path | bool | None = False  # False: not yet; None: no cache; a Path: ours
+
+
+def _off(value: str | None) -> bool:
+    return value is not None and value.strip().lower() not in ("", "0", "false", "no")
+
+
+def default_cache_dir() -> Path | None:
+    """The directory crowdbayes would use, or None when ``CROWDBAYES_NO_CACHE`` is set."""
+    if _off(os.environ.get("CROWDBAYES_NO_CACHE")):
+        return None
+    if chosen := os.environ.get("CROWDBAYES_CACHE_DIR"):
+        return Path(chosen).expanduser()
+    if sys.platform == "win32" and (local := os.environ.get("LOCALAPPDATA")):
+        return Path(local) / "crowdbayes" / "jax"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "crowdbayes" / "jax"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "crowdbayes" / "jax"
+
+
+def configure() -> Path | None:
+    """Point JAX's persistent cache at :func:`default_cache_dir` unless the user chose
+    otherwise (see the module docstring); returns the directory in use by crowdbayes, or
+    None. Only the first call acts."""
+    global _configured
+    if _configured is not False:
+        return _configured if isinstance(_configured, Path) else None
+    _configured = None
+    import jax
+
+    if (
+        getattr(jax.config, "jax_compilation_cache_dir", None)  # the user's own (or env)
+        or os.environ.get("JAX_COMPILATION_CACHE_DIR")
+        or not getattr(jax.config, "jax_enable_compilation_cache", True)
+    ):
+        return None
+    path = default_cache_dir()
+    if path is None:
+        return None
+    path = path / _host_tag()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # read-only home, a file in the way: run without the cache
+    if not os.access(path, os.W_OK | os.X_OK):
+        return None
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_TIME_S)
+    if "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES" not in os.environ:
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)  # any size
+    _quiet_cache_reads()
+    _configured = path
+    return path
+
+
+def _host_tag() -> str:
+    """``<machine>-<8 hex digits>`` naming this host's instruction set (Linux: the CPU
+    flags in /proc/cpuinfo; elsewhere the processor name)."""
+    ident = platform.processor()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):  # x86, ARM
+                    ident = line.split(":", 1)[-1].strip()
+                    break
+    except OSError:
+        pass
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:8]
+    return f"{platform.machine().lower() or 'cpu'}-{digest}"
+
+
+def _cpp_log_level() -> int:
+    """The C++ minimum log level JAX set up (TF_CPP_MIN_LOG_LEVEL, default WARNING)."""
+    import jax
+
+    names = {"CRITICAL": 3, "FATAL": 3, "ERROR": 2, "WARN": 1, "WARNING": 1, "INFO": 0}
+    level = getattr(jax.config, "jax_logging_level", None)
+    if level in names:
+        return names[level]
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "1"))
+    except ValueError:
+        return 1
+
+
+def _quiet_cache_reads() -> None:
+    """Silence C++ logs below FATAL while JAX reads a program from the persistent cache
+    (see the module docstring); does nothing where JAX's internals differ."""
+    try:
+        from jax._src import compilation_cache
+        from jax._src.lib import utils
+    except ImportError:  # pragma: no cover - another jax layout
+        return
+    read = getattr(compilation_cache, "get_executable_and_time", None)
+    set_level = getattr(utils, "absl_set_min_log_level", None)
+    if read is None or set_level is None or getattr(read, "_crowdbayes_quiet", False):
+        return
+
+    def quiet_read(*args: Any, **kwargs: Any) -> Any:
+        set_level(3)
+        try:
+            return read(*args, **kwargs)
+        finally:
+            set_level(_cpp_log_level())
+
+    quiet_read._crowdbayes_quiet = True  # type: ignore[attr-defined]
+    compilation_cache.get_executable_and_time = quiet_read
