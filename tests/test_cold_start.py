@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HEAVY = ("jax", "numpyro", "arviz", "plotly", "scipy", "matplotlib", "sklearn")
 
 
@@ -48,6 +50,47 @@ def test_names_load_on_first_use():
     assert run_python(code).stdout.strip() == "[]"
     out = run_python("import crowdbayes as cb; cb.no_such_name")
     assert "has no attribute 'no_such_name'" in out.stderr
+
+
+# ------------------------------------------------------------------- command line
+def test_cli_reports_a_missing_file_without_loading_pandas_or_jax(tmp_path):
+    code = (
+        "import sys\nfrom crowdbayes.cli import main\n"
+        'sys.stdout.write(f\'exit {main(["aggregate", "missing.csv"])}\\n\')'
+    )
+    loaded = loaded_after(code)
+    assert loaded == []
+    out = run_python(code, cwd=tmp_path)
+    assert "exit 2" in out.stdout
+    assert out.stderr.strip() == "crowdbayes: error: file 'missing.csv' does not exist"
+    report = (
+        "import sys\nfrom crowdbayes.cli import main\nmain(['report', 'x.csv', '--out', 'r.html'])"
+    )
+    assert loaded_after(report) == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["aggregate"], "no input: give a file"),
+        (["aggregate", "{csv}", "--dataset", "rte"], "either INPUT or --dataset"),
+        (["aggregate", "{csv}", "--gold", "{tmp}/nogold.csv"], "nogold.csv' does not exist"),
+        (["aggregate", "{tmp}"], "is a directory, not a file"),
+        (["aggregate", "{csv}", "--out", "{tmp}/no/such/out.csv"], "/no/such' does not exist"),
+        (["aggregate", "{csv}", "--max-iter", "0"], "--max-iter must be at least 1, got 0"),
+        (["report", "{tmp}/none.csv", "--out", "{tmp}/r.html"], "none.csv' does not exist"),
+        (["report", "--dataset", "rte", "--gold-fraction", "0", "--out", "{tmp}/r.html"], "(0, 1]"),
+    ],
+)
+def test_cli_checks_arguments_before_reading(tmp_path, capsys, argv, message):
+    from crowdbayes.cli import main
+
+    csv = tmp_path / "in.csv"
+    csv.write_text("task,worker,label\n1,a,x\n1,b,y\n")
+    argv = [a.format(csv=csv, tmp=tmp_path) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("crowdbayes: error: ") and message in err and "\n" not in err
 
 
 # ------------------------------------------------------------ persistent compilation cache

@@ -6,6 +6,9 @@ bundled dataset instead of a file and, where gold exists, prints each model's ac
 against it. Bad input gives one line on stderr naming the file, column or value, and
 exit code 2.
 
+The arguments and the input files are checked before anything heavy is imported (pandas,
+jax): a missing file is reported at once, not after seconds of imports.
+
 >>> main(["aggregate", "--dataset", "bluebirds", "--model", "mv", "--model", "ds",
 ...       "--tie-break", "smallest", "--quiet"])
 dataset bluebirds: 4212 labels, 108 tasks, 39 annotators, 2 classes, 108 gold tasks
@@ -18,27 +21,35 @@ model  accuracy  n_gold  fit_s
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: the error paths never load pandas or jax
+    import pandas as pd
 
-from . import datasets
-from .base import Aggregator
-from .data import Annotations, AnnotationsError, as_annotations
-from .io import read_annotations, read_gold_file
-from .models.dawid_skene import DawidSkene
-from .models.majority_vote import MajorityVote
-from .report import add_report_command
+    from .base import Aggregator
+    from .data import Annotations
 
-__all__ = ["main"]
+__all__ = ["add_report_parser", "check_args", "main"]
 
 EXIT_BAD_INPUT = 2
+REPORT_MODELS = ("gmv", "ds", "mv")  # report.MODELS, kept here so that parsing stays light
+
+
+def _dataset_names() -> list[str]:
+    from .datasets import available
+
+    return available()
 
 
 def _model_factories(args: argparse.Namespace) -> dict[str, Callable[[], Aggregator]]:
+    from .models.dawid_skene import DawidSkene
+    from .models.majority_vote import MajorityVote
+
     progress = not args.quiet and sys.stderr.isatty()
     return {
         "mv": lambda: MajorityVote(tie_break=args.tie_break, seed=args.seed),
@@ -48,6 +59,10 @@ def _model_factories(args: argparse.Namespace) -> dict[str, Callable[[], Aggrega
 
 def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None, str]:
     """Annotations (without gold clamped), gold for evaluation, and a name for messages."""
+    from . import datasets
+    from .data import AnnotationsError, as_annotations
+    from .io import read_annotations, read_gold_file
+
     if args.dataset is not None:
         if args.input is not None:
             raise AnnotationsError("give either INPUT or --dataset, not both")
@@ -81,6 +96,8 @@ def _accuracy(pred: pd.Series, gold: pd.Series) -> float:
 
 
 def _cmd_aggregate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
     ann, gold, name = _load_input(args)
     if not args.quiet or args.dataset is not None:
         n_gold = 0 if gold is None else len(gold)
@@ -121,6 +138,8 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
 
 def _result_table(models: dict[str, Aggregator]) -> pd.DataFrame:
     """One row per task: ``label`` and ``probability`` (per model, suffixed when several)."""
+    import pandas as pd
+
     parts = []
     for key, model in models.items():
         unc = model.task_uncertainty()[["label", "probability"]]
@@ -139,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     agg = sub.add_parser("aggregate", help="aggregate labels: one row per task")
     agg.add_argument("input", nargs="?", help="long table (CSV/TSV/Parquet): task, worker, label")
-    agg.add_argument("--dataset", choices=datasets.available(), help="use a bundled dataset")
+    agg.add_argument("--dataset", choices=_dataset_names(), help="use a bundled dataset")
     agg.add_argument(
         "--model",
         action="append",
@@ -162,8 +181,81 @@ def build_parser() -> argparse.ArgumentParser:
     agg.add_argument("--quiet", action="store_true", help="no progress bars")
     agg.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
     agg.set_defaults(handler=_cmd_aggregate)
-    add_report_command(sub)
+    add_report_parser(sub)
     return parser
+
+
+def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``crowdbayes report`` (handler :func:`crowdbayes.report.run_report`, imported
+    when it runs) on an argparse subparsers object."""
+    rep = subparsers.add_parser(
+        "report", help="write a self-contained HTML quality report (plots, annotators, tasks)"
+    )
+    rep.add_argument("input", nargs="?", help="platform export or long table (CSV/TSV/Parquet)")
+    rep.add_argument("--dataset", choices=_dataset_names(), help="use a bundled dataset")
+    rep.add_argument("--gold", help="gold (control) labels file (task, label), used in the fit")
+    rep.add_argument(
+        "--gold-fraction",
+        type=float,
+        default=0.1,
+        help="with --dataset: share of the dataset's gold used as control tasks; the rest is "
+        "held out to measure accuracy (default 0.1)",
+    )
+    rep.add_argument("--out", required=True, help="the HTML file to write")
+    rep.add_argument("--model", choices=REPORT_MODELS, help="default: gmv with gold, else ds")
+    rep.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
+    rep.add_argument("--task-col", default="task")
+    rep.add_argument("--worker-col", default="worker")
+    rep.add_argument("--label-col", default="label")
+    rep.add_argument("--uncertainty-above", type=float, default=0.5)
+    rep.add_argument("--consistency-below", type=float, default=0.5)
+    rep.add_argument("--title")
+    rep.add_argument("--seed", type=int, default=0)
+    rep.set_defaults(handler=_cmd_report)
+    return rep
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import run_report
+
+    return run_report(args)
+
+
+def _check_file(path: str, what: str) -> str | None:
+    if not os.path.exists(path):
+        return f"file {path!r} does not exist"  # the words of data.read_table
+    if os.path.isdir(path):
+        return f"{what} {path!r} is a directory, not a file"
+    if not os.access(path, os.R_OK):
+        return f"{what} {path!r} cannot be read (permission denied)"
+    return None
+
+
+def check_args(args: argparse.Namespace) -> str | None:
+    """The first problem with the arguments that can be seen without reading the data (a
+    missing input or gold file, a missing output folder, a number out of range), or None.
+    Uses only the standard library, so that ``main`` answers at once."""
+    dataset, given = getattr(args, "dataset", None), getattr(args, "input", None)
+    if dataset is not None and given is not None:
+        return "give either INPUT or --dataset, not both"
+    if dataset is None and given is None:
+        return "no input: give a file (CSV/TSV/Parquet) or --dataset NAME"
+    for what, path in (("input", given), ("gold file", getattr(args, "gold", None))):
+        problem = None if path is None else _check_file(path, what)
+        if problem:
+            return problem
+    out = getattr(args, "out", None)
+    if out is not None:
+        folder = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(folder):
+            return f"--out {out!r}: folder {folder!r} does not exist"
+        if os.path.isdir(out):
+            return f"--out {out!r} is a directory, not a file"
+    if getattr(args, "max_iter", 1) < 1:
+        return f"--max-iter must be at least 1, got {args.max_iter}"
+    if dataset is not None and not 0.0 < getattr(args, "gold_fraction", 0.5) <= 1.0:
+        return f"--gold-fraction must be in (0, 1], got {args.gold_fraction}"
+    return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -172,9 +264,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "model", None) is None and args.command == "aggregate":
         args.model = ["ds"]
+    problem = check_args(args)
+    if problem is not None:
+        print(f"crowdbayes: error: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         return int(args.handler(args))
-    except (AnnotationsError, FileNotFoundError, KeyError, ValueError) as err:
+    # AnnotationsError is a ValueError (caught without importing crowdbayes.data here)
+    except (FileNotFoundError, KeyError, ValueError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"crowdbayes: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

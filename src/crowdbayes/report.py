@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Aggregator, check_is_fitted
+from .cli import REPORT_MODELS
 from .data import Annotations, AnnotationsError, GoldLike
 from .io import read_annotations, read_gold_file
 from .metrics import (
@@ -51,7 +52,7 @@ from .qc import suspicious_tasks
 
 __all__ = ["add_report_command", "build_report", "default_model"]
 
-MODELS = ("gmv", "ds", "mv")
+MODELS = REPORT_MODELS  # defined with the command line, which parses without this module
 
 
 def default_model(ann: Annotations, name: str | None = None) -> Aggregator:
@@ -309,34 +310,12 @@ probability of the chosen label. For gold tasks both come from the annotators' l
 
 # ----------------------------------------------------------- command line
 def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``crowdbayes report`` on an argparse subparsers object."""
-    from . import datasets
+    """Register ``crowdbayes report`` on an argparse subparsers object (its handler runs
+    :func:`run_report`; the arguments are defined in :func:`crowdbayes.cli.add_report_parser`,
+    which the command line builds without importing this module)."""
+    from .cli import add_report_parser
 
-    rep = subparsers.add_parser(
-        "report", help="write a self-contained HTML quality report (plots, annotators, tasks)"
-    )
-    rep.add_argument("input", nargs="?", help="platform export or long table (CSV/TSV/Parquet)")
-    rep.add_argument("--dataset", choices=datasets.available(), help="use a bundled dataset")
-    rep.add_argument("--gold", help="gold (control) labels file (task, label), used in the fit")
-    rep.add_argument(
-        "--gold-fraction",
-        type=float,
-        default=0.1,
-        help="with --dataset: share of the dataset's gold used as control tasks; the rest is "
-        "held out to measure accuracy (default 0.1)",
-    )
-    rep.add_argument("--out", required=True, help="the HTML file to write")
-    rep.add_argument("--model", choices=MODELS, help="default: gmv with gold, else ds")
-    rep.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
-    rep.add_argument("--task-col", default="task")
-    rep.add_argument("--worker-col", default="worker")
-    rep.add_argument("--label-col", default="label")
-    rep.add_argument("--uncertainty-above", type=float, default=0.5)
-    rep.add_argument("--consistency-below", type=float, default=0.5)
-    rep.add_argument("--title")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.set_defaults(handler=run_report)
-    return rep
+    return add_report_parser(subparsers)
 
 
 def run_report(args: argparse.Namespace) -> int:

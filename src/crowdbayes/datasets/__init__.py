@@ -16,8 +16,10 @@ Sources, sizes and the papers to cite are in ``ATTRIBUTION.md`` beside the data
 from __future__ import annotations
 
 from importlib import resources
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported on first load: listing names stays instant (the CLI)
+    import pandas as pd
 
 __all__ = ["attribution", "available", "load", "load_folder"]
 
@@ -35,6 +37,8 @@ def attribution() -> str:
 
 
 def _as_int_if_integral(values: pd.Series) -> pd.Series:
+    import pandas as pd
+
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all() and (numeric == numeric.round()).all():
         return numeric.astype("int64")
@@ -42,6 +46,8 @@ def _as_int_if_integral(values: pd.Series) -> pd.Series:
 
 
 def _read_pair(labels: pd.DataFrame, truth: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.Series]:
+    import pandas as pd
+
     labels = labels.copy()
     labels["label"] = _as_int_if_integral(labels["label"])
     if truth is None:
@@ -60,6 +66,8 @@ def load(name: str) -> tuple[pd.DataFrame, pd.Series]:
     labels as integers where they are numbers); ``gold`` a Series task -> true
     label (empty for ``anesthesia``, which has none).
     """
+    import pandas as pd
+
     names = available()
     if name not in names:
         raise ValueError(f"unknown dataset {name!r}; bundled: {names}")
@@ -77,6 +85,8 @@ def load(name: str) -> tuple[pd.DataFrame, pd.Series]:
 def load_folder(path: str) -> tuple[pd.DataFrame, pd.Series]:
     """Load a dataset folder in the shared format (``labels.csv``, optional ``truth.csv``)."""
     from pathlib import Path
+
+    import pandas as pd
 
     folder = Path(path)
     labels_file = folder / "labels.csv"
