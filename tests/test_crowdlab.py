@@ -1,5 +1,7 @@
 """CrowdLab against cleanlab 2.9: stored reference numbers (always) and live (when installed)."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -170,3 +172,42 @@ def test_fast_wide_encoding_equals_from_wide(name):
         np.testing.assert_array_equal(getattr(fast, field), getattr(slow, field))
     for field in ("task_ids", "worker_ids", "classes"):
         assert list(getattr(fast, field)) == list(getattr(slow, field))
+
+
+def test_gold_is_refused_clearly():
+    wide, pp, truth = case("two_class")
+    with pytest.raises(AnnotationsError, match=r"CrowdLab does not use gold.*BayesianCrowdLab"):
+        CrowdLab().fit(wide, pred_probs=pp, gold={0: int(truth[0])})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tasks'"):
+        CrowdLab().fit(wide, pred_probs=pp, tasks="item")
+
+
+def test_labelled_pred_probs_are_aligned_to_the_classes_by_name():
+    wide, pp, _ = case("seed")
+    ref = CrowdLab().fit(wide, pred_probs=pp)
+    reordered = pd.DataFrame(pp, index=wide.index, columns=[0, 1, 2])[[2, 0, 1]]
+    cl = CrowdLab().fit(wide, pred_probs=reordered)
+    assert list(cl.classes_) == [0, 1, 2]
+    np.testing.assert_allclose(cl.proba_, ref.proba_)
+    # columns named by the labels' text (as read from a CSV) match integer labels
+    as_text = reordered.rename(columns=str)
+    np.testing.assert_allclose(CrowdLab().fit(wide, pred_probs=as_text).proba_, ref.proba_)
+    # wide table with bool labels: the fast path keeps them bool
+    flags = (wide == 1).astype("boolean").mask(wide.isna())
+    two = np.stack([pp[:, [0, 2]].sum(axis=1), pp[:, 1]], axis=1)
+    fb = CrowdLab().fit(flags, pred_probs=two)
+    assert list(fb.classes_) == [False, True]
+    assert fb.predict().isin([True, False]).all()
+
+
+def test_adversarial_classifier_is_warned_about():
+    from crowdbayes.base import AdversarialWarning
+
+    wide, pp, _ = case("seed")
+    with pytest.warns(AdversarialWarning, match="worse than chance.*class order"):
+        CrowdLab().fit(wide, pred_probs=pp[:, [1, 2, 0]])
+    # a classifier that knows nothing is no reason to warn (nor is a good one, elsewhere)
+    noise = np.random.default_rng(0).dirichlet(np.ones(3), size=len(pp))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        CrowdLab().fit(wide, pred_probs=noise)

@@ -5,11 +5,18 @@ data once (:class:`~crowdbayes.data.Annotations`) and sets attributes ending in
 ``_``; results come back as pandas objects in the user's own ids and labels.
 ``sklearn.base.clone`` works on every aggregator (it needs only
 ``get_params``), but scikit-learn is not required.
+
+Every public method of an aggregator that takes an ``interval`` checks it before
+anything else: a credible level strictly between 0 and 1 (or ``None`` where the method
+allows it), so that, say, new annotations passed by mistake are an error, not ignored.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
+import numbers
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -17,11 +24,70 @@ import pandas as pd
 
 from .data import Annotations, GoldLike, as_annotations
 
-__all__ = ["Aggregator", "NotFittedError", "check_is_fitted"]
+__all__ = [
+    "AdversarialWarning",
+    "Aggregator",
+    "NotFittedError",
+    "check_interval",
+    "check_is_fitted",
+]
+
+_COLUMN_KEYWORDS = ("task", "worker", "label")
 
 
 class NotFittedError(ValueError, AttributeError):
     """Raised when a result is asked of an aggregator before ``fit``."""
+
+
+class AdversarialWarning(UserWarning):
+    """The fit says a source is worse than chance: the annotators, or the classifier whose
+    ``pred_probs`` were given. Most often the classifier's columns are not in the order of
+    the classes; give ``pred_probs`` as a DataFrame whose columns are the class labels."""
+
+
+def check_interval(interval: Any, where: str = "interval") -> None:
+    """Raise unless ``interval`` is ``None`` or a number strictly between 0 and 1.
+
+    >>> check_interval(0.9)
+    >>> check_interval(90)
+    Traceback (most recent call last):
+    ...
+    ValueError: interval must be between 0 and 1 (a credible level such as 0.9), got 90
+    """
+    if interval is None:
+        return
+    if isinstance(interval, bool) or not isinstance(interval, numbers.Real):
+        hint = ""
+        if isinstance(interval, pd.DataFrame | pd.Series | Annotations | str | np.ndarray):
+            hint = (
+                "; it describes the fitted tasks only: score new annotations with "
+                "predict_proba(new_annotations) or predict(new_annotations)"
+            )
+        raise TypeError(
+            f"{where}: interval must be a number between 0 and 1 (a credible level such as "
+            f"0.9), got {type(interval).__name__}{hint}"
+        )
+    if not 0.0 < float(interval) < 1.0:
+        raise ValueError(
+            f"interval must be between 0 and 1 (a credible level such as 0.9), got {interval}"
+        )
+
+
+def _checking_interval(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a method with an ``interval`` parameter so the argument is checked first."""
+    names = list(inspect.signature(method).parameters)
+    position = names.index("interval") - 1  # among the arguments after self
+
+    @functools.wraps(method)
+    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if "interval" in kwargs:
+            check_interval(kwargs["interval"], f"{type(self).__name__}.{method.__name__}")
+        elif len(args) > position:
+            check_interval(args[position], f"{type(self).__name__}.{method.__name__}")
+        return method(self, *args, **kwargs)
+
+    checked._checks_interval = True  # type: ignore[attr-defined]
+    return checked
 
 
 def check_is_fitted(estimator: Any) -> None:
@@ -31,6 +97,19 @@ def check_is_fitted(estimator: Any) -> None:
             f"This {type(estimator).__name__} instance is not fitted yet: call "
             "'fit(annotations)' before asking for results."
         )
+
+
+def check_column_keywords(owner: str, columns: dict[str, Any]) -> None:
+    """``fit``'s extra keywords may only name the long table's columns."""
+    unknown = [k for k in columns if k not in _COLUMN_KEYWORDS]
+    if unknown:
+        raise TypeError(
+            f"{owner}.fit() got an unexpected keyword argument {unknown[0]!r}; besides gold "
+            "it takes task=, worker=, label= (the long table's column names)"
+        )
+    bad = [k for k, v in columns.items() if not isinstance(v, Hashable)]
+    if bad:
+        raise TypeError(f"{owner}.fit(): {bad[0]}= must be a column name, got {columns[bad[0]]!r}")
 
 
 def entropy(proba: np.ndarray) -> np.ndarray:
@@ -52,6 +131,16 @@ class Aggregator:
     annotations_: Annotations
     proba_: np.ndarray
     label_codes_: np.ndarray
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name, attr in list(vars(cls).items()):
+            if name.startswith("_") or not inspect.isfunction(attr):
+                continue
+            if getattr(attr, "_checks_interval", False):
+                continue
+            if "interval" in inspect.signature(attr).parameters:
+                setattr(cls, name, _checking_interval(attr))
 
     # ------------------------------------------------------------ parameters
     @classmethod
@@ -105,6 +194,7 @@ class Aggregator:
         ``gold`` (task id -> true label) is clamped where the model supports it.
         ``columns`` may rename the long table's columns: ``task=``, ``worker=``, ``label=``.
         """
+        check_column_keywords(type(self).__name__, columns)
         ann = as_annotations(annotations, gold=gold, **columns)
         self.annotations_ = ann
         self._fit(ann)

@@ -44,6 +44,7 @@ True
 
 from __future__ import annotations
 
+import warnings
 from statistics import NormalDist
 from typing import Any, ClassVar, NamedTuple
 
@@ -53,8 +54,8 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import logsumexp
 
-from ..base import check_is_fitted
-from ..data import Annotations
+from ..base import AdversarialWarning, check_column_keywords, check_is_fitted
+from ..data import Annotations, _show_list
 from ..inference.em import EMData
 from ._bayes import BayesianAggregator, dirichlet_draws, interval_bounds, marginal_model
 from .crowdlab import PredProbsLike, align_pred_probs
@@ -404,7 +405,10 @@ class BayesianCrowdLab(BayesianAggregator):
     ) -> BayesianCrowdLab:
         """Fit to annotations (long or wide) and the classifier's out-of-sample
         ``pred_probs`` (DataFrame by task; an array only with wide input). ``gold``
-        labels (task id -> label) are clamped."""
+        labels (task id -> label) are clamped. A labelled ``pred_probs`` is matched to the
+        classes by its column names, in any order; an :class:`AdversarialWarning` says when
+        the fit finds the annotators or the classifier worse than chance."""
+        check_column_keywords(type(self).__name__, columns)
         ann, pp = align_pred_probs(annotations, pred_probs, **columns)
         if gold is not None:
             ann = ann.with_gold(gold)
@@ -428,6 +432,7 @@ class BayesianCrowdLab(BayesianAggregator):
             self.population_confusion_ = d["mu"].mean(axis=(0, 1), dtype=np.float64)
             self.classifier_weight_ = float(d["beta"].mean(dtype=np.float64))
             self.class_bias_ = bias.mean(axis=(0, 1))
+        _warn_if_adversarial(self)
         return self
 
     def fit_predict(  # type: ignore[override]
@@ -488,3 +493,33 @@ class BayesianCrowdLab(BayesianAggregator):
         ``n_draws`` draws (seeded by ``seed``) of each confusion row from
         ``Dirichlet(counts + pooling * mu)`` given the expected counts (centred on the fit)."""
         return super().annotator_quality(interval=interval, n_draws=n_draws)
+
+
+def _warn_if_adversarial(bcl: BayesianCrowdLab) -> None:
+    """Warn when the fit finds the annotators worse than chance (their accuracy under the
+    population confusion below ``1/K``: the classes have likely been switched to follow a
+    classifier whose columns are in the wrong order) or the classifier credibly worse than
+    chance (the 99% upper bound of its weight below 0)."""
+    K = bcl.annotations_.n_classes
+    classes = _show_list(bcl.annotations_.classes)
+    crowd = float(bcl.class_prior_ @ np.diag(bcl.population_confusion_))
+    hint = (
+        f"its pred_probs columns are likely not in the order of the classes {classes}; give "
+        "pred_probs as a DataFrame whose columns are the class labels"
+    )
+    if crowd < 1.0 / K:
+        warnings.warn(
+            f"BayesianCrowdLab: the fitted annotators are worse than chance (accuracy "
+            f"{crowd:.2f} < 1/{K}) while the classifier's weight is "
+            f"{bcl.classifier_weight_:.2f}: the classifier has likely turned the classes "
+            f"around; {hint}",
+            AdversarialWarning,
+            stacklevel=3,
+        )
+    elif bcl.classifier_weight_ < 0 and bcl.classifier_weight(0.99)["upper"] < 0:
+        warnings.warn(
+            f"BayesianCrowdLab: the classifier is worse than chance (weight "
+            f"{bcl.classifier_weight_:.2f}, 99% upper bound below 0): {hint}",
+            AdversarialWarning,
+            stacklevel=3,
+        )

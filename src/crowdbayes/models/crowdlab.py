@@ -51,14 +51,23 @@ A                   0.795                      1.00            1                
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
-from ..data import Annotations, AnnotationsError, as_annotations
+from ..base import AdversarialWarning, Aggregator, check_column_keywords, check_is_fitted
+from ..data import (
+    Annotations,
+    AnnotationsError,
+    _show,
+    _show_list,
+    _sort_classes,
+    as_annotations,
+    read_as_wide,
+)
 
 __all__ = [
     "CLIPPING_LOWER_BOUND",
@@ -479,7 +488,10 @@ def active_learning_scores(
 
 # ----------------------------------------------------------- input handling
 def _is_wide(data: Any, task: str = "task", worker: str = "worker", label: str = "label") -> bool:
-    return isinstance(data, pd.DataFrame) and not {task, worker, label} <= set(data.columns)
+    """Whether ``data`` is read as a wide table (an error when that is ambiguous)."""
+    return isinstance(data, pd.DataFrame) and read_as_wide(
+        data, task=task, worker=worker, label=label
+    )
 
 
 def _check_probs(values: np.ndarray, name: str) -> np.ndarray:
@@ -503,43 +515,41 @@ def align_pred_probs(
 ) -> tuple[Annotations, np.ndarray]:
     """Encode ``data`` and align ``pred_probs`` to its tasks and classes.
 
-    A DataFrame of probabilities is matched by task id (index) and class (columns;
-    classes nobody chose may be among them). A NumPy array is taken row by row only
-    when the order is unambiguous: a wide table (rows are tasks) or an
-    :class:`Annotations` (rows follow ``task_ids``); its columns are the sorted classes,
+    A DataFrame of probabilities is matched by task id (index) and class (columns, by
+    label, or by the label's text when the columns are text, as read from a file; classes
+    nobody chose may be among them), whatever the order of its columns. A NumPy array is
+    taken row by row only when the order is unambiguous: a wide table (rows are tasks) or
+    an :class:`Annotations` (rows follow ``task_ids``); its columns are the sorted classes,
     or the codes ``0..K-1`` when the labels are those integers.
     """
     if pred_probs is None:
         raise TypeError("fit needs pred_probs: the classifier's out-of-sample probabilities")
-    fast = _numeric_wide(data) if _is_wide(data, **columns) else None
+    wide = _is_wide(data, **columns)
+    fast = _numeric_wide(data) if wide else None
     ann = fast if fast is not None else as_annotations(data, **columns)
     if isinstance(pred_probs, pd.DataFrame):
-        classes = list(pred_probs.columns)
-        missing = [c for c in ann.classes if c not in set(classes)]
-        if missing:
-            raise AnnotationsError(
-                f"pred_probs has no column for label {missing[0]!r}; its columns must be the "
-                f"classes (got {classes})"
-            )
         if pred_probs.index.has_duplicates:
-            dup = pred_probs.index[pred_probs.index.duplicated()].tolist()[0]
-            raise AnnotationsError(f"pred_probs has task {dup!r} on more than one row")
+            dup = pred_probs.index[pred_probs.index.duplicated()][0]
+            raise AnnotationsError(f"pred_probs has task {_show(dup)} on more than one row")
+        classes, order = _class_columns(ann, pred_probs.columns)
         pos = pred_probs.index.get_indexer(ann.task_ids)
         if (pos < 0).any():
-            miss = ann.task_ids[pos < 0].tolist()
+            miss = ann.task_ids[pos < 0]
             raise AnnotationsError(
-                f"pred_probs has no row for task {miss[0]!r} (and {len(miss) - 1} more); "
+                f"pred_probs has no row for task {_show(miss[0])} (and {len(miss) - 1} more); "
                 "index it by task id"
             )
         if len(pred_probs) > ann.n_tasks:
-            extra = pred_probs.index.difference(ann.task_ids).tolist()
+            extra = pred_probs.index.difference(ann.task_ids)
             raise AnnotationsError(
-                f"pred_probs has {len(extra)} task(s) with no annotations (first {extra[0]!r}); "
-                "score those with active_learning_scores(pred_probs_unlabeled=...)"
+                f"pred_probs has {len(extra)} task(s) with no annotations (first "
+                f"{_show(extra[0])}); score those with active_learning_scores("
+                "pred_probs_unlabeled=...)"
             )
-        pp = _check_probs(pred_probs.to_numpy(dtype=np.float64), "pred_probs")[pos]
+        values = pred_probs.to_numpy(dtype=np.float64)[:, order]
+        pp = _check_probs(values, "pred_probs")[pos]
         return _with_classes(ann, classes), pp
-    if not (_is_wide(data, **columns) or isinstance(data, Annotations)):
+    if not (wide or isinstance(data, Annotations)):
         raise AnnotationsError(
             "pred_probs as a NumPy array needs wide annotations (rows are tasks); with long "
             "annotations pass a DataFrame indexed by task id with one column per class"
@@ -561,13 +571,47 @@ def align_pred_probs(
     )
 
 
+def _class_columns(ann: Annotations, columns: pd.Index) -> tuple[list[Any], np.ndarray]:
+    """The classes of a labelled ``pred_probs`` (the annotations' classes first, then any
+    class only the classifier has; sorted when the classes are) and, for each, its column."""
+    if columns.has_duplicates:
+        dup = columns[columns.duplicated()][0]
+        raise AnnotationsError(f"pred_probs has column {_show(dup)} more than once")
+    pos = columns.get_indexer(ann.classes)
+    if (pos < 0).any() and all(isinstance(c, str) for c in columns):
+        by_text = pd.Index([str(c) for c in ann.classes])
+        if not by_text.has_duplicates:  # text columns, as a file gives, for numeric labels
+            pos = columns.get_indexer(by_text)
+    if (pos < 0).any():
+        missing = ann.classes[pos < 0][0]
+        raise AnnotationsError(
+            f"pred_probs has no column for label {_show(missing)}; its columns must be the "
+            f"classes (got {_show_list(columns)})"
+        )
+    extra = np.setdiff1d(np.arange(len(columns)), pos)
+    classes = [*ann.classes, *columns[extra]]
+    order = np.concatenate([pos, extra]).astype(np.int64)
+    if extra.size and list(ann.classes) == _sort_classes(np.asarray(ann.classes, dtype=object)):
+        ranked = _sort_classes(np.asarray(classes, dtype=object))
+        if len(ranked) == len(classes):
+            perm = [classes.index(c) for c in ranked]
+            classes, order = ranked, order[perm]
+    return classes, order
+
+
 def _numeric_wide(df: pd.DataFrame) -> Annotations | None:
     """``Annotations.from_wide`` for integer class labels, in numpy (same result, several
     times faster on large tables); ``None`` to fall back when the table is not that
-    simple (or not valid, so that ``from_wide`` names the problem)."""
+    simple (bool labels, integers beyond float64's exact range) or not valid, so that
+    ``from_wide`` names the problem."""
     if df.shape[0] == 0 or df.shape[1] == 0 or df.index.has_duplicates:
         return None
-    if not all(pd.api.types.is_numeric_dtype(d) for d in set(df.dtypes)):
+    if df.columns.has_duplicates or df.index.hasnans or df.columns.hasnans:
+        return None
+    dtypes = set(df.dtypes)
+    if not all(pd.api.types.is_numeric_dtype(d) for d in dtypes):
+        return None
+    if any(pd.api.types.is_bool_dtype(d) for d in dtypes):
         return None
     values = df.to_numpy(dtype=np.float64, na_value=np.nan)
     present = ~np.isnan(values)
@@ -576,6 +620,8 @@ def _numeric_wide(df: pd.DataFrame) -> Annotations | None:
     rows, cols = np.nonzero(present)
     given = values[rows, cols]
     if not (np.isfinite(given).all() and np.all(given == np.round(given))):
+        return None
+    if np.abs(given).max() >= 2.0**53:  # not exact in float64: from_wide keeps them exact
         return None
     classes, label = np.unique(given.astype(np.int64), return_inverse=True)
     if classes.size < 2:
@@ -599,6 +645,29 @@ def _with_classes(ann: Annotations, classes: list[Any]) -> Annotations:
     remap = index.get_indexer(ann.classes).astype(np.int32)
     gold = np.where(ann.gold >= 0, remap[np.maximum(ann.gold, 0)], -1).astype(np.int32)
     return replace(ann, label=remap[ann.label], classes=index, gold=gold)
+
+
+def _warn_if_classifier_adversarial(
+    ann: Annotations, pred_probs: np.ndarray, majority_vote: np.ndarray
+) -> None:
+    """Warn when the classifier's top class agrees with the annotators' majority vote
+    clearly less often than chance (its agreement if the two were independent, less three
+    standard errors): most often its columns are not in the order of the classes."""
+    top = np.argmax(pred_probs, axis=1)
+    K, T = pred_probs.shape[1], len(top)
+    agree = float(np.mean(top == majority_vote))
+    chance = float(
+        np.dot(np.bincount(top, minlength=K) / T, np.bincount(majority_vote, minlength=K) / T)
+    )
+    if agree < chance - 3.0 * np.sqrt(chance * (1.0 - chance) / T):
+        warnings.warn(
+            f"CrowdLab: the classifier's top class agrees with the annotators' majority vote "
+            f"on {agree:.1%} of tasks, worse than chance ({chance:.1%}): its pred_probs "
+            f"columns are likely not in the class order {_show_list(ann.classes)}; give "
+            "pred_probs as a DataFrame whose columns are the class labels",
+            AdversarialWarning,
+            stacklevel=3,
+        )
 
 
 def _labels_of(ann: Annotations) -> _Labels:
@@ -650,18 +719,27 @@ class CrowdLab(Aggregator):
         self,
         annotations: Annotations | pd.DataFrame | str,
         pred_probs: PredProbsLike | None = None,
+        gold: Any = None,
         **columns: str,
     ) -> CrowdLab:
-        """Fit to annotations and the classifier's out-of-sample ``pred_probs``."""
+        """Fit to annotations and the classifier's out-of-sample ``pred_probs`` (a DataFrame
+        by task with the classes as columns, in any order; an array only with wide input).
+        CROWDLAB has no use for ``gold``: giving it is an error that points to
+        :class:`~crowdbayes.models.bayesian_crowdlab.BayesianCrowdLab`, which clamps it."""
+        check_column_keywords(type(self).__name__, columns)
         ann, pp = align_pred_probs(annotations, pred_probs, **columns)
-        if ann.has_gold:
-            raise AnnotationsError("CrowdLab does not use gold labels")
+        if gold is not None or ann.has_gold:
+            raise AnnotationsError(
+                "CrowdLab does not use gold labels (CROWDLAB has no place for them); "
+                "BayesianCrowdLab clamps them: BayesianCrowdLab().fit(annotations, "
+                "pred_probs=..., gold=...)"
+            )
         self.annotations_ = ann
         # annotators in the wide table's column order (as cleanlab lists them), else as seen
         order = np.arange(ann.n_workers)
-        if _is_wide(annotations, **columns):
-            assert isinstance(annotations, pd.DataFrame)
-            pos = ann.worker_ids.get_indexer(annotations.columns)
+        long_columns = {columns.get(c, c) for c in ("task", "worker", "label")}
+        if isinstance(annotations, pd.DataFrame) and not long_columns <= set(annotations.columns):
+            pos = ann.worker_ids.get_indexer(annotations.columns)  # wide (align checked it)
             order = pos[pos >= 0]
         self.annotator_order_ = order
         lab = _labels_of(ann)
@@ -683,6 +761,7 @@ class CrowdLab(Aggregator):
             ann.decode_labels(res.majority_vote), index=ann.task_ids, name="label"
         )
         self.random_tied_tasks_ = ann.task_ids[res.random_ties]
+        _warn_if_classifier_adversarial(ann, self.raw_pred_probs_, res.majority_vote)
         return self
 
     def _fit(self, ann: Annotations) -> None:  # pragma: no cover - fit is overridden
@@ -692,10 +771,11 @@ class CrowdLab(Aggregator):
         self,
         annotations: Annotations | pd.DataFrame | str,
         pred_probs: PredProbsLike | None = None,
+        gold: Any = None,
         **columns: str,
     ) -> pd.Series:
         """``fit`` then ``predict``."""
-        return self.fit(annotations, pred_probs, **columns).predict()
+        return self.fit(annotations, pred_probs, gold, **columns).predict()
 
     # ------------------------------------------------------------- outputs
     def label_quality(self) -> pd.DataFrame:
