@@ -211,3 +211,22 @@ def test_adversarial_classifier_is_warned_about():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         CrowdLab().fit(wide, pred_probs=noise)
+
+
+def test_wide_tables_the_fast_path_must_not_misread():
+    wide, pp, _ = case("two_class")
+    no_id = wide.set_axis([np.nan, *wide.index[1:]], axis=0)
+    with pytest.raises(AnnotationsError, match=r"wide annotations: row 1 .*no task id"):
+        CrowdLab().fit(no_id, pred_probs=pp)
+    no_name = wide.set_axis([np.nan, *wide.columns[1:]], axis=1)
+    with pytest.raises(AnnotationsError, match=r"wide annotations: column 1 .*no annotator name"):
+        CrowdLab().fit(no_name, pred_probs=pp)
+    big = wide.astype("Int64") + 2**53
+    cl = CrowdLab().fit(big, pred_probs=pp)
+    assert list(cl.classes_) == [2**53, 2**53 + 1]
+    renamed = wide.stack().dropna().rename("y").rename_axis(["item", "rater"]).reset_index()
+    probs = pd.DataFrame(pp, columns=[0, 1])
+    with pytest.raises(AnnotationsError, match=r"\['item', 'rater', 'y'\].*task="):
+        CrowdLab().fit(renamed.astype(str), pred_probs=probs)
+    same = CrowdLab().fit(renamed, pred_probs=probs, task="item", worker="rater", label="y")
+    np.testing.assert_allclose(same.proba_, CrowdLab().fit(wide, pred_probs=pp).proba_)

@@ -599,16 +599,24 @@ def _not_wide_because(df: pd.DataFrame) -> str | None:
     """Why a table without the long columns is not plainly wide, or ``None`` if it is."""
     if df.shape[0] == 0 or df.shape[1] == 0 or df.columns.has_duplicates:
         return None  # from_wide names the problem
-    present = df.notna().to_numpy()
-    rows, cols = np.nonzero(present)
+    dtypes = set(df.dtypes)
+    is_bool = pd.api.types.is_bool_dtype
+    if all(pd.api.types.is_numeric_dtype(d) and not is_bool(d) for d in dtypes):
+        # numbers only (the common wide table): the same test on float64, much faster
+        values = df.to_numpy(dtype=np.float64, na_value=np.nan)
+        rows, cols = np.nonzero(~np.isnan(values))
+        cells: np.ndarray = values[rows, cols]
+        kind = "floating"
+    else:
+        rows, cols = np.nonzero(df.notna().to_numpy())
+        cells = np.asarray(df.to_numpy(dtype=object)[rows, cols])
+        kind = pd.api.types.infer_dtype(cells, skipna=True)
     if rows.size == 0:
         return None
-    cells = np.asarray(df.to_numpy(dtype=object)[rows, cols])
     try:
         codes, uniques = pd.factorize(cells, sort=False)
     except TypeError:
         return None  # from_wide names the unhashable cell
-    kind = pd.api.types.infer_dtype(cells, skipna=True)
     if kind not in _PURE_KINDS:
         return f"hold values of different kinds ({kind})"
     if df.shape[1] == 1:
