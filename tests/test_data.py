@@ -245,3 +245,17 @@ def test_messages_show_plain_values():
     wide = pd.DataFrame({"A": [0, 1], "B": [0, 1]}, index=pd.Index([5, 5]))
     with pytest.raises(AnnotationsError, match="task 5 on more than one row") as err:
         as_annotations(wide)
+
+
+def test_a_wide_table_with_its_task_ids_in_a_column_is_not_misread():
+    wide = pd.DataFrame(
+        {"item": ["i1", "i2", "i3", "i4"], "A": ["cat", "dog", "dog", None]}
+        | {w: ["cat", "dog", None, "cat"] for w in ("B", "C", "D")}
+    )
+    with pytest.raises(AnnotationsError, match=r"'item'.*set_index\('item'\)"):
+        as_annotations(wide)
+    assert as_annotations(wide.set_index("item")).n_tasks == 4
+    multi = wide.set_index(pd.MultiIndex.from_arrays([list("aabb"), wide["item"]])).drop(
+        columns="item"
+    )
+    assert as_annotations(multi).n_tasks == 4

@@ -389,7 +389,7 @@ def _factorize(values: pd.Series, column: Any, index: pd.Index) -> tuple[np.ndar
 def _check_wide_axis(axis: pd.Index, where: str, what: str, single: str, dup: str) -> None:
     """A wide table's index (task ids) or columns (annotators): none missing, unhashable
     or repeated."""
-    missing = np.asarray(pd.isna(axis), dtype=bool)
+    missing = np.asarray(pd.isna(axis.to_numpy(dtype=object)), dtype=bool)
     if missing.any():
         i = int(np.argmax(missing))
         raise AnnotationsError(
@@ -624,16 +624,24 @@ def _not_wide_because(df: pd.DataFrame) -> str | None:
     pairs = np.unique(codes.astype(np.int64) * df.shape[1] + cols)
     n_columns_per_value = np.bincount(pairs // df.shape[1], minlength=len(uniques))
     shared = n_columns_per_value[codes] >= 2
-    if shared.mean() >= 0.5:
+    n_cells = np.bincount(cols, minlength=df.shape[1])
+    share = np.bincount(cols, weights=shared, minlength=df.shape[1]) / np.maximum(n_cells, 1)
+    judged = n_cells >= 3  # an annotator with one or two labels may give a rare class alone
+    if judged.any() and (share[judged] >= 0.5).all():
         return None
-    share = np.bincount(cols, weights=shared, minlength=df.shape[1]) / np.maximum(
-        np.bincount(cols, minlength=df.shape[1]), 1
-    )
-    alone = df.columns[share < 0.5]
-    return (
+    if not judged.any() and shared.mean() >= 0.5:
+        return None
+    alone = df.columns[(share < 0.5) & (judged | ~judged.any())]
+    why = (
         f"share few values (most values of {_show_list(alone[:5])} appear in no other column, "
         "as task ids, annotator ids and labels would)"
     )
+    if len(alone) == 1 and df.shape[1] > 2:
+        why += (
+            f"; if {_show(alone[0])} holds the task ids, make it the index: "
+            f"Annotations.from_wide(df.set_index({_show(alone[0])}))"
+        )
+    return why
 
 
 def as_annotations(
