@@ -192,6 +192,11 @@ def test_labelled_pred_probs_are_aligned_to_the_classes_by_name():
     # columns named by the labels' text (as read from a CSV) match integer labels
     as_text = reordered.rename(columns=str)
     np.testing.assert_allclose(CrowdLab().fit(wide, pred_probs=as_text).proba_, ref.proba_)
+    four = np.hstack([pp * 0.9, np.full((len(pp), 1), 0.1)])
+    text4 = pd.DataFrame(four, index=wide.index, columns=["0", "1", "2", "3"])[["3", "1", "0", "2"]]
+    cl4 = CrowdLab().fit(wide, pred_probs=text4)
+    assert list(cl4.classes_) == [0, 1, 2, 3] and cl4.classes_.dtype.kind == "i"
+    np.testing.assert_allclose(cl4.raw_pred_probs_, four)
     # wide table with bool labels: the fast path keeps them bool
     flags = (wide == 1).astype("boolean").mask(wide.isna())
     two = np.stack([pp[:, [0, 2]].sum(axis=1), pp[:, 1]], axis=1)

@@ -62,6 +62,8 @@ from ..base import AdversarialWarning, Aggregator, check_column_keywords, check_
 from ..data import (
     Annotations,
     AnnotationsError,
+    _normalise,
+    _plain,
     _show,
     _show_list,
     _sort_classes,
@@ -578,10 +580,15 @@ def _class_columns(ann: Annotations, columns: pd.Index) -> tuple[list[Any], np.n
         dup = columns[columns.duplicated()][0]
         raise AnnotationsError(f"pred_probs has column {_show(dup)} more than once")
     pos = columns.get_indexer(ann.classes)
+    names = list(columns)
     if (pos < 0).any() and all(isinstance(c, str) for c in columns):
         by_text = pd.Index([str(c) for c in ann.classes])
         if not by_text.has_duplicates:  # text columns, as a file gives, for numeric labels
             pos = columns.get_indexer(by_text)
+            if (pos >= 0).all() and pd.api.types.is_numeric_dtype(ann.classes.dtype):
+                as_numbers = pd.to_numeric(pd.Series(names), errors="coerce")
+                if as_numbers.notna().all():
+                    names = list(_normalise(as_numbers))
     if (pos < 0).any():
         missing = ann.classes[pos < 0][0]
         raise AnnotationsError(
@@ -589,7 +596,7 @@ def _class_columns(ann: Annotations, columns: pd.Index) -> tuple[list[Any], np.n
             f"classes (got {_show_list(columns)})"
         )
     extra = np.setdiff1d(np.arange(len(columns)), pos)
-    classes = [*ann.classes, *columns[extra]]
+    classes = [*ann.classes, *(_plain(names[i]) for i in extra)]
     order = np.concatenate([pos, extra]).astype(np.int64)
     if extra.size and list(ann.classes) == _sort_classes(np.asarray(ann.classes, dtype=object)):
         ranked = _sort_classes(np.asarray(classes, dtype=object))
@@ -864,7 +871,9 @@ class CrowdLab(Aggregator):
         if isinstance(pred_probs_unlabeled, pd.DataFrame):
             missing = [c for c in ann.classes if c not in set(pred_probs_unlabeled.columns)]
             if missing:
-                raise AnnotationsError(f"pred_probs_unlabeled has no column for {missing[0]!r}")
+                raise AnnotationsError(
+                    f"pred_probs_unlabeled has no column for {_show(missing[0])}"
+                )
             ppu = _check_probs(
                 pred_probs_unlabeled[list(ann.classes)].to_numpy(np.float64), "pred_probs_unlabeled"
             )
