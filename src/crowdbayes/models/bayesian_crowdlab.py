@@ -497,9 +497,11 @@ class BayesianCrowdLab(BayesianAggregator):
 
 def _warn_if_adversarial(bcl: BayesianCrowdLab) -> None:
     """Warn when the fit finds the annotators worse than chance (their accuracy under the
-    population confusion below ``1/K``: the classes have likely been switched to follow a
-    classifier whose columns are in the wrong order) or the classifier credibly worse than
-    chance (the 99% upper bound of its weight below 0)."""
+    population confusion more than 0.05 below ``1/K``: the classes have likely been turned
+    around to follow a classifier whose columns are in the wrong order) or the classifier
+    worse than chance (its weight below -0.5, its probabilities counted against the classes
+    they favour, and the 99% upper bound below 0; a classifier that knows nothing has a
+    weight near 0)."""
     K = bcl.annotations_.n_classes
     classes = _show_list(bcl.annotations_.classes)
     crowd = float(bcl.class_prior_ @ np.diag(bcl.population_confusion_))
@@ -507,7 +509,7 @@ def _warn_if_adversarial(bcl: BayesianCrowdLab) -> None:
         f"its pred_probs columns are likely not in the order of the classes {classes}; give "
         "pred_probs as a DataFrame whose columns are the class labels"
     )
-    if crowd < 1.0 / K:
+    if crowd < 1.0 / K - 0.05:
         warnings.warn(
             f"BayesianCrowdLab: the fitted annotators are worse than chance (accuracy "
             f"{crowd:.2f} < 1/{K}) while the classifier's weight is "
@@ -516,7 +518,7 @@ def _warn_if_adversarial(bcl: BayesianCrowdLab) -> None:
             AdversarialWarning,
             stacklevel=3,
         )
-    elif bcl.classifier_weight_ < 0 and bcl.classifier_weight(0.99)["upper"] < 0:
+    elif bcl.classifier_weight_ < -0.5 and bcl.classifier_weight(0.99)["upper"] < 0:
         warnings.warn(
             f"BayesianCrowdLab: the classifier is worse than chance (weight "
             f"{bcl.classifier_weight_:.2f}, 99% upper bound below 0): {hint}",
