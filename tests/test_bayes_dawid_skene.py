@@ -30,9 +30,7 @@ def test_em_objective_equals_numpyro_log_density():
     ann = cb.as_annotations(df, gold=gold.iloc[:20])  # some gold tasks: clamped in both
     data, hyper = em_data(ann), DawidSkene()._hyper(ann)
     W, K = ann.n_workers, ann.n_classes
-    const = -(
-        W * _log_beta(hyper.confusion_counts + 1.0).sum() + _log_beta(hyper.class_counts + 1.0)
-    )
+    const = -(W * _log_beta(hyper.confusion_counts).sum() + _log_beta(hyper.class_counts))
     em_fn = jax.jit(lambda p: em_objective(DawidSkeneModel, p, data, hyper))
     nuts_fn = jax.jit(lambda s: log_density(numpyro_model, (data, hyper), {}, s)[0])
     for seed in range(3):
@@ -43,8 +41,11 @@ def test_em_objective_equals_numpyro_log_density():
         params = DSParams(jnp.log(conf), jnp.log(pi))
         em = float(em_fn(params))
         lp = nuts_fn({"confusion": conf, "pi": pi})
-        # the NumPyro density has the Dirichlet normalising constants EM leaves out
-        assert float(lp) == pytest.approx(em + float(const), rel=1e-5)
+        # EM's objective is the density of the log-ratios (the mode EM finds there is the
+        # Dirichlet's mean given the counts): the NumPyro density plus the log-Jacobian
+        # sum(log p) of every simplex, less the normalising constants
+        log_jac = float(jnp.log(conf).sum() + jnp.log(pi).sum())
+        assert float(lp) + log_jac == pytest.approx(em + float(const), rel=1e-5)
 
 
 def test_unconstrained_potential_is_the_numpyro_density():
@@ -164,7 +165,9 @@ def test_nuts_posterior_agrees_with_em():
 def _check_task_uncertainty_and_idata(nuts: DawidSkene, em: DawidSkene) -> None:
     tu = nuts.task_uncertainty(interval=0.9)
     assert_mean_in_interval(tu["probability"], tu["probability_lower"], tu["probability_upper"])
-    assert (tu["probability_upper"] - tu["probability_lower"]).max() > 0.005  # wsd is easy
+    # wsd is easy (majority vote 99.4% right): with a prior that does not invent errors
+    # for good annotators nearly every task is certain, but the draws still vary
+    assert (tu["probability_upper"] - tu["probability_lower"]).max() > 0
     idata = nuts.idata_
     assert idata.log_likelihood["labels"].shape == (2, 200, 177)
     assert idata.posterior["accuracy"].dims == ("chain", "draw", "worker")

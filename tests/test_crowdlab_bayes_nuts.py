@@ -69,10 +69,12 @@ def test_em_objective_and_numpyro_log_density_share_the_likelihood():
             _normal_lp(sites["beta"], hyper.beta_mean, hyper.beta_sd)
             + 0.5 * ((sites["beta"] - hyper.beta_mean) / hyper.beta_sd) ** 2
             + _normal_lp(sites["bias"], 0.0, hyper.bias_sd)
-            - _log_beta(hyper.base_counts + 1.0).sum()
-            - W * _log_beta(hyper.pooling * sites["mu"] + 1.0).sum()
+            - _log_beta(hyper.base_counts).sum()
+            - W * _log_beta(hyper.pooling * sites["mu"]).sum()
         )
-        lp = float(nuts_fn(sites))
+        # EM's objective is the density of the log-ratios: plus sum(log p) of each simplex
+        log_jac = float(jnp.log(sites["mu"]).sum() + jnp.log(sites["confusion"]).sum())
+        lp = float(nuts_fn(sites)) + log_jac
         assert lp == pytest.approx(em + float(rest), rel=1e-5)
         # and the likelihood alone: the 'labels' factor is EM's marginal log-likelihood
         factor, em_lik = (float(x) for x in factor_fn(sites, params))

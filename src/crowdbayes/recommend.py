@@ -97,7 +97,8 @@ class CalibratedDawidSkene(DawidSkene):
     fitted value in ``label_correlation_``). Labels are the argmax of either posterior.
     ``em_temperature=1``, ``temperature=1``, ``label_power=0`` is plain
     :class:`~crowdbayes.DawidSkene`. Confusion matrices, annotator quality and its
-    intervals come from the tempered fit.
+    intervals come from the tempered fit: from EM's posterior (``em_proba_``), not the
+    reported one, so each estimate lies inside its interval.
 
     >>> import crowdbayes as cb
     >>> annotations, gold = cb.datasets.load("bluebirds")
@@ -154,6 +155,7 @@ class CalibratedDawidSkene(DawidSkene):
         if rho is None:  # from the votes, given the posterior at temperature 1
             rho = vote_correlation(ann.vote_counts(), temper(self.proba_, 1.0 / em_tau))
         self.label_correlation_ = float(rho)
+        self.em_proba_ = self.proba_  # what the confusions and their intervals come from
         # the posterior at temperature T from the one at T_em: a power T_em / T per task
         out_tau = task_temperatures(ann, self.temperature, self.label_power, float(rho))
         self.proba_ = temper(self.proba_, out_tau / em_tau)

@@ -14,12 +14,15 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "POPULATIONS",
     "Simulated",
     "assign_annotators",
     "dirichlet_confusion",
     "labels_from_confusion",
     "sample_labels",
     "simulate_dawid_skene",
+    "simulate_population",
+    "skewed_class_prior",
     "true_accuracy",
 ]
 
@@ -44,12 +47,12 @@ def true_accuracy(confusion: np.ndarray, class_prior: np.ndarray) -> np.ndarray:
 def dirichlet_confusion(
     n_workers: int, n_classes: int, strength: float, accuracy: float, rng: np.random.Generator
 ) -> np.ndarray:
-    """``[W, K, K]`` confusion rows drawn from DawidSkene's prior ``Dirichlet(1 + P)``
+    """``[W, K, K]`` confusion rows drawn from DawidSkene's prior ``Dirichlet(P)``
     (``P``: ``strength * accuracy`` on the diagonal, the rest evenly)."""
     from .models.dawid_skene import confusion_pseudo_counts
 
-    P = confusion_pseudo_counts(n_classes, strength, accuracy)
-    g = rng.gamma(np.broadcast_to(1.0 + P, (n_workers, n_classes, n_classes)))
+    P = np.maximum(confusion_pseudo_counts(n_classes, strength, accuracy), 1e-2)
+    g = rng.gamma(np.broadcast_to(P, (n_workers, n_classes, n_classes)))
     return g / g.sum(axis=-1, keepdims=True)
 
 
@@ -137,4 +140,71 @@ def simulate_dawid_skene(
     gammas = rng.gamma(concentration * mean + 1e-3)  # Dirichlet rows, all at once
     confusion = gammas / gammas.sum(axis=2, keepdims=True)
     df, truth = sample_labels(confusion, pi, n_tasks, labels_per_task, rng)
+    return Simulated(df, pd.Series(truth, name="truth"), confusion, pi)
+
+
+#: Crowds not drawn from any model's prior (see :func:`simulate_population`).
+POPULATIONS = ("one_coin", "class_conditional", "spammers", "skewed_activity")
+
+
+def skewed_class_prior(n_classes: int) -> np.ndarray:
+    """A skewed class prior: ``0.6, 0.3, 0.1`` at ``K = 3``; halving shares otherwise
+    (``K = 2``: ``0.67, 0.33``), normalised.
+
+    >>> skewed_class_prior(3).round(2).tolist()
+    [0.6, 0.3, 0.1]
+    """
+    if n_classes == 3:
+        return np.array([0.6, 0.3, 0.1])
+    w = 0.5 ** np.arange(n_classes)
+    return w / w.sum()
+
+
+def simulate_population(
+    population: str,
+    n_classes: int = 3,
+    n_tasks: int = 3000,
+    n_workers: int = 300,
+    labels_per_task: int = 5,
+    seed: int = 0,
+) -> Simulated:
+    """Labels from a crowd that is not any model's prior (for interval coverage checks).
+
+    - ``"one_coin"``: each annotator's accuracy ``a ~ U[0.55, 0.95]``: right with
+      probability ``a``, otherwise a uniformly random class (so ``p(right) = a + (1 - a) / K``);
+      classes equally likely; annotators picked uniformly.
+    - ``"class_conditional"``: ``a_jk ~ U[0.55, 0.95]`` per annotator and true class, the
+      errors spread evenly; a skewed class prior (:func:`skewed_class_prior`).
+    - ``"spammers"``: 20% of annotators label uniformly at random, the rest as
+      ``"one_coin"`` with ``a ~ U[0.8, 0.98]``.
+    - ``"skewed_activity"``: ``"one_coin"`` accuracies; labels per annotator log-normal
+      (median about 20 labels at the default sizes, the quietest a handful).
+
+    >>> sim = simulate_population("spammers", n_classes=2, n_tasks=200, n_workers=20, seed=1)
+    >>> sim.annotations.shape, sim.confusion.shape
+    ((1000, 3), (20, 2, 2))
+    """
+    if population not in POPULATIONS:
+        raise ValueError(f"population must be one of {POPULATIONS}, got {population!r}")
+    rng = np.random.default_rng(seed)
+    K, W = int(n_classes), int(n_workers)
+    eye = np.eye(K)
+    pi = np.full(K, 1.0 / K)
+    log_activity = None
+    if population == "class_conditional":
+        pi = skewed_class_prior(K)
+        acc = rng.uniform(0.55, 0.95, size=(W, K))
+        confusion = acc[:, :, None] * eye + ((1.0 - acc) / (K - 1))[:, :, None] * (1.0 - eye)
+    else:
+        lo, hi = (0.8, 0.98) if population == "spammers" else (0.55, 0.95)
+        a = rng.uniform(lo, hi, size=W)
+        if population == "spammers":
+            a[rng.permutation(W)[: round(0.2 * W)]] = 0.0
+        confusion = a[:, None, None] * eye + ((1.0 - a) / K)[:, None, None]
+        if population == "skewed_activity":
+            log_activity = 1.2 * rng.standard_normal(W)
+    truth = rng.choice(K, size=int(n_tasks), p=pi)
+    tasks, workers = assign_annotators(W, int(n_tasks), labels_per_task, rng, log_activity)
+    labels = labels_from_confusion(confusion, truth, tasks, workers, rng)
+    df = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
     return Simulated(df, pd.Series(truth, name="truth"), confusion, pi)

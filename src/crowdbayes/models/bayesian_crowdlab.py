@@ -57,7 +57,13 @@ from jax.scipy.special import logsumexp
 from ..base import AdversarialWarning, check_column_keywords, check_is_fitted
 from ..data import Annotations, _show_list
 from ..inference.em import EMData
-from ._bayes import BayesianAggregator, dirichlet_draws, interval_bounds, marginal_model
+from ._bayes import (
+    MIN_PSEUDO,
+    BayesianAggregator,
+    dirichlet_draws,
+    interval_bounds,
+    marginal_model,
+)
 from .crowdlab import PredProbsLike, align_pred_probs
 from .dawid_skene import (
     DawidSkeneModel,
@@ -170,7 +176,8 @@ class BayesianCrowdLabModel:
     @staticmethod
     def sample_sites(data: EMData, hyper: BCLHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``beta ~ N(beta_mean, beta_sd^2)``, ``bias[k] ~ N(0, bias_sd^2)``,
-        ``mu[k] ~ Dirichlet(1 + P_k)``, ``confusion[w, k] ~ Dirichlet(1 + pooling * mu[k])``."""
+        ``mu[k] ~ Dirichlet(P_k)``, ``confusion[w, k] ~ Dirichlet(pooling * mu[k])`` (EM's
+        estimate is the mode in log-ratio coordinates: the mean given the expected counts)."""
         import numpyro
         import numpyro.distributions as dist
 
@@ -178,8 +185,8 @@ class BayesianCrowdLabModel:
         K, L = hyper.base_counts.shape
         beta = numpyro.sample("beta", dist.Normal(hyper.beta_mean, hyper.beta_sd))
         bias = numpyro.sample("bias", dist.Normal(jnp.zeros(K), hyper.bias_sd).to_event(1))
-        mu = numpyro.sample("mu", dist.Dirichlet(hyper.base_counts + 1.0).to_event(1))
-        alpha = jnp.broadcast_to(hyper.pooling * mu + 1.0, (W, K, L))
+        mu = numpyro.sample("mu", dist.Dirichlet(hyper.base_counts).to_event(1))
+        alpha = jnp.broadcast_to(jnp.maximum(hyper.pooling * mu, MIN_PSEUDO), (W, K, L))
         conf = numpyro.sample("confusion", dist.Dirichlet(alpha).to_event(2))
         return {"beta": beta, "bias": bias, "mu": mu, "confusion": conf}
 
@@ -380,8 +387,14 @@ class BayesianCrowdLab(BayesianAggregator):
         f32 = jnp.float32
         return BCLHyper(
             jnp.asarray(log_clf.T, f32),
-            jnp.asarray(confusion_pseudo_counts(K, self.prior_strength, self.prior_accuracy), f32),
-            jnp.asarray(self.pooling, f32),
+            jnp.asarray(
+                np.maximum(
+                    confusion_pseudo_counts(K, self.prior_strength, self.prior_accuracy),
+                    MIN_PSEUDO,
+                ),
+                f32,
+            ),
+            jnp.asarray(max(self.pooling, MIN_PSEUDO), f32),
             jnp.asarray(self.beta_mean, f32),
             jnp.asarray(self.beta_sd, f32),
             jnp.asarray(self.bias_sd, f32),

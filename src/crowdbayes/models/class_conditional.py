@@ -2,8 +2,8 @@ r"""Class-conditional Dawid–Skene: one accuracy per annotator and true class (
 
 .. math::
 
-    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad
-    a_{jk} \sim \mathrm{Beta}(1 + s\,q,\; 1 + s\,(1 - q)), \qquad
+    \pi \sim \mathrm{Dirichlet}(c), \qquad
+    a_{jk} \sim \mathrm{Beta}(s\,q,\; s\,(1 - q)), \qquad
     z_i \sim \mathrm{Categorical}(\pi), \\
     p(y_{ij} = l \mid z_i = k) = a_{jk} \text{ if } l = k, \text{ else } (1 - a_{jk}) / (K - 1).
 
@@ -31,7 +31,7 @@ import numpy as np
 from ..data import Annotations
 from ..inference.em import EMData
 from ._bayes import beta_draws, dirichlet_draws
-from .dawid_skene import DawidSkeneModel, DSParams
+from .dawid_skene import DawidSkeneModel, DSParams, row_strength
 from .one_coin import OCHyper, OneCoinDawidSkene, OneCoinModel
 
 __all__ = ["CCParams", "ClassConditionalDawidSkene", "ClassConditionalModel"]
@@ -73,7 +73,7 @@ class ClassConditionalModel(OneCoinModel):
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: OCHyper) -> CCParams:  # type: ignore[override]
         right, total = _expected(post, data)
-        acc = jnp.clip((right + hyper.a - 1.0) / (total + hyper.a + hyper.b - 2.0), 1e-6, 1 - 1e-6)
+        acc = jnp.clip((right + hyper.a) / (total + hyper.a + hyper.b), 1e-6, 1 - 1e-6)
         class_counts = post.sum(1) + hyper.class_counts
         return CCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(class_counts / class_counts.sum()))
 
@@ -88,7 +88,7 @@ class ClassConditionalModel(OneCoinModel):
             "p_correct": numpyro.sample(
                 "p_correct", dist.Beta(hyper.a, hyper.b).expand([W, K]).to_event(2)
             ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
@@ -114,7 +114,7 @@ class ClassConditionalModel(OneCoinModel):
         a, b = float(hyper.a), float(hyper.b)
         acc = beta_draws(right + a, total - right + b, rng, n)  # [n, W, K]
         conf = np.asarray(jnp.exp(class_conditional_log_confusion(jnp.log(acc) - jnp.log1p(-acc))))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
 
@@ -122,11 +122,15 @@ class ClassConditionalDawidSkene(OneCoinDawidSkene):
     """One accuracy per annotator and true class, errors spread evenly; EM or NUTS.
 
     Parameters are those of :class:`~crowdbayes.models.one_coin.OneCoinDawidSkene`
-    (the Beta prior applies to every per-class accuracy).
+    (the Beta prior applies to every per-class accuracy; ``prior_strength=None`` puts
+    ``4 / K`` pseudo-labels on each, 4 per annotator).
     """
 
     _family = ClassConditionalModel
     _site_dims: ClassVar[dict[str, list[str]]] = {"p_correct": ["worker", "class"], "pi": ["class"]}
+
+    def _strength(self, n_classes: int) -> float:
+        return row_strength(self.prior_strength, n_classes)
 
     def _hyper(self, ann: Annotations) -> Any:
         return super()._hyper(ann)

@@ -50,7 +50,7 @@ import numpy as np
 from ..data import Annotations
 from ..inference.em import EMData, run_em
 from ..inference.sharding import place_tasks
-from ._bayes import BayesianAggregator, dirichlet_draws, vote_shares
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, vote_shares
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = [
@@ -79,7 +79,7 @@ class HDSHyper(NamedTuple):
     mean_scale: jnp.ndarray  # [] prior sd s_0 of mu
     scale_prior: jnp.ndarray  # [] HalfNormal scale of sigma
     sigma: jnp.ndarray  # [] the population scale EM holds fixed
-    class_counts: jnp.ndarray  # [K] (alpha - 1)
+    class_counts: jnp.ndarray  # [K] Dirichlet(class_counts) prior on the class shares
 
 
 def _off_index(K: int) -> np.ndarray:
@@ -287,7 +287,7 @@ class HierarchicalDawidSkeneModel:
             ),
             "sigma": numpyro.sample("sigma", dist.HalfNormal(hyper.scale_prior)),
             "z": numpyro.sample("z", dist.Normal(0.0, 1.0).expand([W, K, K - 1]).to_event(3)),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
@@ -318,7 +318,7 @@ class HierarchicalDawidSkeneModel:
         eps = rng.standard_normal((n, *b.shape)).astype(np.float32)
         draws = b + np.einsum("wkab,nwkb->nwka", chol, eps)
         conf = np.asarray(jax.nn.softmax(full_logits(jnp.asarray(draws, jnp.float32)), axis=-1))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
 
@@ -415,7 +415,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
             jnp.asarray(self.prior_logit_scale, f32),
             jnp.asarray(self.scale_prior, f32),
             jnp.asarray(sigma, f32),
-            jnp.full((K,), self.class_prior_strength, f32),
+            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32),
         )
 
     def _init_post(self, ann: Annotations) -> np.ndarray:

@@ -45,7 +45,7 @@ from ..data import Annotations
 from ..inference.em import EMData, em_data
 from ..inference.segments import Segments
 from ..inference.sharding import label_segments
-from ._bayes import BayesianAggregator, dirichlet_draws
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws
 from .one_coin import one_coin_log_confusion
 
 __all__ = ["IDHyper", "IDParams", "ItemDifficulty", "ItemDifficultyModel"]
@@ -64,7 +64,7 @@ class IDHyper(NamedTuple):
     ability_mean: jnp.ndarray  # [] logit(prior_accuracy)
     ability_scale: jnp.ndarray  # []
     difficulty_scale: jnp.ndarray  # []
-    class_counts: jnp.ndarray  # [K] (alpha - 1)
+    class_counts: jnp.ndarray  # [K] Dirichlet(class_counts) prior on the class shares
     by_worker: Segments  # sums per-label values per annotator
 
 
@@ -194,7 +194,7 @@ class ItemDifficultyModel:
             "difficulty": numpyro.sample(
                 "difficulty", dist.Normal(0.0, hyper.difficulty_scale).expand([T]).to_event(1)
             ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
@@ -231,7 +231,7 @@ class ItemDifficultyModel:
         draws = a + np.sqrt(var) * rng.standard_normal((n, a.shape[0]))
         K = int(params.log_pi.shape[0])
         conf = np.asarray(jnp.exp(one_coin_log_confusion(jnp.asarray(draws, jnp.float32), K)))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
 
@@ -328,7 +328,7 @@ class ItemDifficulty(BayesianAggregator):
             jnp.asarray(np.log(q / (1.0 - q)), f32),
             jnp.asarray(self.ability_scale, f32),
             jnp.asarray(self.difficulty_scale, f32),
-            jnp.full((K,), self.class_prior_strength, f32),
+            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32),
             Segments.build(ann.worker, ann.n_workers) if by_worker is None else by_worker,
         )
 

@@ -5,9 +5,9 @@ Annotator ``j`` answers truthfully with probability ``t_j`` (competence); otherw
 
 .. math::
 
-    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad
-    t_j \sim \mathrm{Beta}(1 + s\,q,\; 1 + s\,(1 - q)), \qquad
-    \xi_j \sim \mathrm{Dirichlet}(1 + g), \qquad z_i \sim \mathrm{Categorical}(\pi), \\
+    \pi \sim \mathrm{Dirichlet}(c), \qquad
+    t_j \sim \mathrm{Beta}(s\,q,\; s\,(1 - q)), \qquad
+    \xi_j \sim \mathrm{Dirichlet}(g), \qquad z_i \sim \mathrm{Categorical}(\pi), \\
     p(y_{ij} = l \mid z_i = k) = t_j [l = k] + (1 - t_j)\, \xi_{jl}.
 
 The spam indicator is marginalised too. EM's M-step is itself a short inner EM over
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import BayesianAggregator, dirichlet_draws
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = ["MACE", "MACEHyper", "MACEModel", "MACEParams"]
@@ -49,9 +49,9 @@ class MACEParams(NamedTuple):
 
 
 class MACEHyper(NamedTuple):
-    a: jnp.ndarray  # Beta prior on competence
+    a: jnp.ndarray  # Beta(a, b) prior on competence: pseudo-labels truthful, spam
     b: jnp.ndarray
-    spam_counts: jnp.ndarray  # [L] Dirichlet pseudo-counts (alpha - 1) of xi
+    spam_counts: jnp.ndarray  # [L] Dirichlet(spam_counts) prior of xi
     class_counts: jnp.ndarray  # [K]
 
 
@@ -81,7 +81,7 @@ def _inner(E: jnp.ndarray, hyper: MACEHyper) -> tuple[jnp.ndarray, jnp.ndarray, 
         t, xi = carry
         good = truthful(t, xi)
         spam = given - good
-        t = (good.sum(-1) + hyper.a - 1) / (n + hyper.a + hyper.b - 2)
+        t = (good.sum(-1) + hyper.a) / (n + hyper.a + hyper.b)
         xi = (spam + hyper.spam_counts) / (spam + hyper.spam_counts).sum(-1, keepdims=True)
         return jnp.clip(t, 1e-6, 1 - 1e-6), xi
 
@@ -139,7 +139,7 @@ class MACEModel:
     def log_prior(params: MACEParams, hyper: MACEHyper) -> jnp.ndarray:
         x = params.logit_competence
         return (
-            ((hyper.a - 1) * jax.nn.log_sigmoid(x) + (hyper.b - 1) * jax.nn.log_sigmoid(-x)).sum()
+            (hyper.a * jax.nn.log_sigmoid(x) + hyper.b * jax.nn.log_sigmoid(-x)).sum()
             + (hyper.spam_counts * params.log_xi).sum()
             + (hyper.class_counts * params.log_pi).sum()
         )
@@ -156,9 +156,9 @@ class MACEModel:
                 "competence", dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1)
             ),
             "xi": numpyro.sample(
-                "xi", dist.Dirichlet(jnp.broadcast_to(hyper.spam_counts + 1.0, (W, L))).to_event(1)
+                "xi", dist.Dirichlet(jnp.broadcast_to(hyper.spam_counts, (W, L))).to_event(1)
             ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
@@ -206,11 +206,11 @@ class MACEModel:
         g_t = np.maximum(rng.standard_gamma(n_good + float(hyper.a), dtype=np.float32), tiny)
         g_f = rng.standard_gamma(given.sum(-1) - n_good + float(hyper.b), dtype=np.float32)
         t = g_t / (g_t + np.maximum(g_f, tiny))  # [n, W]
-        spam = np.maximum(given - good, 0.0) + np.asarray(hyper.spam_counts, np.float64) + 1.0
+        spam = np.maximum(given - good, 0.0) + np.asarray(hyper.spam_counts, np.float64)
         g_xi = np.maximum(rng.standard_gamma(spam, dtype=np.float32), tiny)
         xi = g_xi / g_xi.sum(-1, keepdims=True)  # [n, W, L]
         conf = np.asarray(mace_confusion(jnp.asarray(t), jnp.asarray(xi)))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
 
@@ -220,10 +220,11 @@ class MACE(BayesianAggregator):
 
     Parameters
     ----------
-    prior_strength, prior_competence : float, default 2.0, 0.7
-        Competence prior Beta(1 + strength * competence, 1 + strength * (1 - competence)).
+    prior_strength, prior_competence : float, default 4.0, 0.7
+        Competence prior Beta(strength * competence, strength * (1 - competence)):
+        ``strength`` pseudo-labels, a share ``competence`` of them truthful.
     spam_prior_strength : float, default 1.0
-        Dirichlet pseudo-count per label of each spamming distribution.
+        Dirichlet pseudo-count per label of each spamming distribution (``Dirichlet(g)``).
     class_prior_strength : float, default 1.0
     method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
@@ -239,7 +240,7 @@ class MACE(BayesianAggregator):
 
     def __init__(
         self,
-        prior_strength: float = 2.0,
+        prior_strength: float = 4.0,
         prior_competence: float = 0.7,
         spam_prior_strength: float = 1.0,
         class_prior_strength: float = 1.0,
@@ -273,10 +274,10 @@ class MACE(BayesianAggregator):
             raise ValueError("need prior_strength >= 0, 0 <= prior_competence <= 1")
         K = ann.n_classes
         return MACEHyper(
-            jnp.asarray(1.0 + s * q, jnp.float32),
-            jnp.asarray(1.0 + s * (1.0 - q), jnp.float32),
-            jnp.full((K,), self.spam_prior_strength, jnp.float32),
-            jnp.full((K,), self.class_prior_strength, jnp.float32),
+            jnp.asarray(max(s * q, MIN_PSEUDO), jnp.float32),
+            jnp.asarray(max(s * (1.0 - q), MIN_PSEUDO), jnp.float32),
+            jnp.full((K,), max(self.spam_prior_strength, MIN_PSEUDO), jnp.float32),
+            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), jnp.float32),
         )
 
     @property

@@ -4,8 +4,8 @@ Generative story (``K`` classes, annotator ``j``, task ``i``):
 
 .. math::
 
-    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad
-    a_j \sim \mathrm{Beta}(1 + s\,q,\; 1 + s\,(1 - q)), \qquad
+    \pi \sim \mathrm{Dirichlet}(c), \qquad
+    a_j \sim \mathrm{Beta}(s\,q,\; s\,(1 - q)), \qquad
     z_i \sim \mathrm{Categorical}(\pi), \\
     p(y_{ij} = l \mid z_i = k) = a_j \text{ if } l = k, \text{ else } (1 - a_j) / (K - 1),
 
@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import BayesianAggregator, beta_draws, dirichlet_draws
+from ._bayes import MIN_PSEUDO, PRIOR_LABELS, BayesianAggregator, beta_draws, dirichlet_draws
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = ["OCHyper", "OCParams", "OneCoinDawidSkene", "OneCoinModel", "one_coin_log_confusion"]
@@ -45,9 +45,9 @@ class OCParams(NamedTuple):
 
 
 class OCHyper(NamedTuple):
-    a: jnp.ndarray  # Beta prior on accuracy (scalar)
+    a: jnp.ndarray  # Beta(a, b) prior on accuracy (scalar): a right, b wrong pseudo-labels
     b: jnp.ndarray
-    class_counts: jnp.ndarray  # [K] (alpha - 1)
+    class_counts: jnp.ndarray  # [K] Dirichlet(class_counts) prior on the class shares
 
 
 def one_coin_log_confusion(logit_acc: jnp.ndarray, n_classes: int) -> jnp.ndarray:
@@ -85,7 +85,7 @@ class OneCoinModel:
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: OCHyper) -> OCParams:
         right, total = _expected(post, data)
-        acc = (right + hyper.a - 1.0) / (total + hyper.a + hyper.b - 2.0)
+        acc = (right + hyper.a) / (total + hyper.a + hyper.b)
         acc = jnp.clip(acc, 1e-6, 1 - 1e-6)
         class_counts = post.sum(1) + hyper.class_counts
         return OCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(class_counts / class_counts.sum()))
@@ -93,9 +93,9 @@ class OneCoinModel:
     @staticmethod
     def log_prior(params: OCParams, hyper: OCHyper) -> jnp.ndarray:
         x = params.logit_accuracy
-        return (
-            (hyper.a - 1.0) * jax.nn.log_sigmoid(x) + (hyper.b - 1.0) * jax.nn.log_sigmoid(-x)
-        ).sum() + (hyper.class_counts * params.log_pi).sum()
+        return (hyper.a * jax.nn.log_sigmoid(x) + hyper.b * jax.nn.log_sigmoid(-x)).sum() + (
+            hyper.class_counts * params.log_pi
+        ).sum()
 
     @staticmethod
     def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
@@ -107,7 +107,7 @@ class OneCoinModel:
             "p_correct": numpyro.sample(
                 "p_correct", dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1)
             ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts + 1.0)),
+            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
@@ -138,7 +138,7 @@ class OneCoinModel:
         acc = beta_draws(right + a, total - right + b, rng, n)  # [n, W]
         K = int(params.log_pi.shape[0])
         conf = np.asarray(jnp.exp(one_coin_log_confusion(jnp.log(acc) - jnp.log1p(-acc), K)))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64) + 1, rng, n)
+        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
 
@@ -147,8 +147,11 @@ class OneCoinDawidSkene(BayesianAggregator):
 
     Parameters
     ----------
-    prior_strength, prior_accuracy : float, default 2.0, 0.7
-        The accuracy prior is Beta(1 + strength * accuracy, 1 + strength * (1 - accuracy)).
+    prior_strength, prior_accuracy : float or None, default None, 0.7
+        ``prior_strength=None`` is 4 pseudo-labels per annotator. The accuracy prior is Beta(strength * accuracy, strength * (1 - accuracy)):
+        ``strength`` pseudo-labels, a share ``accuracy`` of them right. EM's estimate
+        is that Beta's posterior mean given the expected right and wrong labels (the
+        posterior mode in the log-odds), and its intervals come from the same Beta.
     class_prior_strength : float, default 1.0
     method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
@@ -160,7 +163,7 @@ class OneCoinDawidSkene(BayesianAggregator):
 
     def __init__(
         self,
-        prior_strength: float = 2.0,
+        prior_strength: float | None = None,
         prior_accuracy: float = 0.7,
         class_prior_strength: float = 1.0,
         method: str = "em",
@@ -186,12 +189,16 @@ class OneCoinDawidSkene(BayesianAggregator):
         self.progress = progress
         self.devices = devices
 
+    def _strength(self, n_classes: int) -> float:
+        """Pseudo-labels on each accuracy: ``prior_strength``, or 4 when None."""
+        return PRIOR_LABELS if self.prior_strength is None else float(self.prior_strength)
+
     def _hyper(self, ann: Annotations) -> Any:
-        s, q = float(self.prior_strength), float(self.prior_accuracy)
+        s, q = self._strength(ann.n_classes), float(self.prior_accuracy)
         if s < 0 or not 0.0 <= q <= 1.0 or self.class_prior_strength < 0:
             raise ValueError("need prior_strength >= 0, 0 <= prior_accuracy <= 1")
         return OCHyper(
-            jnp.asarray(1.0 + s * q, jnp.float32),
-            jnp.asarray(1.0 + s * (1.0 - q), jnp.float32),
-            jnp.full((ann.n_classes,), self.class_prior_strength, jnp.float32),
+            jnp.asarray(max(s * q, MIN_PSEUDO), jnp.float32),
+            jnp.asarray(max(s * (1.0 - q), MIN_PSEUDO), jnp.float32),
+            jnp.full((ann.n_classes,), max(self.class_prior_strength, MIN_PSEUDO), jnp.float32),
         )
