@@ -157,19 +157,25 @@ class Annotations:
                     f"column {_show(col)} has {int(bad.sum())} missing value(s), first at row "
                     f"{_show(row)}; drop those rows or fill them in"
                 )
-        infinite = _infinite(df[label])
-        if infinite.any():
-            i = int(np.argmax(infinite))
+        task_codes, task_ids = _factorize(df[task], task, df.index)
+        worker_codes, worker_ids = _factorize(df[worker], worker, df.index)
+        gold_values = _gold_values(gold)
+        try:
+            class_index = _class_index(df[label], gold_values, classes, label)
+            label_codes = class_index.get_indexer(_normalise(df[label]))
+        except TypeError:
+            _factorize(df[label], label, df.index)  # names an unhashable label
+            raise
+        infinite = np.flatnonzero([_is_inf(c) for c in class_index])  # one check per class
+        if infinite.size:
+            at = np.isin(label_codes, infinite)
+            if not at.any():
+                raise AnnotationsError(f"classes has an infinite value: {_show_list(class_index)}")
+            i = int(np.argmax(at))
             raise AnnotationsError(
                 f"column {_show(label)} has an infinite value ({_show(df[label].iloc[i])}) at row "
                 f"{_show(df.index[i])}; labels must be classes, drop or fix that row"
             )
-        task_codes, task_ids = _factorize(df[task], task, df.index)
-        worker_codes, worker_ids = _factorize(df[worker], worker, df.index)
-        _factorize(df[label], label, df.index)  # names an unhashable label
-        gold_values = _gold_values(gold)
-        class_index = _class_index(df[label], gold_values, classes, label)
-        label_codes = class_index.get_indexer(_normalise(df[label]))
         if (label_codes < 0).any():
             i = int(np.argmax(label_codes < 0))
             raise AnnotationsError(
@@ -353,14 +359,8 @@ def _show_list(values: Any) -> str:
     return repr([_plain(v) for v in values])
 
 
-def _infinite(values: pd.Series) -> np.ndarray:
-    """Where a label column holds inf or -inf (float columns, or numbers among objects)."""
-    if pd.api.types.is_float_dtype(values.dtype):
-        return np.isinf(values.to_numpy(dtype=float, na_value=np.nan))
-    if values.dtype == object:
-        arr = values.to_numpy()
-        return np.asarray((arr == np.inf) | (arr == -np.inf), dtype=bool)
-    return np.zeros(len(values), dtype=bool)
+def _is_inf(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and bool(np.isinf(value))
 
 
 def _unhashable_at(values: np.ndarray) -> int:
@@ -419,15 +419,15 @@ def _wide_values(df: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> pd.Ser
     """The labels of a wide table's filled cells, as given: bools stay bools and integers
     stay exact (no detour through float64); inf and unhashable cells are named."""
     cells = np.asarray(df.to_numpy(dtype=object)[rows, cols])
-    bad = (cells == np.inf) | (cells == -np.inf)
-    what = "an infinite label"
-    if not bad.any():
-        try:
-            pd.unique(cells)
-        except TypeError:
-            bad = np.zeros(len(cells), dtype=bool)
-            bad[_unhashable_at(cells)] = True
-            what = "an unhashable label"
+    bad = np.zeros(len(cells), dtype=bool)
+    try:
+        infinite = [u for u in pd.unique(cells) if _is_inf(u)]  # one check per distinct label
+    except TypeError:
+        bad[_unhashable_at(cells)] = True
+        what = "an unhashable label"
+    else:
+        bad = np.isin(cells, infinite) if infinite else bad
+        what = "an infinite label"
     if bad.any():
         i = int(np.argmax(bad))
         raise AnnotationsError(
