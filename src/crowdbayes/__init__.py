@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from .data import Annotations, AnnotationsError, as_annotations, read_table
     from .inference.nuts import ConvergenceWarning
     from .io import read_platform_export
+    from .model_choice import compare
     from .models.bayesian_crowdlab import BayesianCrowdLab
     from .models.class_conditional import ClassConditionalDawidSkene
     from .models.crowdlab import CrowdLab
@@ -49,6 +50,7 @@ _LAZY = {
     "read_table": ".data",
     "ConvergenceWarning": ".inference.nuts",
     "read_platform_export": ".io",
+    "compare": ".model_choice",
     "BayesianCrowdLab": ".models.bayesian_crowdlab",
     "ClassConditionalDawidSkene": ".models.class_conditional",
     "CrowdLab": ".models.crowdlab",
@@ -73,6 +75,7 @@ _SUBMODULES = frozenset(
         "inference",
         "io",
         "metrics",
+        "model_choice",
         "models",
         "plots",
         "qc",
@@ -102,6 +105,7 @@ __all__ = [
     "__version__",
     "as_annotations",
     "check_is_fitted",
+    "compare",
     "datasets",
     "io",
     "metrics",
