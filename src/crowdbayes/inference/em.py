@@ -77,16 +77,19 @@ def em_data(
     W = ann.n_workers if n_workers is None else n_workers
     L = ann.n_classes
     wl = ann.worker.astype(np.int64) * L + ann.label
+    # jax.device_put, not jnp.asarray: a plain transfer compiles nothing (jnp.asarray of a
+    # numpy array compiles a small program per shape, which a fresh process pays for)
+    put = jax.device_put
     return EMData(
-        task=jnp.asarray(ann.task),
-        worker=jnp.asarray(ann.worker),
-        label=jnp.asarray(ann.label),
-        gold=jnp.asarray(ann.gold),
+        task=put(ann.task),
+        worker=put(ann.worker),
+        label=put(ann.label),
+        gold=put(ann.gold),
         by_task=Segments.build(ann.task, ann.n_tasks, keys=wl, n_keys=W * L),
         by_worker_label=Segments.build(wl, W * L, keys=ann.task, n_keys=ann.n_tasks),
         by_task_label=Segments.build(ann.task, ann.n_tasks) if per_label else None,
-        n_labels_per_worker=jnp.asarray(np.bincount(ann.worker, minlength=W)),
-        task_temperature=None if task_temperature is None else jnp.asarray(task_temperature),
+        n_labels_per_worker=put(np.bincount(ann.worker, minlength=W)),
+        task_temperature=None if task_temperature is None else put(task_temperature),
     )
 
 
@@ -215,24 +218,27 @@ def run_em(
     iterations and whether the tolerance was met.
     """
     n_tasks = init_post.shape[0]
+    # the initial state is built in numpy and transferred: eager jnp calls here would each
+    # compile a small program in a fresh process
+    put = jax.device_put
     if data.task_mask is None:
-        post0 = jnp.asarray(init_post.T, dtype=jnp.float32)
+        post0 = put(np.asarray(init_post.T, dtype=np.float32))
     else:
         from .sharding import place_tasks
 
         post0 = place_tasks(data, np.asarray(init_post.T, dtype=np.float32))
     # the loop starts with an M-step, so params only need the right structure here
     shapes = jax.eval_shape(model.m_step, post0, data, hyper)
-    params0 = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    params0 = jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), shapes)
     state = _State(
         params0,
         post0,
-        jnp.asarray(-jnp.inf, jnp.float32),
-        jnp.asarray(jnp.inf, jnp.float32),
-        jnp.asarray(0, jnp.int32),
-        jnp.full((max(max_iter, 1),), jnp.nan, jnp.float32),
+        put(np.float32(-np.inf)),
+        put(np.float32(np.inf)),
+        put(np.int32(0)),
+        put(np.full((max(max_iter, 1),), np.nan, np.float32)),
     )
-    tol_arr = jnp.asarray(tol, jnp.float32)
+    tol_arr = put(np.float32(tol))
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -241,7 +247,7 @@ def run_em(
     step = chunk if progress else max_iter
     done = 0
     while True:
-        stop_at = jnp.asarray(min(done + step, max_iter), jnp.int32)
+        stop_at = put(np.int32(min(done + step, max_iter)))
         state = _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
         n_iter = int(state.n_iter)
         if bar is not None:
@@ -252,7 +258,7 @@ def run_em(
             break
     if bar is not None:
         bar.close()
-    n_labels = int(data.n_labels_per_worker.sum())
+    n_labels = int(np.asarray(data.n_labels_per_worker).sum())
     gain = float(state.gain)
     converged = n_iter >= 2 and tol > 0 and gain / n_labels < tol
     return EMResult(

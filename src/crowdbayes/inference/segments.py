@@ -234,7 +234,7 @@ class Segments(NamedTuple):
         else:
             layout = cls._layout(seg_ids, n_segments, keys, n_source, max_width)
             layout = layout._replace(row_keys=None)
-        return jax.tree_util.tree_map(jnp.asarray, layout)
+        return jax.tree_util.tree_map(jax.device_put, layout)  # compiles nothing
 
     @classmethod
     def _layout(
