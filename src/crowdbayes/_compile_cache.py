@@ -25,6 +25,10 @@ feature +prefer-no-gather is not supported on the host machine"; jax-ml/jax#3844
 openxla/xla#44565): it takes LLVM tuning hints for instruction sets. The program loads
 and runs correctly; with crowdbayes' cache, C++ logs below FATAL are silenced while a
 cached program is read (the per-CPU subdirectory makes the check moot).
+
+JAX writes an entry without a lock: processes that compile the same program at the same
+moment may, rarely, read a half-written entry; JAX then warns ("Error reading persistent
+compilation cache entry") and compiles it again.
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ def default_cache_dir() -> Path | None:
     if _off(os.environ.get("CROWDBAYES_NO_CACHE")):
         return None
     if chosen := os.environ.get("CROWDBAYES_CACHE_DIR"):
-        return Path(chosen).expanduser()
+        return Path(chosen).expanduser().absolute()
     if sys.platform == "win32" and (local := os.environ.get("LOCALAPPDATA")):
         return Path(local) / "crowdbayes" / "jax"
     if sys.platform == "darwin":
