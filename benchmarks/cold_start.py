@@ -13,7 +13,8 @@ crowdbayes and crowd-kit side by side in the same run, median of ``--repeat`` pr
   imports before it are not timed). crowdbayes with the persistent compilation cache
   **cold** (a fresh empty ``CROWDBAYES_CACHE_DIR``), **warm** (a second process on the
   same directory) and **off** (``CROWDBAYES_NO_CACHE=1``); "programs compiled" counts
-  JAX's cache misses in the process (every compile goes through the cache).
+  the XLA compiles in the process (with the cache on, its misses: every compile goes
+  through it).
 - **5,000 first**: the same, with a fit on the file's first 5,000 labels before the
   500,000-label fit in the same process (a new shape: today it compiles again unless the
   cache holds it).
