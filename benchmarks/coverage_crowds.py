@@ -1,0 +1,204 @@
+"""Interval coverage on crowds not drawn from any model's prior.
+
+``benchmarks/coverage.py`` simulates each model from its own prior; real crowds are
+mostly good annotators with a few spammers and very uneven activity. Here the labels
+come from :func:`crowdbayes.simulate.simulate_population`:
+
+- ``one_coin``: accuracy ``a ~ U[0.55, 0.95]``, right with probability ``a``, otherwise
+  a uniformly random class;
+- ``class_conditional``: ``a_jk ~ U[0.55, 0.95]`` per annotator and true class, errors
+  spread evenly, skewed class prior (0.6/0.3/0.1 at K = 3);
+- ``spammers``: 20% uniform random labels, the rest one-coin with ``a ~ U[0.8, 0.98]``;
+- ``skewed_activity``: one-coin accuracies, labels per annotator log-normal (median
+  about 20, the quietest a handful);
+
+each with K = 2, 3 and 5 (3,000 tasks x 5 labels, 300 annotators). Every model is fitted
+by EM (default settings) on every population it nests, and the 90% interval of
+``annotator_quality`` is compared with the generating accuracy
+``sum_k pi_k confusion[j, k, k]`` (ItemDifficulty: at a typical item). The seeds
+(``--seed``, default 100) are not those the default priors' strength was chosen on
+(``seed = K``) nor the tests' (23). With ``--nuts``, NUTS fits at K = 3 on a smaller crowd
+(1,500 tasks, 150 annotators; 2 chains x 300 + 300) for every model.
+
+    .venv/bin/python benchmarks/coverage_crowds.py [--seed 100] [--nuts] [--write]
+
+``--write`` puts the table into ``docs/benchmarks.md`` ("## Interval coverage off the
+prior").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from coverage import replace_section  # noqa: E402
+
+import crowdbayes as cb  # noqa: E402
+from crowdbayes.simulate import POPULATIONS, simulate_population  # noqa: E402
+
+ALL = set(POPULATIONS)
+ONE_COIN_LIKE = {"one_coin", "spammers", "skewed_activity"}
+#: model -> the populations it nests
+NESTS: dict[str, set[str]] = {
+    "DawidSkene": ALL,
+    "recommended": ALL,
+    "HierarchicalDawidSkene": ALL,
+    "ClassConditionalDawidSkene": ALL,
+    "OneCoinDawidSkene": ONE_COIN_LIKE,
+    "MACE": ONE_COIN_LIKE,
+    "ItemDifficulty": ONE_COIN_LIKE,
+}
+
+
+def make(name: str, **kw):
+    return cb.recommended() if name == "recommended" else getattr(cb, name)(**kw)
+
+
+def one(name: str, population: str, K: int, seed: int, **fit) -> dict:
+    size = fit.pop("size", {})
+    sim = simulate_population(population, n_classes=K, seed=seed + K, **size)
+    model = make(name, **fit)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence notes of short NUTS runs
+        model.fit(sim.annotations)
+    q = model.annotator_quality(interval=0.9)
+    secs = time.perf_counter() - start
+    truth = sim.accuracy[q.index.to_numpy().astype(int)]
+    lo, hi, est = q["accuracy_lower"], q["accuracy_upper"], q["accuracy"]
+    inside = (lo <= truth) & (truth <= hi)
+    good = truth > 0.9
+    return {
+        "model": name,
+        "method": fit.get("method", "em"),
+        "population": population,
+        "K": K,
+        "coverage": float(inside.mean()),
+        "coverage_above_0.9": float(inside[good].mean()) if good.any() else np.nan,
+        "below": float((truth < lo).mean()),
+        "above": float((truth > hi).mean()),
+        "width": float((hi - lo).mean()),
+        "mae": float(np.abs(est - truth).mean()),
+        "estimate_outside": int(((est < lo) | (est > hi)).sum()),
+        "seconds": round(secs, 1),
+    }
+
+
+def run(seed: int, nuts: bool) -> pd.DataFrame:
+    rows = []
+    for name, pops in NESTS.items():
+        for population in POPULATIONS:
+            if population not in pops:
+                continue
+            for K in (2, 3, 5):
+                rows.append(one(name, population, K, seed))
+                print(_fmt(rows[-1]), flush=True)
+            if nuts and name != "recommended":
+                small = {"n_tasks": 1500, "n_workers": 150}
+                kw = {"method": "nuts", "num_warmup": 300, "num_samples": 300, "num_chains": 2}
+                rows.append(one(name, population, 3, seed, size=small, **kw))
+                print(_fmt(rows[-1]), flush=True)
+    return pd.DataFrame(rows)
+
+
+def _fmt(r: dict) -> str:
+    return (
+        f"{r['model']:27s} {r['method']:4s} {r['population']:18s} K={r['K']} "
+        f"cover {r['coverage']:.3f} (>0.9: {r['coverage_above_0.9']:.2f}) "
+        f"width {r['width']:.3f} mae {r['mae']:.3f} outside {r['estimate_outside']} "
+        f"{r['seconds']}s"
+    )
+
+
+def table(res: pd.DataFrame) -> str:
+    wide = res.pivot_table(
+        index=["model", "method"], columns=["population", "K"], values="coverage"
+    ).round(2)
+    wide.columns = [f"{p} K={k}" for p, k in wide.columns]
+    lines = ["| model | method | " + " | ".join(wide.columns) + " | min |"]
+    lines.append("|---" * (len(wide.columns) + 3) + "|")
+    for (model, method), row in wide.iterrows():
+        cells = ["" if np.isnan(v) else f"{v:.2f}" for v in row]
+        lines.append(f"| {model} | {method} | " + " | ".join(cells) + f" | {row.min():.2f} |")
+    return "\n".join(lines)
+
+
+# What the numbers say (written from the 2026-12-01 run, seed 100; kept with the table)
+FINDINGS = """
+Dawid–Skene, class-conditional and one-coin cover 0.82-0.94 with EM and 0.87-0.92 with
+NUTS on every population they nest; before this round's prior change (a phantom
+pseudo-count in every cell of the Dirichlets behind NUTS and EM's intervals) Dawid–Skene
+EM covered 0.40 on one_coin K=3 and 0.27 on spammers K=3 (seed K; 5-6% of the annotators
+above 0.9). EM's intervals are averaged over 50 imputations of the tasks'
+classes; taking the classes at their posterior weights (the old way) gave 0.81 on
+class_conditional K=2, where tasks are uncertain, against 0.88. Not yet in range:
+MACE on spammers (0.68-0.70, EM and NUTS alike): a pure spammer's competence is 0, on
+the boundary, where an equal-tailed interval of a posterior pushed off 0 cannot reach
+it; ItemDifficulty on spammers at K=2 (0.73, NUTS 0.85 at K=3); recommended() on
+spammers at K=5 (0.68): its prior (3 pseudo-labels per row at 0.8, chosen for accuracy
+on the real datasets) pulls spammers up, and the weaker default prior costs it 3 points
+on fact_eval; HierarchicalDawidSkene everywhere (0.00-0.89, NUTS 0.35-0.78): its prior
+puts independent noise on each off-diagonal logit, so an annotator better or worse
+overall than the population is shrunk hard toward it.
+"""
+
+
+def write(res: pd.DataFrame, seed: int) -> None:
+    em = res[res["method"] == "em"]
+    body = "\n".join(
+        [
+            f"`python benchmarks/coverage_crowds.py --seed {seed}"
+            f"{' --nuts' if (res['method'] == 'nuts').any() else ''} --write`, "
+            f"{datetime.date.today().isoformat()}. Share of annotators whose 90% interval "
+            "for accuracy covers the generating value, on crowds drawn from no model's "
+            "prior (see the script's docstring; 3,000 tasks x 5 labels, 300 annotators; "
+            "NUTS rows at K = 3 on 1,500 tasks and 150 annotators). Every model on the "
+            "populations it nests; target 0.85-0.95. The seeds are not those the default "
+            "priors were chosen on.",
+            "",
+            table(res),
+            "",
+            f"EM: {int((em['coverage'] >= 0.85).sum())} of {len(em)} cells at 0.85 or more, "
+            f"lowest {em['coverage'].min():.2f} "
+            f"({em.loc[em['coverage'].idxmin(), 'model']}, "
+            f"{em.loc[em['coverage'].idxmin(), 'population']} "
+            f"K={em.loc[em['coverage'].idxmin(), 'K']}). Estimates outside their own "
+            f"interval: {int(res['estimate_outside'].sum())} over all cells.",
+            "",
+            FINDINGS.strip(),
+        ]
+    )
+    path = ROOT / "docs" / "benchmarks.md"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(replace_section(text, "Interval coverage off the prior", body), "utf-8")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--nuts", action="store_true")
+    ap.add_argument("--write", action="store_true")
+    ap.add_argument("--out", help="also save the rows as CSV")
+    ap.add_argument("--from-csv", help="write the table from rows saved by --out, no fits")
+    args = ap.parse_args()
+    res = pd.read_csv(args.from_csv) if args.from_csv else run(args.seed, args.nuts)
+    print(table(res))
+    if args.out:
+        res.to_csv(args.out, index=False)
+    if args.write:
+        write(res, args.seed)
+
+
+if __name__ == "__main__":
+    main()
