@@ -112,7 +112,7 @@ def test_cli_recognises_platform_exports(
     assert main(["report", str(EXPORT), "--out", str(out)]) == 0
     assert out.stat().st_size > 1_000_000  # plotly.js inlined
     assert main(["aggregate", str(EXPORT), "--model", "mv", "--quiet"]) == 0
-    assert "mv       1.0       3" in capsys.readouterr().out  # the export's gold, evaluated
+    assert "mv       1.0       3" in capsys.readouterr().err  # the export's gold, evaluated
     assert main(["aggregate", str(EXPORT), "--label-field", "colour"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no column 'OUTPUT:colour'" in err[0]

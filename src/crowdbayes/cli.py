@@ -1,30 +1,51 @@
 """The ``crowdbayes`` command line.
 
-``crowdbayes aggregate INPUT --model mv|ds [--gold FILE] [--out FILE]`` writes one row
-per task (its label and the probability of that label); ``--dataset NAME`` uses a
-bundled dataset instead of a file and, where gold exists, prints each model's accuracy
-against it. Bad input gives one line on stderr naming the file, column or value, and
-exit code 2.
+``crowdbayes aggregate INPUT [--model NAME ...] [--gold FILE] [--out FILE]`` fits one or
+more models (``crowdbayes models`` lists them; ``recommended`` by default) and writes one
+row per task (its label and the probability of that label): to ``--out`` (``.csv``,
+``.tsv`` or ``.parquet``) or, without it, to stdout as CSV, so that it pipes. Messages
+(the data's summary, each model's accuracy against gold) go to stderr; ``--quiet`` keeps
+only the accuracy table there. ``--dataset NAME`` uses a bundled dataset instead of a file.
+Bad input gives one line on stderr naming the file, column or value, and exit code 2;
+never a traceback.
+
+INPUT is a platform export (``OUTPUT:``/``ASSIGNMENT:`` columns), a long table (one row
+per label: ``task``, ``worker``, ``label`` columns, other names via ``--task-col``,
+``--worker-col``, ``--label-col``) or a wide table (one row per item, one column per
+annotator, blank cells where an annotator gave no label; the item ids in the first column,
+or none, and then items are numbered from 0). Labels in a text file that are all integers
+are read as integers.
 
 The arguments and the input files are checked before anything heavy is imported (pandas,
-jax): a missing file is reported at once, not after seconds of imports.
+jax): a missing file or optional package is reported at once, not after seconds of imports.
+The list of models is :data:`MODELS`, one place for the parser, ``crowdbayes models`` and
+the README's table (:func:`models_markdown`).
 
->>> main(["aggregate", "--dataset", "bluebirds", "--model", "mv", "--model", "ds",
-...       "--tie-break", "smallest", "--quiet"])
-dataset bluebirds: 4212 labels, 108 tasks, 39 annotators, 2 classes, 108 gold tasks
-model  accuracy  n_gold  fit_s
-   mv    0.7593     108    ...
-   ds    0.8889     108    ...
+>>> main(["models"])  # doctest: +ELLIPSIS
+recommended        CalibratedDawidSkene        Dawid-Skene EM with calibrated ...
+...
+bayesian-crowdlab  BayesianCrowdLab            ... (needs --pred-probs)
 0
+>>> import tempfile, pathlib
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "bluebirds.csv"
+>>> main(["aggregate", "--dataset", "bluebirds", "--model", "mv", "--out", str(out), "--quiet"])
+0
+>>> out.read_text().splitlines()[0]
+'task,label,probability'
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
+import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +55,166 @@ if TYPE_CHECKING:  # imported where used: the error paths never load pandas or j
     from .base import Aggregator
     from .data import Annotations
 
-__all__ = ["add_report_parser", "check_args", "main"]
+__all__ = ["MODELS", "ModelSpec", "add_report_parser", "check_args", "main", "models_markdown"]
 
 EXIT_BAD_INPUT = 2
 REPORT_MODELS = ("gmv", "ds", "mv")  # report.MODELS, kept here so that parsing stays light
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One model of the command line: where its estimator lives, one line about it, and
+    what it needs (``--gold``, ``--pred-probs``) or allows (``--method nuts``)."""
+
+    module: str  # below crowdbayes, imported when the model is built
+    estimator: str
+    description: str
+    iterative: bool = True  # takes max_iter= and progress=
+    nuts: bool = False  # takes method="nuts" (and num_warmup=, num_samples=, num_chains=)
+    tie_break: bool = False  # takes tie_break= and seed=
+    needs_gold: bool = False
+    needs_pred_probs: bool = False
+
+    def line(self) -> str:
+        """The one-line description, with what the model needs."""
+        needs = [
+            n
+            for n, w in (("--gold", self.needs_gold), ("--pred-probs", self.needs_pred_probs))
+            if w
+        ]
+        tail = f" (needs {', '.join(needs)})" if needs else ""
+        fit = "; EM or --method nuts" if self.nuts else ""
+        return f"{self.description}{fit}{tail}"
+
+    def build(self, args: argparse.Namespace) -> Aggregator:
+        cls = getattr(importlib.import_module(f".{self.module}", __package__), self.estimator)
+        kwargs: dict[str, Any] = {}
+        if self.tie_break:
+            kwargs.update(tie_break=args.tie_break, seed=args.seed)
+        if self.iterative:
+            kwargs["progress"] = not args.quiet and sys.stderr.isatty()
+            if args.max_iter is not None:
+                kwargs["max_iter"] = args.max_iter
+        if self.nuts:
+            kwargs.update(method=args.method, seed=args.seed)
+            if args.method == "nuts":
+                kwargs.update(
+                    num_warmup=args.num_warmup,
+                    num_samples=args.num_samples,
+                    num_chains=args.num_chains,
+                )
+        if self.estimator == "GoldMajorityVote":
+            kwargs["clamp_gold"] = args.clamp_gold
+        if self.estimator == "CrowdLab":
+            kwargs["seed"] = args.seed
+        model: Aggregator = cls(**kwargs)
+        return model
+
+
+#: Every model of the library, by its command-line name (``--model NAME``).
+MODELS: dict[str, ModelSpec] = {
+    "recommended": ModelSpec(
+        "recommend",
+        "CalibratedDawidSkene",
+        "Dawid-Skene EM with calibrated probabilities: the benchmarked default, cb.recommended()",
+    ),
+    "mv": ModelSpec(
+        "models.majority_vote",
+        "MajorityVote",
+        "majority vote; ties by --tie-break",
+        iterative=False,
+        tie_break=True,
+    ),
+    "gmv": ModelSpec(
+        "models.gold_majority_vote",
+        "GoldMajorityVote",
+        "vote weighted by each annotator's accuracy on the gold tasks",
+        iterative=False,
+        tie_break=True,
+        needs_gold=True,
+    ),
+    "ds": ModelSpec(
+        "models.dawid_skene",
+        "DawidSkene",
+        "Dawid-Skene: a full confusion matrix per annotator",
+        nuts=True,
+    ),
+    "one-coin": ModelSpec(
+        "models.one_coin",
+        "OneCoinDawidSkene",
+        "one accuracy per annotator, errors spread evenly",
+        nuts=True,
+    ),
+    "class-conditional": ModelSpec(
+        "models.class_conditional",
+        "ClassConditionalDawidSkene",
+        "one accuracy per annotator and true class",
+        nuts=True,
+    ),
+    "hierarchical": ModelSpec(
+        "models.hierarchical",
+        "HierarchicalDawidSkene",
+        "confusion matrices partially pooled across annotators",
+        nuts=True,
+    ),
+    "mace": ModelSpec(
+        "models.mace", "MACE", "each annotator spams with some probability (MACE)", nuts=True
+    ),
+    "item-difficulty": ModelSpec(
+        "models.item_difficulty",
+        "ItemDifficulty",
+        "annotator ability minus item difficulty (GLAD-like)",
+        nuts=True,
+    ),
+    "crowdlab": ModelSpec(
+        "models.crowdlab",
+        "CrowdLab",
+        "CROWDLAB: annotators plus a classifier's probabilities (as cleanlab)",
+        iterative=False,
+        needs_pred_probs=True,
+    ),
+    "bayesian-crowdlab": ModelSpec(
+        "models.bayesian_crowdlab",
+        "BayesianCrowdLab",
+        "the classifier as a learned source beside the annotators",
+        nuts=True,
+        needs_pred_probs=True,
+    ),
+}
+
+
+def models_text() -> str:
+    """What ``crowdbayes models`` prints: one line per model (name, estimator, description)."""
+    width = max(map(len, MODELS)) + 2
+    est = max(len(s.estimator) for s in MODELS.values()) + 2
+    return "\n".join(
+        f"{name:<{width}}{spec.estimator:<{est}}{spec.line()}" for name, spec in MODELS.items()
+    )
+
+
+def models_markdown() -> str:
+    """The README's table of the command line's models (a test checks that it is there)."""
+    rows = ["| `--model` | estimator | |", "|---|---|---|"]
+    rows += [f"| `{n}` | `{s.estimator}` | {s.line()} |" for n, s in MODELS.items()]
+    return "\n".join(rows)
+
+
+#: Optional packages and the extra that installs each.
+EXTRAS = {"plotly": "plot", "matplotlib": "plot", "pyarrow": "parquet"}
+OUT_FORMATS = (".csv", ".tsv", ".tab", ".parquet", ".pq")
+
+
+def _missing_package(name: str, why: str) -> str:
+    extra = EXTRAS.get(name)
+    how = f"pip install 'crowdbayes[{extra}]'" if extra else f"pip install {name}"
+    return f"{why} needs the optional package {name}, which is not installed: {how}"
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _dataset_names() -> list[str]:
@@ -46,38 +223,118 @@ def _dataset_names() -> list[str]:
     return available()
 
 
-def _model_factories(args: argparse.Namespace) -> dict[str, Callable[[], Aggregator]]:
-    from .models.dawid_skene import DawidSkene
-    from .models.majority_vote import MajorityVote
+def _stderr(*lines: str) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
 
-    progress = not args.quiet and sys.stderr.isatty()
-    return {
-        "mv": lambda: MajorityVote(tie_break=args.tie_break, seed=args.seed),
-        "ds": lambda: DawidSkene(max_iter=args.max_iter, progress=progress),
-    }
+
+# ---------------------------------------------------------------------------- reading
+_INTEGER = re.compile(r"^[+-]?\d+$")
+
+
+def _integers_if_all(values: pd.Series) -> pd.Series:
+    """Text labels that are all integers (as a CSV gives them) as int64; others unchanged."""
+    present = values.dropna()
+    if len(present) == 0 or values.dtype.kind in "iub" or values.dtype.kind == "f":
+        return values
+    text = present.astype(str)
+    if not text.map(lambda s: bool(_INTEGER.match(s))).all():
+        return values
+    numbers = [int(s) for s in text]
+    if not all(-(2**63) <= n < 2**63 for n in numbers):
+        return values  # past int64: kept as text, exactly
+    import pandas as pd
+
+    if len(present) == len(values):
+        return pd.Series(numbers, index=values.index, name=values.name, dtype="int64")
+    out = pd.Series(pd.NA, index=values.index, name=values.name, dtype="Int64")
+    out.loc[present.index] = numbers
+    return out
+
+
+def _flags(task: str, worker: str, label: str) -> str:
+    return (
+        "name the columns with --task-col, --worker-col and --label-col "
+        f"(now {task!r}, {worker!r}, {label!r})"
+    )
+
+
+def _wide_table(table: pd.DataFrame, task: str) -> pd.DataFrame | None:
+    """The table as wide annotations (indexed by item), or None when it is not plainly wide.
+    The first column holds the item ids when it is named ``task`` (or has no name), or when
+    its values are unique and the other columns are plainly wide; otherwise a table of labels
+    only is wide with its items numbered from 0."""
+    from .data import _not_wide_because
+
+    first = table.columns[0]
+    rest = table.drop(columns=[first]) if table.shape[1] > 1 else None
+    named = str(first) == task or str(first) == "" or str(first).startswith("Unnamed: ")
+    ids = table[first]
+    unique_ids = bool(ids.notna().all() and ids.is_unique)
+    if rest is not None and (named or unique_ids) and _not_wide_because(rest) is None:
+        import pandas as pd
+
+        index = pd.Index(ids.to_numpy(), name=task if named else first)
+        return rest.set_axis(index, axis=0)
+    if named:
+        return None
+    if _not_wide_because(table) is None:
+        return table.reset_index(drop=True).rename_axis("task")
+    return None
+
+
+def _read_file(args: argparse.Namespace) -> Annotations:
+    """Annotations from INPUT: a platform export, a long table or a wide table."""
+    from .data import Annotations, AnnotationsError, _not_wide_because, read_table
+    from .io import _numbered, is_platform_export, read_annotations
+
+    path = args.input
+    table = read_table(path)
+    task, worker, label = args.task_col, args.worker_col, args.label_col
+    named = (task, worker, label) != ("task", "worker", "label")
+    try:
+        if is_platform_export(table):
+            return read_annotations(_numbered(table), label_field=args.label_field)
+        cols = {str(c) for c in table.columns}
+        long = named or worker in cols or label in cols
+        if not long:
+            wide = _wide_table(table, task)
+            if wide is not None:
+                numbers = wide.apply(_integers_if_all)
+                if all(d.kind in "iu" or str(d) == "Int64" for d in numbers.dtypes):
+                    wide = numbers  # every cell an integer: integer labels
+                return Annotations.from_wide(wide)
+            problem = _not_wide_because(table)
+            raise AnnotationsError(
+                f"columns {list(map(str, table.columns))} are neither a long table (no "
+                f"columns {task!r}, {worker!r}, {label!r}) nor plainly a wide one (rows items, "
+                f"columns annotators, cells labels: they {problem}); for a long table, "
+                f"{_flags(task, worker, label)}"
+            )
+        for col in (task, worker, label):
+            if col not in cols:
+                raise AnnotationsError(
+                    f"no column {col!r} (columns: {list(map(str, table.columns))}); "
+                    f"{_flags(task, worker, label)}"
+                )
+        table = _numbered(table)
+        table[label] = _integers_if_all(table[label])
+        return read_annotations(table, task=task, worker=worker, label=label)
+    except AnnotationsError as err:
+        raise AnnotationsError(f"{path}: {err}") from err
 
 
 def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None, str]:
     """Annotations (without gold clamped), gold for evaluation, and a name for messages."""
     from . import datasets
     from .data import AnnotationsError, as_annotations
-    from .io import read_annotations, read_gold_file
+    from .io import read_gold_file
 
     if args.dataset is not None:
-        if args.input is not None:
-            raise AnnotationsError("give either INPUT or --dataset, not both")
         labels, bundled_gold = datasets.load(args.dataset)
-        return as_annotations(labels), (bundled_gold if len(bundled_gold) else None), args.dataset
-    if args.input is None:
-        raise AnnotationsError("no input: give a file (CSV/TSV/Parquet) or --dataset NAME")
-    # recognises platform exports (OUTPUT:/ASSIGNMENT: columns); errors name the file
-    ann = read_annotations(
-        args.input,
-        task=args.task_col,
-        worker=args.worker_col,
-        label=args.label_col,
-        label_field=args.label_field,
-    )
+        bundled = bundled_gold if len(bundled_gold) else None
+        return as_annotations(labels), bundled, f"dataset {args.dataset}"
+    ann = _read_file(args)
     gold: pd.Series | None = None
     if ann.has_gold:  # an export's GOLDEN: column: evaluated, clamped only with --clamp-gold
         gold = ann.gold_series()
@@ -91,27 +348,81 @@ def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None
     return ann, gold, str(args.input)
 
 
+def _read_pred_probs(path: str, ann: Annotations, task: str) -> pd.DataFrame:
+    """A classifier's probabilities: one row per task (a ``task`` column, or the first
+    column, or a Parquet file's own index), one numeric column per class. Task ids are
+    matched to the annotations' by their text."""
+    import pandas as pd
+
+    from .data import AnnotationsError, read_table
+
+    table = read_table(path)
+    try:
+        if task in table.columns:
+            table = table.set_index(task)
+        elif "task" in table.columns:
+            table = table.set_index("task")
+        elif isinstance(table.index, pd.RangeIndex):
+            table = table.set_index(table.columns[0])
+        if table.shape[1] == 0:
+            raise AnnotationsError("no class columns")
+        for col in table.columns:
+            numbers = pd.to_numeric(table[col], errors="coerce")
+            bad = numbers.isna() & table[col].notna()
+            if bad.any() or numbers.isna().any():
+                row = table.index[int((bad | numbers.isna()).to_numpy().argmax())]
+                raise AnnotationsError(
+                    f"column {str(col)!r} has a missing or non-numeric probability "
+                    f"{table.loc[row, col]!r} for task {row!r}"
+                )
+            table[col] = numbers.astype("float64")
+        by_text = {str(t): t for t in ann.task_ids}
+        table.index = pd.Index([by_text.get(str(t), t) for t in table.index], name="task")
+        return table
+    except AnnotationsError as err:
+        raise AnnotationsError(f"--pred-probs {path}: {err}") from err
+
+
 def _accuracy(pred: pd.Series, gold: pd.Series) -> float:
     return float((pred.loc[gold.index].to_numpy() == gold.to_numpy()).mean())
 
 
+# ---------------------------------------------------------------------------- aggregate
 def _cmd_aggregate(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    from .data import AnnotationsError
+
     ann, gold, name = _load_input(args)
-    if not args.quiet or args.dataset is not None:
-        n_gold = 0 if gold is None else len(gold)
-        print(
-            f"{'dataset ' if args.dataset else ''}{name}: {ann.n_labels} labels, {ann.n_tasks} tasks, {ann.n_workers} annotators, "
+    n_gold = 0 if gold is None else len(gold)
+    if not args.quiet:
+        _stderr(
+            f"{name}: {ann.n_labels} labels, {ann.n_tasks} tasks, {ann.n_workers} annotators, "
             f"{ann.n_classes} classes, {n_gold} gold tasks"
+            + "".join(f", {n} {status} left out" for status, n in ann.dropped.items())
         )
-    factories = _model_factories(args)
+    specs = {key: MODELS[key] for key in dict.fromkeys(args.model)}
+    if gold is None:
+        for key, spec in specs.items():
+            if spec.needs_gold:
+                raise AnnotationsError(
+                    f"--model {key} ({spec.estimator}) needs gold labels: give --gold FILE "
+                    "(task, label), a platform export with GOLDEN: columns, or a --dataset "
+                    "with gold"
+                )
+    pred_probs = None
+    if any(spec.needs_pred_probs for spec in specs.values()):
+        pred_probs = _read_pred_probs(args.pred_probs, ann, args.task_col)
     rows, outputs = [], {}
-    for key in args.model:
-        model = factories[key]()
+    for key, spec in specs.items():
+        model = spec.build(args)
+        clamp = gold is not None and (args.clamp_gold or spec.needs_gold)
+        fit_ann = ann.with_gold(gold) if clamp else ann
         start = time.perf_counter()
-        fit_ann = ann.with_gold(gold) if (gold is not None and args.clamp_gold) else ann
-        model.fit(fit_ann)
+        if spec.needs_pred_probs:
+            model.fit(fit_ann, pred_probs=pred_probs)  # type: ignore[call-arg,arg-type]
+        else:
+            model.fit(fit_ann)
         elapsed = time.perf_counter() - start
         outputs[key] = model
         if gold is not None:
@@ -123,16 +434,23 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
                     "fit_s": round(elapsed, 3),
                 }
             )
-    if rows:
-        print(pd.DataFrame(rows).to_string(index=False))
-    if args.out is not None:
-        table = _result_table(outputs)
+    table = _result_table(outputs)
+    if args.out is None:
+        table.to_csv(sys.stdout)
+        sys.stdout.flush()
+    else:
         out = Path(args.out)
-        if out.suffix.lower() in (".parquet", ".pq"):
+        suffix = out.suffix.lower()
+        if suffix in (".parquet", ".pq"):
             table.to_parquet(out)
         else:
-            table.to_csv(out, sep="\t" if out.suffix.lower() in (".tsv", ".tab") else ",")
-        print(f"wrote {len(table)} tasks to {out}")
+            table.to_csv(out, sep="\t" if suffix in (".tsv", ".tab") else ",")
+        if not args.quiet:
+            _stderr(f"wrote {len(table)} tasks to {out}")
+    if rows:  # last, so that it is what a terminal shows after the CSV
+        _stderr(pd.DataFrame(rows).to_string(index=False))
+        if any(MODELS[r["model"]].needs_gold for r in rows) and not args.quiet:
+            _stderr("(gmv learns its weights from the gold it is scored on: in-sample)")
     return 0
 
 
@@ -151,36 +469,77 @@ def _result_table(models: dict[str, Aggregator]) -> pd.DataFrame:
     return table
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    print(models_text())
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(
         prog="crowdbayes", description="Aggregate labels from several annotators."
     )
+    parser.add_argument("--version", action="version", version=f"crowdbayes {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    agg = sub.add_parser("aggregate", help="aggregate labels: one row per task")
-    agg.add_argument("input", nargs="?", help="long table (CSV/TSV/Parquet): task, worker, label")
+    agg = sub.add_parser(
+        "aggregate",
+        help="aggregate labels: one row per task",
+        description="Fit models and write one row per task (to --out, else stdout as CSV).",
+    )
+    agg.add_argument(
+        "input",
+        nargs="?",
+        help="CSV/TSV/Parquet: a long table (task, worker, label), a wide one (items x "
+        "annotators, blank cells) or a platform export",
+    )
     agg.add_argument("--dataset", choices=_dataset_names(), help="use a bundled dataset")
     agg.add_argument(
         "--model",
         action="append",
-        choices=["mv", "ds"],
-        help="model(s) to fit: mv (majority vote), ds (Dawid-Skene); repeatable; default ds",
+        choices=list(MODELS),
+        metavar="NAME",
+        help="model(s) to fit, repeatable; default recommended. 'crowdbayes models' lists "
+        f"them: {', '.join(MODELS)}",
     )
+    agg.add_argument(
+        "--method",
+        choices=["em", "nuts"],
+        default="em",
+        help="how the Bayesian models are fitted (default em)",
+    )
+    agg.add_argument("--num-warmup", type=int, default=1000, help="NUTS warmup steps per chain")
+    agg.add_argument("--num-samples", type=int, default=1000, help="NUTS draws per chain")
+    agg.add_argument("--num-chains", type=int, default=4, help="NUTS chains")
     agg.add_argument("--gold", help="gold labels file (task, label) to evaluate against")
     agg.add_argument(
         "--clamp-gold",
         action="store_true",
-        help="also clamp the gold labels while fitting (default: gold is only used to evaluate)",
+        help="also clamp the gold labels while fitting (default: gold is only used to "
+        "evaluate, and by gmv to weigh the annotators)",
     )
-    agg.add_argument("--out", help="write the per-task result here (.csv, .tsv or .parquet)")
-    agg.add_argument("--task-col", default="task")
-    agg.add_argument("--worker-col", default="worker")
-    agg.add_argument("--label-col", default="label")
+    agg.add_argument(
+        "--pred-probs",
+        help="crowdlab, bayesian-crowdlab: a classifier's out-of-sample probabilities "
+        "(CSV/Parquet, one row per task: a task column, one column per class)",
+    )
+    agg.add_argument(
+        "--out", help="write the per-task result here (.csv, .tsv or .parquet); default stdout"
+    )
+    agg.add_argument("--task-col", default="task", help="long table: the task id column")
+    agg.add_argument("--worker-col", default="worker", help="long table: the annotator column")
+    agg.add_argument("--label-col", default="label", help="long table: the label column")
     agg.add_argument("--tie-break", default="random", choices=["random", "prior", "smallest"])
     agg.add_argument("--seed", type=int, default=0)
-    agg.add_argument("--max-iter", type=int, default=100)
-    agg.add_argument("--quiet", action="store_true", help="no progress bars")
+    agg.add_argument("--max-iter", type=int, default=None, help="EM iterations (model default)")
+    agg.add_argument(
+        "--quiet", action="store_true", help="no progress bars, no summary line on stderr"
+    )
     agg.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
     agg.set_defaults(handler=_cmd_aggregate)
+    models = sub.add_parser("models", help="list the models, one line each")
+    models.set_defaults(handler=_cmd_models)
     add_report_parser(sub)
     return parser
 
@@ -221,6 +580,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return run_report(args)
 
 
+# ---------------------------------------------------------------------------- checks
 def _check_file(path: str, what: str) -> str | None:
     if not os.path.exists(path):
         return f"file {path!r} does not exist"  # the words of data.read_table
@@ -228,19 +588,49 @@ def _check_file(path: str, what: str) -> str | None:
         return f"{what} {path!r} is a directory, not a file"
     if not os.access(path, os.R_OK):
         return f"{what} {path!r} cannot be read (permission denied)"
+    if path.lower().removesuffix(".gz").endswith((".parquet", ".pq")) and not _installed("pyarrow"):
+        return _missing_package("pyarrow", f"reading the Parquet file {path!r}")
+    return None
+
+
+def _check_models(args: argparse.Namespace) -> str | None:
+    specs = {key: MODELS[key] for key in args.model}
+    for key, spec in specs.items():
+        if spec.needs_pred_probs and getattr(args, "pred_probs", None) is None:
+            return (
+                f"--model {key} ({spec.estimator}) needs --pred-probs FILE: a classifier's "
+                "out-of-sample probabilities, one row per task (a task column), one column "
+                "per class"
+            )
+    if args.method == "nuts":
+        without = [key for key, spec in specs.items() if not spec.nuts]
+        if without:
+            with_nuts = ", ".join(k for k, s in MODELS.items() if s.nuts)
+            return f"--method nuts: {', '.join(without)} has no NUTS fit (models with one: {with_nuts})"
+    for flag in ("num_warmup", "num_samples", "num_chains"):
+        least = 0 if flag == "num_warmup" else 1
+        if getattr(args, flag) < least:
+            return f"--{flag.replace('_', '-')} must be at least {least}, got {getattr(args, flag)}"
     return None
 
 
 def check_args(args: argparse.Namespace) -> str | None:
     """The first problem with the arguments that can be seen without reading the data (a
-    missing input or gold file, a missing output folder, a number out of range), or None.
-    Uses only the standard library, so that ``main`` answers at once."""
+    missing input, gold or pred-probs file, a missing output folder or optional package, an
+    unknown output format, a number out of range), or None. Uses only the standard library,
+    so that ``main`` answers at once."""
+    if args.command == "models":
+        return None
     dataset, given = getattr(args, "dataset", None), getattr(args, "input", None)
     if dataset is not None and given is not None:
         return "give either INPUT or --dataset, not both"
     if dataset is None and given is None:
         return "no input: give a file (CSV/TSV/Parquet) or --dataset NAME"
-    for what, path in (("input", given), ("gold file", getattr(args, "gold", None))):
+    for what, path in (
+        ("input", given),
+        ("gold file", getattr(args, "gold", None)),
+        ("--pred-probs", getattr(args, "pred_probs", None)),
+    ):
         problem = None if path is None else _check_file(path, what)
         if problem:
             return problem
@@ -251,29 +641,78 @@ def check_args(args: argparse.Namespace) -> str | None:
             return f"--out {out!r}: folder {folder!r} does not exist"
         if os.path.isdir(out):
             return f"--out {out!r} is a directory, not a file"
-    if getattr(args, "max_iter", 1) < 1:
+        if args.command == "aggregate":
+            suffix = Path(out).suffix.lower()
+            if suffix not in OUT_FORMATS:
+                return (
+                    f"--out {out!r}: unknown format {suffix or '(no extension)'!r}; "
+                    "use .csv, .tsv or .parquet (or leave --out out for CSV on stdout)"
+                )
+            if suffix in (".parquet", ".pq") and not _installed("pyarrow"):
+                return _missing_package("pyarrow", "writing Parquet")
+    if args.command == "report":
+        for package in ("plotly",):
+            if not _installed(package):
+                return _missing_package(package, "crowdbayes report")
+    max_iter = getattr(args, "max_iter", None)
+    if max_iter is not None and max_iter < 1:
         return f"--max-iter must be at least 1, got {args.max_iter}"
     if dataset is not None and not 0.0 < getattr(args, "gold_fraction", 0.5) <= 1.0:
         return f"--gold-fraction must be in (0, 1], got {args.gold_fraction}"
+    if args.command == "aggregate":
+        return _check_models(args)
     return None
+
+
+def _message(err: BaseException) -> str:
+    if isinstance(err, ModuleNotFoundError) and err.name:
+        return _missing_package(err.name.split(".")[0], "this command")
+    if isinstance(err, OSError):
+        where = f": {err.filename!r}" if err.filename else ""
+        return f"{err.strerror or err}{where}"
+    if isinstance(err, KeyError | ValueError) and err.args:
+        return str(err.args[0])
+    return str(err)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    print(f"crowdbayes: warning: {category.__name__}: {message}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 2 bad input)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version, a usage error (argparse printed it)
+        return exit_.code if isinstance(exit_.code, int) else EXIT_BAD_INPUT
     if getattr(args, "model", None) is None and args.command == "aggregate":
-        args.model = ["ds"]
+        args.model = ["recommended"]
     problem = check_args(args)
     if problem is not None:
         print(f"crowdbayes: error: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each; restored on exit
+            return int(args.handler(args))
+    except BrokenPipeError:  # `crowdbayes aggregate ... | head`: the reader left
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 0
     # AnnotationsError is a ValueError (caught without importing crowdbayes.data here)
-    except (FileNotFoundError, KeyError, ValueError) as err:
-        message = err.args[0] if err.args else str(err)
-        print(f"crowdbayes: error: {message}", file=sys.stderr)
+    except (ImportError, OSError, KeyError, ValueError) as err:
+        print(f"crowdbayes: error: {_message(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import html
 import os
+import sys
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -368,5 +369,8 @@ def run_report(args: argparse.Namespace) -> int:
         uncertainty_above=args.uncertainty_above,
         consistency_below=args.consistency_below,
     )
-    print(f"wrote {args.out} ({source}: {ann.n_labels} labels, {ann.n_tasks} tasks)")
+    print(
+        f"wrote {args.out} ({source}: {ann.n_labels} labels, {ann.n_tasks} tasks)",
+        file=sys.stderr,
+    )
     return 0
