@@ -332,3 +332,30 @@ def test_readme_first_command_installs_what_its_examples_need() -> None:
     # the report (plotly) and Parquet output (pyarrow) appear in the README's examples
     assert "crowdbayes report" in text and ".parquet" in text
     assert {"plot", "parquet"} <= extras
+
+
+def test_stdout_pipes_into_a_reader_that_stops_early(tmp_path: Path) -> None:
+    """`crowdbayes aggregate big.csv | head -1`: a fresh process whose reader leaves after
+    the first line (past the pipe's 64 KiB buffer) ends quietly with exit code 0."""
+    import subprocess
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    long = pd.DataFrame(
+        {
+            "task": np.repeat([f"task{t:05d}" for t in range(n)], 3),
+            "worker": np.tile(["w0", "w1", "w2"], n),
+            "label": rng.choice(["a", "b"], 3 * n),
+        }
+    )
+    path = tmp_path / "big.csv"
+    long.to_csv(path, index=False)
+    cmd = [sys.executable, "-m", "crowdbayes.cli", "aggregate", str(path), "--model", "mv"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().strip() == "task,label,probability"
+    proc.stdout.close()
+    err = proc.stderr.read()
+    proc.stderr.close()
+    assert proc.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
