@@ -35,7 +35,7 @@ def test_flags_follow_thresholds_and_are_ordered() -> None:
     assert has_g.sum() == gold_wrong.sum() > 0
     only_gold = suspicious_tasks(gmv, uncertainty_above=0.6, consistency_below=0.7, tasks="gold")
     assert only_gold["gold"].all() and set(only_gold.index) <= set(flagged.index)
-    none = suspicious_tasks(gmv, None, None, gold_disagreement=False)
+    none = suspicious_tasks(gmv, None, None, share=0, gold_disagreement=False)
     assert len(none) == 0 and "reason" in none.columns
     with pytest.raises(ValueError, match="tasks must be"):
         suspicious_tasks(gmv, tasks="some")
@@ -69,3 +69,43 @@ def test_quality_control_example_runs(
         assert text in out
     assert (tmp_path / "report.html").stat().st_size > 1_000_000
     assert (tmp_path / "histograms.html").exists()
+
+
+# ------------------------------------------------------------ default rule and single score
+def _dog_gmv() -> GoldMajorityVote:
+    """dog as `crowdbayes report --dataset dog` fits it: GoldMajorityVote, 10% of gold."""
+    labels, truth = cb.datasets.load("dog")
+    return GoldMajorityVote().fit(labels, gold=truth.sample(frac=0.1, random_state=0))
+
+
+def test_default_flags_a_small_share_ranked_by_one_score() -> None:
+    gmv = _dog_gmv()
+    n = gmv.annotations_.n_tasks
+    flagged = suspicious_tasks(gmv)
+    # dog: 807 tasks; the old default (uncertainty > 0.5 or consistency < 0.5) flagged 439
+    assert 0.05 * n <= len(flagged) <= 0.11 * n
+    assert np.allclose(flagged["score"], 1 - flagged["consistency"])
+    assert flagged["score"].is_monotonic_decreasing
+    tm = metrics.task_metrics(gmv)
+    cut = np.quantile(1 - tm["consistency"], 0.9)
+    ordinary = flagged[~flagged["reason"].str.contains("gold is")]
+    assert (ordinary["score"] >= cut - 1e-12).all()  # the least consistent tenth
+    assert ordinary["reason"].str.contains("the 10% least consistent").all()
+    ds = suspicious_tasks(cb.DawidSkene().fit(gmv.annotations_.with_gold(None)))
+    assert len(ds) <= 0.11 * n  # a share, whatever the model's scale of probabilities
+
+
+def test_each_threshold_works_on_its_own() -> None:
+    gmv = _dog_gmv()
+    tm = metrics.task_metrics(gmv)
+    gold_wrong = tm["gold"] & (tm["crowd_label"] != tm["gold_label"])
+    alone = suspicious_tasks(gmv, consistency_below=0.5)
+    assert set(alone.index) == set(tm.index[(tm["consistency"] < 0.5) | gold_wrong])
+    alone = suspicious_tasks(gmv, uncertainty_above=0.8, gold_disagreement=False)
+    assert set(alone.index) == set(tm.index[tm["uncertainty"] > 0.8])
+    assert not alone["reason"].str.contains("consistency").any()
+    share = suspicious_tasks(gmv, share=0.05, gold_disagreement=False)
+    assert len(share) == int(np.ceil(0.05 * len(tm)))
+    assert len(suspicious_tasks(gmv, share=0, gold_disagreement=False)) == 0
+    with pytest.raises(ValueError, match="share must be in"):
+        suspicious_tasks(gmv, share=1.5)

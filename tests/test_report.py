@@ -116,3 +116,35 @@ def test_cli_recognises_platform_exports(
     assert main(["aggregate", str(EXPORT), "--label-field", "colour"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no column 'OUTPUT:colour'" in err[0]
+
+
+def test_report_on_dog_flags_about_a_tenth_and_states_the_rule(tmp_path: Path) -> None:
+    from crowdbayes.cli import main
+
+    out = tmp_path / "dog.html"
+    assert main(["report", "--dataset", "dog", "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    n_flagged = int(re.search(r"Suspicious tasks \((\d+)\)", page).group(1))  # type: ignore[union-attr]
+    assert 0 < n_flagged <= 0.11 * 807  # was 439 (entropy > 0.5 or consistency < 0.5)
+    assert "the 10% of tasks with the highest score (1 - consistency)" in page
+    assert "Ranked by one score" in page
+    assert (
+        main(["report", "--dataset", "dog", "--out", str(out), "--consistency-below", "0.3"]) == 0
+    )
+    page = out.read_text(encoding="utf-8")
+    assert "Flagged: consistency &lt; 0.3; gold tasks" in page and "uncertainty &gt;" not in page
+
+
+def test_report_says_how_many_assignments_were_left_out(tmp_path: Path) -> None:
+    import pandas as pd
+
+    export = pd.read_csv(EXPORT, sep="\t", dtype=str, keep_default_na=False, na_values=[""])
+    export.loc[[0, 5], "ASSIGNMENT:status"] = "REJECTED"
+    export.loc[7, "ASSIGNMENT:status"] = "SKIPPED"
+    export.loc[7, "OUTPUT:result"] = None
+    path = tmp_path / "export.tsv"
+    export.to_csv(path, sep="\t", index=False)
+    page = build_report(path)
+    assert "Left out as not votes: 2 REJECTED, 1 SKIPPED assignment(s)" in page
+    assert "assignments left out" in page
+    assert "assignments left out" not in build_report(EXPORT)

@@ -566,8 +566,20 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     rep.add_argument("--task-col", default="task")
     rep.add_argument("--worker-col", default="worker")
     rep.add_argument("--label-col", default="label")
-    rep.add_argument("--uncertainty-above", type=float, default=0.5)
-    rep.add_argument("--consistency-below", type=float, default=0.5)
+    rep.add_argument(
+        "--uncertainty-above", type=float, help="flag tasks whose entropy (nats) is above this"
+    )
+    rep.add_argument(
+        "--consistency-below",
+        type=float,
+        help="flag tasks whose label's probability is below this",
+    )
+    rep.add_argument(
+        "--share",
+        type=float,
+        help="flag this share of the tasks, the least consistent (default 0.1 when no rule "
+        "is given; each rule works on its own)",
+    )
     rep.add_argument("--title")
     rep.add_argument("--seed", type=int, default=0)
     rep.set_defaults(handler=_cmd_report)
@@ -657,6 +669,9 @@ def check_args(args: argparse.Namespace) -> str | None:
     max_iter = getattr(args, "max_iter", None)
     if max_iter is not None and max_iter < 1:
         return f"--max-iter must be at least 1, got {args.max_iter}"
+    share = getattr(args, "share", None)
+    if share is not None and not 0.0 <= share <= 1.0:
+        return f"--share must be in [0, 1], got {share}"
     if dataset is not None and not 0.0 < getattr(args, "gold_fraction", 0.5) <= 1.0:
         return f"--gold-fraction must be in (0, 1], got {args.gold_fraction}"
     if args.command == "aggregate":

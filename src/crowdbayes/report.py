@@ -49,7 +49,7 @@ from .plots import (
     confusion_matrix_plot,
     quality_histograms,
 )
-from .qc import suspicious_tasks
+from .qc import describe_rule, suspicious_tasks
 
 __all__ = ["add_report_command", "build_report", "default_model"]
 
@@ -174,8 +174,9 @@ def build_report(
     held_out: GoldLike = None,
     model: str | None = None,
     title: str | None = None,
-    uncertainty_above: float | None = 0.5,
-    consistency_below: float | None = 0.5,
+    uncertainty_above: float | None = None,
+    consistency_below: float | None = None,
+    share: float | None = None,
     max_tasks: int = 500,
     label_field: str | None = None,
 ) -> str:
@@ -189,7 +190,9 @@ def build_report(
     held_out : gold labels *not* used in the fit, to report the model's accuracy on.
     model : ``"gmv"``, ``"ds"`` or ``"mv"`` when ``data`` is not a fitted model; default
         GoldMajorityVote with gold, Dawid–Skene without.
-    uncertainty_above, consistency_below : thresholds of :func:`~crowdbayes.qc.suspicious_tasks`.
+    uncertainty_above, consistency_below, share : the rules of
+        :func:`~crowdbayes.qc.suspicious_tasks` (each on its own; with none given, the tenth
+        of the tasks with the highest score); the page states the rule applied.
     max_tasks : at most this many suspicious tasks are listed (the most suspicious).
     """
     if isinstance(data, Aggregator):
@@ -255,17 +258,22 @@ def build_report(
     figures.append(confusion_matrix_plot(fitted, worst))
     plots = [_figure_html(fig, first=i == 0) for i, fig in enumerate(figures)]
 
-    flagged = suspicious_tasks(
-        fitted, uncertainty_above=uncertainty_above, consistency_below=consistency_below
-    )
+    rules: dict[str, Any] = {
+        "uncertainty_above": uncertainty_above,
+        "consistency_below": consistency_below,
+        "share": share,
+    }
+    flagged = suspicious_tasks(fitted, **rules)
     n_flagged = len(flagged)
     shown = flagged.head(max_tasks)
-    rule = []
-    if uncertainty_above is not None:
-        rule.append(f"uncertainty &gt; {uncertainty_above}")
-    if consistency_below is not None:
-        rule.append(f"consistency &lt; {consistency_below}")
-    rule.append("gold tasks where the crowd's label differs from gold")
+    rule = html.escape(describe_rule(**rules))
+    if ann.dropped:
+        left_out = ", ".join(f"{n:,} {status}" for status, n in ann.dropped.items())
+        cards.append(_card(f"{sum(ann.dropped.values()):,}", "assignments left out"))
+        notes.append(
+            f"Left out as not votes: {left_out} assignment(s) (by their ASSIGNMENT:status); "
+            "read the export with drop_statuses=() to count them."
+        )
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     note_html = "".join(f'<div class="note">{html.escape(n)}</div>' for n in notes)
@@ -296,7 +304,8 @@ probability of the chosen label. For gold tasks both come from the annotators' l
 {plots[2]}
 <div class="scroll">{_table(quality, "annotator")}</div>
 <h2>Suspicious tasks ({n_flagged})</h2>
-<p>Flagged: {"; ".join(rule)}. Most suspicious first{
+<p>Flagged: {rule}. Ranked by one score, 1 &minus; consistency (the model's probability
+that the task's label is wrong), most suspicious first{
         f"; the first {max_tasks} shown" if n_flagged > max_tasks else ""
     }.</p>
 <div class="scroll">{_table(shown, "task")}</div>
@@ -342,13 +351,9 @@ def run_report(args: argparse.Namespace) -> int:
     else:
         if args.input is None:
             raise AnnotationsError("no input: give a file (CSV/TSV/Parquet) or --dataset NAME")
-        ann = read_annotations(
-            args.input,
-            task=args.task_col,
-            worker=args.worker_col,
-            label=args.label_col,
-            label_field=args.label_field,
-        )
+        from .cli import _read_file  # platform exports, long (renamed) and wide tables
+
+        ann = _read_file(args)
         if args.gold is not None:
             extra = read_gold_file(args.gold, ann)
             merged = pd.concat(
@@ -368,6 +373,7 @@ def run_report(args: argparse.Namespace) -> int:
         title=title,
         uncertainty_above=args.uncertainty_above,
         consistency_below=args.consistency_below,
+        share=args.share,
     )
     print(
         f"wrote {args.out} ({source}: {ann.n_labels} labels, {ann.n_tasks} tasks)",
