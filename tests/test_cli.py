@@ -132,6 +132,9 @@ def test_crowdlab_needs_pred_probs(capsys: pytest.CaptureFixture[str], tmp_path:
     assert "none.csv' does not exist" in _error(capsys)
     assert main([*argv, "--pred-probs", str(tmp_path)]) == 2
     assert "is a directory" in _error(capsys)
+    (tmp_path / "pp.csv").write_text("task,0,1\n")
+    assert main(["aggregate", "--dataset", "rte", "--pred-probs", str(tmp_path / "pp.csv")]) == 2
+    assert "--pred-probs is used only by --model crowdlab, bayesian-crowdlab" in _error(capsys)
 
 
 def test_method_nuts_needs_a_bayesian_model(capsys: pytest.CaptureFixture[str]) -> None:
@@ -359,3 +362,17 @@ def test_stdout_pipes_into_a_reader_that_stops_early(tmp_path: Path) -> None:
     proc.stderr.close()
     assert proc.wait(timeout=120) == 0, err
     assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err
+
+
+def test_report_reads_wide_and_renamed_files(tmp_path: Path) -> None:
+    labels, _ = cb.datasets.load("wsd")
+    wide = tmp_path / "wide.csv"
+    _wide(labels).astype("Int64").rename_axis("item").to_csv(wide)
+    assert main(["report", str(wide), "--model", "mv", "--out", str(tmp_path / "w.html")]) == 0
+    renamed = tmp_path / "renamed.csv"
+    labels.rename(columns={"worker": "rater"}).to_csv(renamed, index=False)
+    argv = ["report", str(renamed), "--model", "mv", "--out", str(tmp_path / "r.html")]
+    assert main(argv) == 2
+    assert main([*argv, "--worker-col", "rater"]) == 0
+    for page in ("w.html", "r.html"):
+        assert f"{labels['task'].nunique()}</b><span>tasks" in (tmp_path / page).read_text()

@@ -614,6 +614,11 @@ def _check_models(args: argparse.Namespace) -> str | None:
                 "out-of-sample probabilities, one row per task (a task column), one column "
                 "per class"
             )
+    if getattr(args, "pred_probs", None) is not None and not any(
+        spec.needs_pred_probs for spec in specs.values()
+    ):
+        users = ", ".join(k for k, s in MODELS.items() if s.needs_pred_probs)
+        return f"--pred-probs is used only by --model {users}; none of them was chosen"
     if args.method == "nuts":
         without = [key for key, spec in specs.items() if not spec.nuts]
         if without:
