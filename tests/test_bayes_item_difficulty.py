@@ -84,6 +84,23 @@ def test_em_recovers_abilities_and_difficulties():
     assert np.corrcoef(d, true_d)[0, 1] > 0.3  # 5 labels per item: noisy but informative
 
 
+def test_em_intervals_cover_crowds_off_the_prior():
+    """A one-coin crowd (accuracy U[0.55, 0.95], K = 2) and the good annotators of a crowd
+    with 20% spammers: with the old prior width of the abilities (1) EM's 90% intervals
+    covered 0.81 and 0.56 here (the prior pulled good annotators down); an exact
+    spammer (accuracy 1/K, this model's boundary) is never inside its interval."""
+    from crowdbayes.simulate import simulate_population
+
+    for population in ("one_coin", "spammers"):
+        sim = simulate_population(population, n_classes=2, seed=23)
+        q = ItemDifficulty().fit(sim.annotations).annotator_quality(interval=0.9)
+        truth = sim.accuracy[q.index.to_numpy().astype(int)]
+        inside = (q["accuracy_lower"] <= truth) & (truth <= q["accuracy_upper"])
+        good = truth > 0.5 + 1e-9
+        assert 0.85 <= inside[good].mean() <= 0.97, (population, inside[good].mean())
+        assert (q["accuracy_lower"] > 0.5).all()
+
+
 def test_real_data_accuracy_and_bad_priors():
     df, gold = cb.datasets.load("temp")
     m = ItemDifficulty().fit(df)
