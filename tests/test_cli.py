@@ -256,6 +256,11 @@ def test_integer_labels_stay_integers_in_parquet(
     )
     table = pd.read_parquet(out)
     assert table["label"].dtype == np.int64 and set(table["label"]) == {0, 1}
+    text = tmp_path / "text.csv"  # integers as nobody prints them stay text, two classes
+    text.write_text("task,worker,label\n1,a,01\n1,b,1\n2,a,1\n2,b,1\n")
+    argv = ["aggregate", str(text), "--model", "mv", "--tie-break", "smallest"]
+    assert main([*argv, "--out", str(out)]) == 0
+    assert pd.read_parquet(out)["label"].tolist() == ["01", "1"]
     tsv = tmp_path / "out.tsv"
     assert (
         main(["aggregate", str(bluebirds_files["long"]), "--model", "mv", "--out", str(tsv)]) == 0

@@ -229,11 +229,12 @@ def _stderr(*lines: str) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"^(0|-?[1-9][0-9]*)$")  # as int() prints it: "01", "+1" stay text
 
 
 def _integers_if_all(values: pd.Series) -> pd.Series:
-    """Text labels that are all integers (as a CSV gives them) as int64; others unchanged."""
+    """Text labels that are all integers written as Python writes them (as a CSV gives them)
+    as int64; others unchanged, so that no two labels merge ("01" and "1" stay two)."""
     present = values.dropna()
     if len(present) == 0 or values.dtype.kind in "iub" or values.dtype.kind == "f":
         return values
