@@ -188,6 +188,16 @@ def test_wide_csv_is_read_as_wide(
         assert got.set_index("task")["label"].loc[expected.index].tolist() == expected.tolist()
 
 
+def test_wide_parquet_keeps_its_index(tmp_path: Path) -> None:
+    labels, _ = cb.datasets.load("wsd")
+    wide = _wide(labels).astype("Int64")
+    path, out = tmp_path / "wide.parquet", tmp_path / "out.csv"
+    wide.to_parquet(path)
+    assert main(["aggregate", str(path), "--model", "mv", "--out", str(out)]) == 0
+    got = pd.read_csv(out, dtype={"task": str})
+    assert got["task"].tolist() == wide.index.tolist()
+
+
 def test_long_csv_stays_long(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # a long file whose labels share values with its ids is still long
     path = tmp_path / "long.csv"

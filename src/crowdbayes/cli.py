@@ -264,17 +264,19 @@ def _wide_table(table: pd.DataFrame, task: str) -> pd.DataFrame | None:
     """The table as wide annotations (indexed by item), or None when it is not plainly wide.
     The first column holds the item ids when it is named ``task`` (or has no name), or when
     its values are unique and the other columns are plainly wide; otherwise a table of labels
-    only is wide with its items numbered from 0."""
+    only is wide with its items numbered from 0. A Parquet file's own index holds them."""
+    import pandas as pd
+
     from .data import _not_wide_because
 
+    if not isinstance(table.index, pd.RangeIndex):  # a Parquet file's own index: the items
+        return table if _not_wide_because(table) is None else None
     first = table.columns[0]
     rest = table.drop(columns=[first]) if table.shape[1] > 1 else None
     named = str(first) == task or str(first) == "" or str(first).startswith("Unnamed: ")
     ids = table[first]
     unique_ids = bool(ids.notna().all() and ids.is_unique)
     if rest is not None and (named or unique_ids) and _not_wide_because(rest) is None:
-        import pandas as pd
-
         index = pd.Index(ids.to_numpy(), name=task if named else first)
         return rest.set_axis(index, axis=0)
     if named:
