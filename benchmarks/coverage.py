@@ -143,14 +143,16 @@ ID_SCALE = 0.8
 
 
 def sim_item_difficulty(rng: np.random.Generator, W: int, T: int, per_task: int) -> Sim:
-    a = np.log(0.75 / 0.25) + ID_SCALE * rng.standard_normal(W)
+    # an annotator knows an item's answer with probability sigmoid(a - d), else guesses
+    # uniformly; the reported accuracy is p(right) on an item of typical difficulty (d = 0)
+    q = 0.75  # prior_accuracy: p(right) at the prior mean ability
+    a = np.log((K * q - 1) / (K - K * q)) + ID_SCALE * rng.standard_normal(W)
     d = ID_SCALE * rng.standard_normal(T)
     truth, tasks, workers = _assign(rng, W, T, per_task)
-    right = rng.random(tasks.size) < 1.0 / (1.0 + np.exp(d[tasks] - a[workers]))
-    wrong = (truth[tasks] + rng.integers(1, K, tasks.size)) % K
-    labels = np.where(right, truth[tasks], wrong)
+    knows = rng.random(tasks.size) < 1.0 / (1.0 + np.exp(d[tasks] - a[workers]))
+    labels = np.where(knows, truth[tasks], rng.integers(0, K, tasks.size))
     df = pd.DataFrame({"task": tasks, "worker": workers, "label": labels})
-    return Sim(df, 1.0 / (1.0 + np.exp(-a)))
+    return Sim(df, (1.0 + (K - 1) / (1.0 + np.exp(-a))) / K)
 
 
 class Spec(NamedTuple):
