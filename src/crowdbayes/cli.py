@@ -609,7 +609,7 @@ def _check_file(path: str, what: str) -> str | None:
 
 
 def _check_models(args: argparse.Namespace) -> str | None:
-    specs = {key: MODELS[key] for key in args.model}
+    specs = {key: MODELS[key] for key in getattr(args, "model", None) or ["recommended"]}
     for key, spec in specs.items():
         if spec.needs_pred_probs and getattr(args, "pred_probs", None) is None:
             return (
@@ -622,14 +622,14 @@ def _check_models(args: argparse.Namespace) -> str | None:
     ):
         users = ", ".join(k for k, s in MODELS.items() if s.needs_pred_probs)
         return f"--pred-probs is used only by --model {users}; none of them was chosen"
-    if args.method == "nuts":
+    if getattr(args, "method", "em") == "nuts":
         without = [key for key, spec in specs.items() if not spec.nuts]
         if without:
             with_nuts = ", ".join(k for k, s in MODELS.items() if s.nuts)
             return f"--method nuts: {', '.join(without)} has no NUTS fit (models with one: {with_nuts})"
     for flag in ("num_warmup", "num_samples", "num_chains"):
         least = 0 if flag == "num_warmup" else 1
-        if getattr(args, flag) < least:
+        if getattr(args, flag, least) < least:
             return f"--{flag.replace('_', '-')} must be at least {least}, got {getattr(args, flag)}"
     return None
 
@@ -639,7 +639,8 @@ def check_args(args: argparse.Namespace) -> str | None:
     missing input, gold or pred-probs file, a missing output folder or optional package, an
     unknown output format, a number out of range), or None. Uses only the standard library,
     so that ``main`` answers at once."""
-    if args.command == "models":
+    command = getattr(args, "command", "aggregate")
+    if command == "models":
         return None
     dataset, given = getattr(args, "dataset", None), getattr(args, "input", None)
     if dataset is not None and given is not None:
@@ -661,7 +662,7 @@ def check_args(args: argparse.Namespace) -> str | None:
             return f"--out {out!r}: folder {folder!r} does not exist"
         if os.path.isdir(out):
             return f"--out {out!r} is a directory, not a file"
-        if args.command == "aggregate":
+        if command == "aggregate":
             suffix = Path(out).suffix.lower()
             if suffix not in OUT_FORMATS:
                 return (
@@ -670,7 +671,7 @@ def check_args(args: argparse.Namespace) -> str | None:
                 )
             if suffix in (".parquet", ".pq") and not _installed("pyarrow"):
                 return _missing_package("pyarrow", "writing Parquet")
-    if args.command == "report":
+    if command == "report":
         for package in ("plotly",):
             if not _installed(package):
                 return _missing_package(package, "crowdbayes report")
@@ -682,7 +683,7 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--share must be in [0, 1], got {share}"
     if dataset is not None and not 0.0 < getattr(args, "gold_fraction", 0.5) <= 1.0:
         return f"--gold-fraction must be in (0, 1], got {args.gold_fraction}"
-    if args.command == "aggregate":
+    if command == "aggregate":
         return _check_models(args)
     return None
 
