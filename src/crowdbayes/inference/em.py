@@ -7,13 +7,24 @@ normalises by log-sum-exp; the objective is the log joint of the labels with
 the true classes marginalised, plus the model's log prior (MAP). The loop is
 one jitted ``lax.while_loop``, compiled once per model and array shapes; it
 runs in chunks only so that a progress bar can move between them.
+
+*Shape buckets* (``em_data(..., devices=BUCKETS)``, what the estimators use for EM fits
+of up to :data:`BUCKET_MAX_LABELS` labels): the labels, tasks and annotators are padded
+up the ladder 8, 12, 16, 24, 32, 48, ... (:func:`bucket_sizes`) and laid out by
+:class:`~crowdbayes.inference.segments.FlatSegments`, whose shapes depend only on the
+padded sizes, so one compiled program per model and bucket serves every dataset in
+it. Padding labels are summed nowhere; padding tasks have no labels, ``gold = -1`` and
+``task_mask = 0`` (no posterior mass, no term in the objective or the class counts);
+padding annotators have no labels. The objective leaves out the padding rows' prior
+terms (:func:`padding_log_prior`) and :func:`run_em` cuts them off its results, so a
+bucketed fit gives the exact fit's params, posterior and history to float rounding.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, cast
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +33,71 @@ import numpy as np
 from ..data import Annotations
 from .segments import Segments
 
-__all__ = ["EMData", "EMModel", "EMResult", "e_step", "em_data", "posterior", "run_em"]
+__all__ = [
+    "BUCKETS",
+    "BUCKET_MAX_LABELS",
+    "MAX_PROGRAMS",
+    "EMData",
+    "EMModel",
+    "EMResult",
+    "bucket_sizes",
+    "e_step",
+    "em_data",
+    "is_bucketed",
+    "padding_log_prior",
+    "posterior",
+    "run_em",
+]
+
+#: EM fits of up to this many labels run on shape-bucketed data (see the module doc):
+#: their compilation dominates, and one program per bucket serves many datasets. Larger
+#: fits keep the exact, blocked layouts (faster per label; compilation is a small share).
+BUCKET_MAX_LABELS = 1 << 17
+#: The EM programs kept in memory: beyond this many (models x buckets x exact shapes),
+#: the jitted EM loop's cache is cleared, so a long process stays bounded (a cleared
+#: program compiles again, or comes back from the persistent cache).
+MAX_PROGRAMS = 32
+
+
+class _Buckets:
+    """``devices=BUCKETS``: one device, labels, tasks and annotators padded to buckets."""
+
+    def __repr__(self) -> str:
+        return "BUCKETS"
+
+
+BUCKETS: Any = _Buckets()
+
+
+def _rung(n: int, minimum: int) -> int:
+    """The smallest of 8, 12, 16, 24, 32, 48, ... (``2**k`` and ``3 * 2**(k-1)``) that is
+    at least ``max(n, minimum)``."""
+    n = max(int(n), int(minimum), 1)
+    k = max(int(n - 1).bit_length(), 2)  # 2**k >= n
+    three = 3 << (k - 2)  # 3 * 2**(k-2) lies in (2**(k-1), 2**k)
+    return three if three >= n else 1 << k
+
+
+def bucket_sizes(n_labels: int, n_tasks: int, n_workers: int, n_classes: int) -> tuple[int, ...]:
+    """Padded ``(n_labels, n_tasks, n_workers, n_classes)`` of a bucket (classes are not
+    padded). The padded task and annotator counts differ from each other and from
+    ``n_classes`` and ``n_classes - 1`` (a rung up where they would meet), so that an
+    axis of a params array is known by its length alone (:func:`run_em` cuts the
+    padding off by it).
+
+    >>> bucket_sizes(1000, 100, 20, 3), bucket_sizes(900, 90, 24, 3)
+    ((1024, 128, 24, 3), (1024, 96, 24, 3))
+    >>> bucket_sizes(50, 10, 10, 2)   # tasks and annotators apart, 12 and 16
+    (64, 12, 16, 2)
+    """
+    taken = {n_classes, n_classes - 1}
+    T = _rung(n_tasks, 8)
+    while T in taken:
+        T = _rung(T + 1, 8)
+    W = _rung(n_workers, 8)
+    while W in taken or W == T:
+        W = _rung(W + 1, 8)
+    return _rung(n_labels, 64), T, W, int(n_classes)
 
 
 class EMData(NamedTuple):
@@ -44,6 +119,12 @@ class EMData(NamedTuple):
     n_labels_per_worker: jnp.ndarray
     task_mask: jnp.ndarray | None = None  # [n_tasks]: 1 for real tasks, 0 for padding (sharded)
     task_temperature: jnp.ndarray | None = None  # [n_tasks]: tempered E-step (see e_step)
+    pad_rows: jnp.ndarray | None = None  # [2]: padding annotators and tasks (shape buckets)
+
+
+def is_bucketed(data: EMData) -> bool:
+    """Whether ``data`` is padded to a shape bucket (``em_data(..., devices=BUCKETS)``)."""
+    return data.pad_rows is not None
 
 
 def em_data(
@@ -58,11 +139,14 @@ def em_data(
     ``n_workers`` may exceed ``ann.n_workers`` (for scoring with known workers);
     ``per_label`` adds ``by_task_label`` for models whose terms vary per label;
     ``devices`` (a list of JAX devices, or a count) shards the labels across devices;
-    ``task_temperature`` (``[n_tasks]``, positive) tempers each task's E-step."""
+    ``task_temperature`` (``[n_tasks]``, positive) tempers each task's E-step.
+    ``devices=BUCKETS`` pads everything to a shape bucket (see the module doc)."""
     if task_temperature is not None:
         task_temperature = np.asarray(task_temperature, dtype=np.float32).reshape(-1)
         if task_temperature.shape != (ann.n_tasks,) or not (task_temperature > 0).all():
             raise ValueError(f"task_temperature must be {ann.n_tasks} positive numbers")
+    if devices is BUCKETS:
+        return _bucketed_em_data(ann, n_workers, per_label, task_temperature)
     if devices is not None:
         from .sharding import sharded_em_data
 
@@ -90,6 +174,56 @@ def em_data(
         by_task_label=Segments.build(ann.task, ann.n_tasks) if per_label else None,
         n_labels_per_worker=put(np.bincount(ann.worker, minlength=W)),
         task_temperature=None if task_temperature is None else put(task_temperature),
+    )
+
+
+def _bucketed_em_data(
+    ann: Annotations,
+    n_workers: int | None,
+    per_label: bool,
+    task_temperature: np.ndarray | None,
+) -> EMData:
+    """:func:`em_data` padded to the bucket of :func:`bucket_sizes` (numpy, then one
+    transfer per array: nothing compiles)."""
+    from .segments import FlatSegments
+
+    W = ann.n_workers if n_workers is None else n_workers
+    N, T, L = ann.n_labels, ann.n_tasks, ann.n_classes
+    N_pad, T_pad, W_pad, _ = bucket_sizes(N, T, W, L)
+    put = jax.device_put
+    wl = ann.worker.astype(np.int64) * L + ann.label
+
+    def labels(values: np.ndarray) -> jax.Array:  # padding labels: task, worker, label 0
+        out = np.zeros(N_pad, np.int32)
+        out[:N] = values
+        return put(out)
+
+    def tasks(values: np.ndarray, fill: float, dtype: Any) -> jax.Array:
+        out = np.full(T_pad, fill, dtype)
+        out[:T] = values
+        return put(out)
+
+    by_label = FlatSegments.build(ann.task, T_pad, n_items=N_pad) if per_label else None
+    return EMData(
+        task=labels(ann.task),
+        worker=labels(ann.worker),
+        label=labels(ann.label),
+        gold=tasks(ann.gold, -1, np.int32),
+        by_task=cast(
+            Segments,
+            FlatSegments.build(ann.task, T_pad, keys=wl, n_keys=W_pad * L, n_items=N_pad),
+        ),
+        by_worker_label=cast(
+            Segments,
+            FlatSegments.build(wl, W_pad * L, keys=ann.task, n_keys=T_pad, n_items=N_pad),
+        ),
+        by_task_label=cast(Segments | None, by_label),
+        n_labels_per_worker=put(np.bincount(ann.worker, minlength=W_pad).astype(np.int32)),
+        task_mask=tasks(np.ones(T, np.float32), 0.0, np.float32),
+        task_temperature=None
+        if task_temperature is None
+        else tasks(task_temperature, 1.0, np.float32),
+        pad_rows=put(np.asarray([W_pad - W, T_pad - T], np.float32)),
     )
 
 
@@ -167,10 +301,40 @@ class _State(NamedTuple):
     history: jnp.ndarray
 
 
+def _rows(params: Any, sizes: dict[int, slice]) -> Any:
+    """``params`` with every axis whose length is a key of ``sizes`` sliced by its value."""
+
+    def cut(x: jnp.ndarray) -> jnp.ndarray:
+        return x[tuple(sizes.get(int(n), slice(None)) for n in x.shape)]
+
+    return jax.tree_util.tree_map(cut, params)
+
+
+def padding_log_prior(model: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
+    """The padding annotators' and tasks' share of ``model.log_prior(params, hyper)`` on
+    bucketed ``data`` (0 otherwise), which the objective leaves out.
+
+    A family's log prior is a sum of terms per annotator and per task plus shared ones,
+    and the padding rows (no labels) all hold the same params; so their share is the
+    count of padding rows times the term of one row: the log prior of the params cut to
+    the last row minus that cut to no row (the other rows cut to none in both: small
+    numbers, no cancellation)."""
+    if data.pad_rows is None:
+        return jnp.zeros((), jnp.float32)
+    W, T = data.n_labels_per_worker.shape[0], data.gold.shape[0]
+    none, last = slice(0, 0), slice(-1, None)
+    base = model.log_prior(_rows(params, {W: none, T: none}), hyper)
+    worker = model.log_prior(_rows(params, {W: last, T: none}), hyper) - base
+    task = model.log_prior(_rows(params, {W: none, T: last}), hyper) - base
+    return data.pad_rows[0] * worker + data.pad_rows[1] * task
+
+
 def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
     params = model.m_step(state.post, data, hyper)
     post, task_lp = e_step(model, params, data)
     objective = task_lp.sum() + model.log_prior(params, hyper)
+    if data.pad_rows is not None:
+        objective = objective - padding_log_prior(model, params, data, hyper)
     history = state.history.at[state.n_iter].set(objective)
     return _State(params, post, objective, objective - state.objective, state.n_iter + 1, history)
 
@@ -197,6 +361,7 @@ class EMResult(NamedTuple):
     history: np.ndarray
     n_iter: int
     converged: bool
+    padded_params: Any = None  # bucketed fits: params before the padding is cut off
 
 
 def run_em(
@@ -248,6 +413,8 @@ def run_em(
     done = 0
     while True:
         stop_at = put(np.int32(min(done + step, max_iter)))
+        if _em_chunk_jit._cache_size() >= MAX_PROGRAMS:  # type: ignore[attr-defined]
+            _em_chunk_jit.clear_cache()  # type: ignore[attr-defined]
         state = _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
         n_iter = int(state.n_iter)
         if bar is not None:
@@ -261,12 +428,22 @@ def run_em(
     n_labels = int(np.asarray(data.n_labels_per_worker).sum())
     gain = float(state.gain)
     converged = n_iter >= 2 and tol > 0 and gain / n_labels < tol
+    params = padded = state.params
+    if data.pad_rows is not None:  # cut the padding annotators and tasks off
+        W_pad, T_pad = data.n_labels_per_worker.shape[0], data.gold.shape[0]
+        W = W_pad - int(np.asarray(data.pad_rows)[0])
+        sizes = {W_pad: slice(0, W), T_pad: slice(0, n_tasks)}
+        params = jax.tree_util.tree_map(
+            lambda x: put(np.asarray(x)[tuple(sizes.get(n, slice(None)) for n in x.shape)]),
+            params,
+        )
     return EMResult(
-        params=state.params,
+        params=params,
         post=np.asarray(state.post, dtype=np.float64)[:, :n_tasks].T,
-        history=np.asarray(state.history[:n_iter], dtype=np.float64),
+        history=np.asarray(state.history, dtype=np.float64)[:n_iter],  # numpy: no slice program
         n_iter=n_iter,
         converged=bool(converged),
+        padded_params=padded if data.pad_rows is not None else None,
     )
 
 

@@ -44,6 +44,7 @@ import numpy as np
 __all__ = [
     "MAX_BLOCKS",
     "MAX_WIDTH",
+    "FlatSegments",
     "Segments",
     "bucket_widths",
     "choose_widths",
@@ -352,6 +353,79 @@ class Segments(NamedTuple):
             else:
                 out = jax.lax.fori_loop(0, width, add, out)
         return out[:n_segments].T.reshape(*lead, n_segments)
+
+
+@jax.tree_util.register_pytree_node_class
+class FlatSegments:
+    """A segment layout whose shapes depend only on padded sizes (shape buckets).
+
+    ``index [n_items]`` is each item's source index (``n_source`` for a padding item:
+    it reads zero) and ``seg [n_items]`` its segment, sorted (``n_segments`` for a
+    padding item: it is summed into a slot that is cut off). The sum is one gather and
+    one sorted scatter-add (``jax.ops.segment_sum``), item-major as the scatter layout
+    of :class:`Segments`: slower per label than the blocked layouts, but every dataset
+    whose padded sizes agree has the same arrays, so one compiled program serves them
+    all (see :func:`~crowdbayes.inference.em.em_data` with ``devices=BUCKETS``).
+
+    >>> import jax.numpy as jnp
+    >>> lay = FlatSegments.build(np.array([0, 2, 0]), 4, keys=np.array([1, 0, 1]),
+    ...                          n_keys=3, n_items=5)
+    >>> lay.sum(jnp.array([[10.0, 20.0, 30.0]])).tolist()   # segment 3 and key 2: padding
+    [[40.0, 0.0, 10.0, 0.0]]
+    """
+
+    def __init__(self, index: Array, seg: Array, n_segments: int) -> None:
+        self.index = index
+        self.seg = seg
+        self.n_segments = n_segments
+
+    @property
+    def inverse(self) -> jax.ShapeDtypeStruct:
+        """Shape stand-in (``[n_segments]``), as :class:`Segments` has."""
+        return jax.ShapeDtypeStruct((self.n_segments,), jnp.int32)
+
+    def tree_flatten(self) -> tuple[tuple[Array, Array], int]:
+        return (self.index, self.seg), self.n_segments
+
+    @classmethod
+    def tree_unflatten(cls, aux: int, children: tuple[Array, Array]) -> FlatSegments:
+        return cls(children[0], children[1], aux)
+
+    @classmethod
+    def build(
+        cls,
+        seg_ids: np.ndarray,
+        n_segments: int,
+        keys: np.ndarray | None = None,
+        n_keys: int | None = None,
+        n_items: int | None = None,
+    ) -> FlatSegments:
+        """Item ``i`` belongs to ``seg_ids[i]`` and reads source index ``keys[i]`` (default
+        ``i``) of a source with ``n_keys`` entries (default ``n_items``); ``n_items``
+        (default ``len(seg_ids)``) pads the item arrays."""
+        seg_ids = np.asarray(seg_ids)
+        n = seg_ids.shape[0]
+        n_items = n if n_items is None else int(n_items)
+        keys = np.arange(n) if keys is None else np.asarray(keys)
+        n_source = n_items if n_keys is None else int(n_keys)
+        order = stable_order(seg_ids, n_segments)
+        index = np.full(n_items, n_source, np.int32)
+        seg = np.full(n_items, n_segments, np.int32)
+        index[:n] = keys[order]
+        seg[:n] = seg_ids[order]
+        return cls(jax.device_put(index), jax.device_put(seg), int(n_segments))
+
+    def sum(self, source: jnp.ndarray) -> jnp.ndarray:
+        """Per-segment sums of ``source[..., index]``: ``[..., n_source] -> [..., n_segments]``."""
+        lead = source.shape[:-1]
+        zero = jnp.zeros((*lead, 1), source.dtype)
+        padded = jnp.concatenate([source, zero], axis=-1)
+        values = padded.at[..., self.index].get(mode="promise_in_bounds")
+        flat = values.reshape(-1, values.shape[-1]).T  # [n_items, M]
+        out = jax.ops.segment_sum(
+            flat, self.seg, num_segments=self.n_segments + 1, indices_are_sorted=True
+        )
+        return out[: self.n_segments].T.reshape(*lead, self.n_segments)
 
 
 @jax.custom_vjp

@@ -177,7 +177,23 @@ def label_segments(data: Any, ann: Annotations, seg_ids: np.ndarray, n_segments:
     """Per-segment sums of per-label values laid out like ``data``'s labels (``data``
     from :func:`sharded_em_data` for ``ann``), replicated on every device (``psum``):
     the sharded ``Segments.build(seg_ids, n_segments)``, ``seg_ids`` one per label of
-    ``ann`` in its order. Padding labels are summed nowhere."""
+    ``ann`` in its order. Padding labels are summed nowhere.
+
+    For shape-bucketed ``data`` (:data:`~crowdbayes.inference.em.BUCKETS`) the layout
+    is bucketed too (:class:`~crowdbayes.inference.segments.FlatSegments` over its
+    padded labels), and per-annotator or per-task sums (``seg_ids`` being ``ann.worker``
+    or ``ann.task``, or ``n_segments`` the number of annotators or tasks) have the padded
+    number of segments."""
+    if data.pad_rows is not None:
+        from .segments import FlatSegments
+
+        W_pad, T_pad = int(data.n_labels_per_worker.shape[0]), int(data.gold.shape[0])
+        if seg_ids is ann.worker or (seg_ids is not ann.task and n_segments == ann.n_workers):
+            n_segments = W_pad
+        elif seg_ids is ann.task or n_segments == ann.n_tasks:
+            n_segments = T_pad
+        flat = FlatSegments.build(seg_ids, n_segments, n_items=int(data.task.shape[0]))
+        return cast(Segments, flat)
     seg: ShardedSegments = data.by_task
     mesh = seg.mesh
     _, idx, N_local = _split_labels(ann, mesh.size)
@@ -268,11 +284,14 @@ def sharded_em_data(
 
 
 def place_tasks(data: Any, post: np.ndarray) -> jax.Array:
-    """The class-major ``[K, n_tasks]`` array ``post`` padded and sharded like ``data``'s tasks."""
-    seg: ShardedSegments = data.by_task
-    T_pad = seg.n_segments
+    """The class-major ``[K, n_tasks]`` array ``post`` padded and sharded like ``data``'s tasks
+    (only padded, with zeros, for shape-bucketed one-device ``data``)."""
+    T_pad = int(data.gold.shape[0])
     out = np.zeros((post.shape[0], T_pad), dtype=np.float32)
     out[:, : post.shape[1]] = post
+    seg = data.by_task
+    if not isinstance(seg, ShardedSegments):  # shape buckets: one device
+        return jax.device_put(out)
     return jax.make_array_from_callback(
         out.shape,
         NamedSharding(seg.mesh, PartitionSpec(None, AXIS)),

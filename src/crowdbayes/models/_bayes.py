@@ -36,7 +36,17 @@ import pandas as pd
 
 from ..base import Aggregator, check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, _e_step_jit, e_step, em_data, posterior, run_em
+from ..inference.em import (
+    BUCKET_MAX_LABELS,
+    BUCKETS,
+    EMData,
+    _e_step_jit,
+    e_step,
+    em_data,
+    is_bucketed,
+    posterior,
+    run_em,
+)
 from ..inference.nuts import (
     ConvergenceWarning,
     check_convergence,
@@ -156,6 +166,9 @@ def _sites(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarr
 _sites_jit = jax.jit(_sites, static_argnums=0)
 
 
+_confusion_jit = jax.jit(lambda family, params: family.confusion(params), static_argnums=0)
+
+
 def em_objective(family: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
     """EM's objective at ``params``: log-likelihood (class marginalised) + log prior."""
     _, task_lp = e_step(family, params, data)
@@ -272,6 +285,19 @@ def quality_frame(
     return pd.DataFrame(cols, index=ann.worker_ids)
 
 
+def _bucket_free(hyper: Any, ann: Annotations) -> bool:
+    """Whether hyperparameters fit every dataset of a shape bucket: each array is a
+    scalar or has only class-sized axes (not the case where the class count equals the
+    task or annotator count and an axis may be either), or is a bucketed layout."""
+    from ..inference.segments import FlatSegments
+
+    K = ann.n_classes
+    if K in (ann.n_tasks, ann.n_workers):
+        return False
+    leaves = jax.tree_util.tree_leaves(hyper, is_leaf=lambda x: isinstance(x, FlatSegments))
+    return all(isinstance(x, FlatSegments) or all(n == K for n in np.shape(x)) for x in leaves)
+
+
 # ----------------------------------------------------------------- estimator
 class BayesianAggregator(Aggregator):
     """Base of the Bayesian annotator models: fit by EM (MAP) or NUTS (not used directly).
@@ -308,18 +334,31 @@ class BayesianAggregator(Aggregator):
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, devices=devices)
 
+    #: EM fits of up to ``BUCKET_MAX_LABELS`` labels run on shape-bucketed data (see
+    #: :mod:`crowdbayes.inference.em`); False fits every shape exactly.
+    _buckets: ClassVar[bool] = True
+
     def _fit_devices(self) -> Any:
-        """The devices this fit's EM shards its labels over (None: one device; NUTS runs
-        on one)."""
-        return getattr(self, "devices", None) if self.method == "em" else None
+        """The devices this fit's EM shards its labels over (None: one device, exact
+        shapes; ``BUCKETS``: one device, shapes padded to a bucket, what small EM fits
+        use; NUTS runs on one device, exact shapes)."""
+        if self.method != "em":
+            return None
+        devices = getattr(self, "devices", None)
+        if devices is None and self._buckets:
+            ann = getattr(self, "annotations_", None)  # fit() sets it before _fit
+            if ann is None or ann.n_labels <= BUCKET_MAX_LABELS:
+                return BUCKETS
+        return devices
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
 
     def _sharded_hyper(self, ann: Annotations, data: EMData) -> Any:
-        """The hyperparameters for an EM fit on sharded ``data``: ``_hyper(ann)`` unless
-        they hold per-label layouts, which must follow ``data``'s label layout (and are
-        then built for that layout only)."""
+        """The hyperparameters for an EM fit on sharded or shape-bucketed ``data``:
+        ``_hyper(ann)`` unless they hold per-label layouts, which must follow ``data``'s
+        label layout (and are then built for that layout only, e.g. by
+        :func:`~crowdbayes.inference.sharding.label_segments`)."""
         return self._hyper(ann)
 
     def _unpad_params(self, params: Any, ann: Annotations) -> Any:
@@ -336,11 +375,17 @@ class BayesianAggregator(Aggregator):
         family = self._family
         devices = self._fit_devices()
         data = self._em_data(ann, devices)
-        hyper = self._hyper(ann) if devices is None else self._sharded_hyper(ann, data)
-        # sharded layouts serve this fit only: later uses rebuild one-device ones
-        # (_data, _fitted_hyper), so a sharded fit never holds both at once
-        self.data_: EMData | None = data if devices is None else None
-        self.hyper_: Any = hyper if devices is None else None
+        laid_out = devices is not None or is_bucketed(data)  # sharded or bucketed
+        hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
+        if is_bucketed(data) and not _bucket_free(hyper, ann):
+            # hyperparameters per task or label (no padding for them): exact shapes
+            data = self._em_data(ann, None)
+            laid_out = is_bucketed(data)
+            hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
+        # sharded and bucketed layouts serve this fit only: later uses rebuild exact
+        # one-device ones (_data, _fitted_hyper), so a fit never holds both at once
+        self.data_: EMData | None = None if laid_out else data
+        self.hyper_: Any = None if laid_out else hyper
         res = run_em(
             family,
             data,
@@ -350,14 +395,18 @@ class BayesianAggregator(Aggregator):
             tol=float(self.tol),
             progress=bool(self.progress) and self.method == "em",
         )
-        self.params_ = res.params if devices is None else self._unpad_params(res.params, ann)
+        sharded = devices is not None and devices is not BUCKETS
+        self.params_ = self._unpad_params(res.params, ann) if sharded else res.params
         self.history_ = res.history
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
         self.draws_: dict[str, np.ndarray] | None = None
         if self.method == "em":
             self.proba_ = res.post
-            self.confusion_ = np.asarray(family.confusion(self.params_), dtype=np.float64)
+            # jitted on the bucket's params (one program per bucket, not eager ops per shape)
+            padded = res.padded_params if res.padded_params is not None else self.params_
+            conf = np.asarray(_confusion_jit(family, padded), dtype=np.float64)
+            self.confusion_ = conf[: ann.n_workers]
             self.class_prior_ = np.exp(np.asarray(self.params_.log_pi, dtype=np.float64))
         else:
             self._fit_nuts(ann, data, hyper, res.params)

@@ -1,0 +1,149 @@
+"""Shape buckets: a bucketed EM fit gives the exact fit's results (every EM family), one
+compiled EM program serves every dataset of a bucket, and a long process keeps a bounded
+number of them."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+import crowdbayes as cb
+from crowdbayes.inference import em
+from crowdbayes.inference.em import BUCKETS, bucket_sizes, em_data, is_bucketed, run_em
+from crowdbayes.models._bayes import vote_shares
+from crowdbayes.models.class_conditional import ClassConditionalDawidSkene
+from crowdbayes.models.dawid_skene import DawidSkene, DawidSkeneModel
+from crowdbayes.models.hierarchical import HierarchicalDawidSkene
+from crowdbayes.models.item_difficulty import ItemDifficulty
+from crowdbayes.models.mace import MACE
+from crowdbayes.models.one_coin import OneCoinDawidSkene
+from crowdbayes.recommend import recommended
+from crowdbayes.simulate import simulate_dawid_skene
+
+ESTIMATORS = {
+    "DawidSkene": DawidSkene,
+    "OneCoin": OneCoinDawidSkene,
+    "ClassConditional": ClassConditionalDawidSkene,
+    "MACE": MACE,
+    "ItemDifficulty": ItemDifficulty,
+    # fixed scales: the empirical-Bayes scales' importance draws depend on the number of
+    # annotators' rows, padding included (see docs/benchmarks.md, shape buckets)
+    "Hierarchical": lambda: HierarchicalDawidSkene(population_scale=1.0, ability_scale=0.5),
+    "recommended": recommended,
+}
+
+
+def crowd(n_tasks: int, n_workers: int, seed: int, n_classes: int = 3) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    task = np.repeat(np.arange(n_tasks), 5)
+    worker = rng.integers(0, n_workers, task.size)
+    truth = rng.integers(0, n_classes, n_tasks)
+    right = rng.random(task.size) < 0.7
+    label = np.where(right, truth[task], rng.integers(0, n_classes, task.size))
+    return pd.DataFrame({"task": task, "worker": worker, "label": label})
+
+
+@pytest.fixture(scope="module")
+def data():
+    sim = simulate_dawid_skene(n_tasks=150, n_workers=13, n_classes=4, seed=3)
+    gold = sim.truth.iloc[:20]  # some gold tasks: clamped, the padding ones are not
+    return cb.as_annotations(sim.annotations, gold=gold)
+
+
+def exact(est):
+    est._buckets = False
+    return est
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_bucketed_fit_matches_exact_fit(data, name):
+    make = ESTIMATORS[name]
+    # tol=0: a fixed number of iterations (with a tolerance, a gain within float32
+    # rounding of it may stop one fit an iteration before the other, padded or not)
+    padded = make().set_params(max_iter=30, tol=0).fit(data)
+    plain = exact(make().set_params(max_iter=30, tol=0)).fit(data)
+    assert padded.n_iter_ == plain.n_iter_ == 30
+    np.testing.assert_allclose(padded.proba_, plain.proba_, atol=2e-5)
+    np.testing.assert_allclose(padded.confusion_, plain.confusion_, atol=2e-5)
+    np.testing.assert_allclose(padded.class_prior_, plain.class_prior_, atol=2e-5)
+    n = data.n_labels
+    np.testing.assert_allclose(padded.history_ / n, plain.history_ / n, atol=2e-6)
+    assert (padded.predict() == plain.predict()).all()
+    shapes = [np.shape(x) for x in jax.tree_util.tree_leaves(padded.params_)]
+    assert shapes == [np.shape(x) for x in jax.tree_util.tree_leaves(plain.params_)]
+    if name == "ItemDifficulty":  # per-task params, cut back to the tasks
+        np.testing.assert_allclose(padded.difficulty_, plain.difficulty_, atol=2e-5)
+    # later uses (intervals, log-likelihood) rebuild the exact layout
+    q_pad, q_plain = padded.annotator_quality(n_draws=50), plain.annotator_quality(n_draws=50)
+    np.testing.assert_allclose(q_pad["accuracy"], q_plain["accuracy"], atol=2e-5)
+    np.testing.assert_allclose(padded.log_likelihood(), plain.log_likelihood(), atol=1e-3)
+
+
+def test_bucketed_fit_converges_like_exact_fit(data):
+    padded, plain = DawidSkene().fit(data), exact(DawidSkene()).fit(data)
+    assert padded.converged_ and plain.converged_ and abs(padded.n_iter_ - plain.n_iter_) <= 1
+    # at most one iteration apart: an EM step this late moves a posterior by < 0.02
+    np.testing.assert_allclose(padded.proba_, plain.proba_, atol=0.02)
+
+
+def test_engine_pads_and_cuts_back(data):
+    N, T, W, _ = bucket_sizes(data.n_labels, data.n_tasks, data.n_workers, data.n_classes)
+    assert N >= data.n_labels and T > data.n_tasks and W > data.n_workers and T != W
+    padded = em_data(data, devices=BUCKETS)
+    assert is_bucketed(padded) and not is_bucketed(em_data(data))
+    assert padded.task.shape == (N,) and padded.gold.shape == (T,)
+    assert (np.asarray(padded.gold)[data.n_tasks :] == -1).all()
+    assert np.asarray(padded.n_labels_per_worker)[data.n_workers :].sum() == 0
+    hyper = DawidSkene()._hyper(data)
+    init = vote_shares(data)
+    a = run_em(DawidSkeneModel, padded, init, hyper, max_iter=30, tol=0)
+    b = run_em(DawidSkeneModel, em_data(data), init, hyper, max_iter=30, tol=0)
+    assert a.params.log_confusion.shape == b.params.log_confusion.shape == (13, 4, 4)
+    np.testing.assert_allclose(a.history, b.history, rtol=1e-6)
+    np.testing.assert_allclose(a.post, b.post, atol=2e-5)
+    # a posterior under fixed params is cut back too
+    assert em.posterior(DawidSkeneModel, a.padded_params, padded).shape == (data.n_tasks, 4)
+
+
+def test_one_program_per_bucket():
+    first, second = crowd(180, 36, 0), crowd(170, 34, 1)  # 900 and 850 labels
+    sizes = [
+        bucket_sizes(len(df), df.task.nunique(), df.worker.nunique(), 3) for df in (first, second)
+    ]
+    assert sizes[0] == sizes[1]
+    compiles: list[str] = []
+
+    def listen(name: str, secs: float, **kw) -> None:
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+
+    for make in (DawidSkene, MACE, ItemDifficulty, recommended):
+        make().fit(first)
+        before_programs = em._em_chunk_jit._cache_size()
+        jax.monitoring.register_event_duration_secs_listener(listen)
+        try:
+            n_before = len(compiles)
+            fit = make().fit(second)
+            assert len(compiles) == n_before, make  # nothing compiles for the second size
+        finally:
+            jax.monitoring.unregister_event_duration_listener(listen)
+        assert em._em_chunk_jit._cache_size() == before_programs
+        assert fit.proba_.shape == (170, 3)
+
+
+def test_programs_stay_bounded_over_many_shapes(monkeypatch):
+    em._em_chunk_jit.clear_cache()
+    # 50 datasets of different sizes in a few buckets: one program per bucket
+    buckets = set()
+    for i in range(50):
+        df = crowd(100 + 2 * i, 20 + i % 4, i)
+        buckets.add(bucket_sizes(len(df), df.task.nunique(), df.worker.nunique(), 3))
+        OneCoinDawidSkene(max_iter=5).fit(df)
+    assert em._em_chunk_jit._cache_size() == len(buckets) <= 5
+    # beyond MAX_PROGRAMS programs the cache is cleared: never more than that many
+    monkeypatch.setattr(em, "MAX_PROGRAMS", 3)
+    for n_tasks in (20, 40, 80, 160, 320, 640):
+        OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
+        assert em._em_chunk_jit._cache_size() <= 3
