@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -70,3 +72,17 @@ def test_compare_checks_its_arguments():
         cb.compare(df, [cb.DawidSkene()], folds=1)
     with pytest.raises(cb.AnnotationsError, match="confusion"):
         cb.compare(df, [cb.MajorityVote()], folds=2)
+
+
+@pytest.mark.slow
+def test_compare_adds_psis_loo_for_nuts_models():
+    df, _ = cb.datasets.load("wsd")
+    nuts = cb.DawidSkene(method="nuts", num_warmup=200, num_samples=200, num_chains=2, seed=3)
+    with warnings.catch_warnings():  # few draws: a low-ESS warning may come
+        warnings.simplefilter("ignore", cb.ConvergenceWarning)
+        table = cb.compare(df, {"em": cb.DawidSkene(), "nuts": nuts}, folds=2)
+        ll = nuts.fit(df).log_likelihood().sum()
+    assert np.isnan(table.loc["em", "elpd_loo"])
+    # PSIS-LOO over tasks is close to the sum of the tasks' log-likelihoods, below it
+    assert ll - 60 < table.loc["nuts", "elpd_loo"] < ll
+    assert table.loc["nuts", "loo_se"] > 0

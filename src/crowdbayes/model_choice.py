@@ -11,7 +11,9 @@ this way). The table is shaped like ``arviz.compare``: ``elpd`` (sum over held-o
 of the log predictive probability), its standard error, the difference from the best
 model with the standard error of that difference (paired over labels), and stacking
 weights (Yao, Vehtari, Simpson & Gelman 2018), the mixture of the models' predictive
-distributions that scores the held-out labels best.
+distributions that scores the held-out labels best. Models fitted with ``method="nuts"``
+also get PSIS-LOO over tasks from their draws (``elpd_loo``, ``loo_se``, and
+``pareto_k_bad``, the tasks with Pareto k above 0.7), computed by ArviZ on the full data.
 
 >>> import crowdbayes as cb
 >>> df, _ = cb.datasets.load("bluebirds")
@@ -22,6 +24,7 @@ distributions that scores the held-out labels best.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
@@ -124,7 +127,9 @@ def compare(
     ``recommended()``. Returns one row per model, best first: ``rank``, ``elpd`` (sum of
     the held-out labels' log predictive probabilities), ``se``, ``elpd_per_label``,
     ``d_elpd`` and ``dse`` (difference from the best and its standard error, paired over
-    labels), ``weight`` (stacking) and ``n_labels``. Every label is held out once.
+    labels), ``weight`` (stacking) and ``n_labels``; for NUTS models also ``elpd_loo``,
+    ``loo_se`` and ``pareto_k_bad`` (PSIS-LOO over tasks; NaN for EM models). Every label is
+    held out once.
     """
     from .models.class_conditional import ClassConditionalDawidSkene
     from .models.dawid_skene import DawidSkene
@@ -181,9 +186,32 @@ def compare(
         },
         index=pd.Index(list(named), name="model"),
     )
+    loo = [_psis_loo(model, ann) for model in named.values()]
+    if any(row is not None for row in loo):
+        nan = {"elpd_loo": np.nan, "loo_se": np.nan, "pareto_k_bad": np.nan}
+        extra = pd.DataFrame([row or nan for row in loo], index=out.index)
+        out = pd.concat([out, extra], axis=1)
     out = out.sort_values("elpd", ascending=False)
     out.insert(0, "rank", np.arange(len(out)))
     return out
+
+
+def _psis_loo(model: Aggregator, ann: Annotations) -> dict[str, float] | None:
+    """PSIS-LOO over tasks of a NUTS model fitted on all of ``ann`` (None for others)."""
+    if getattr(model, "method", "em") != "nuts":
+        return None
+    import arviz as az
+
+    fit = _clone(model).fit(ann)
+    with warnings.catch_warnings():  # ArviZ warns of high Pareto k: counted in pareto_k_bad
+        warnings.filterwarnings("ignore", message=".*[Pp]areto", category=UserWarning)
+        res = az.loo(fit.idata_, pointwise=True)
+    k = np.asarray(res.pareto_k)
+    return {
+        "elpd_loo": float(res.elpd_loo),
+        "loo_se": float(res.se),
+        "pareto_k_bad": float((k > 0.7).sum()),
+    }
 
 
 def _names(models: Sequence[Aggregator]) -> dict[str, Aggregator]:
