@@ -202,7 +202,10 @@ def _psis_loo(model: Aggregator, ann: Annotations) -> dict[str, float] | None:
         return None
     import arviz as az
 
+    from .models._bayes import BayesianAggregator
+
     fit = _clone(model).fit(ann)
+    assert isinstance(fit, BayesianAggregator)  # only those take method="nuts"
     with warnings.catch_warnings():  # ArviZ warns of high Pareto k: counted in pareto_k_bad
         warnings.filterwarnings("ignore", message=".*[Pp]areto", category=UserWarning)
         res = az.loo(fit.idata_, pointwise=True)
