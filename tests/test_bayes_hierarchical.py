@@ -26,9 +26,11 @@ from crowdbayes.models.hierarchical import (
     _curvature,
     _log_marginal,
     _newton,
+    _prior,
+    _solver,
     full_logits,
 )
-from crowdbayes.simulate import sample_labels
+from crowdbayes.simulate import sample_labels, simulate_population
 from crowdbayes.simulate import true_accuracy as accuracy
 
 FAMILY = HierarchicalDawidSkeneModel
@@ -48,15 +50,15 @@ def test_em_objective_equals_numpyro_log_density():
     df, gold = cb.datasets.load("wsd")
     ann = cb.as_annotations(df, gold=gold.iloc[:20])  # gold tasks are clamped in both
     est = HierarchicalDawidSkene()
-    data, hyper = em_data(ann), est._hyper(ann, 0.7)
+    data, hyper = em_data(ann), est._hyper(ann, (0.7, 0.4))
     W, K = ann.n_workers, ann.n_classes
     s0, s_sigma = float(hyper.mean_scale), float(hyper.scale_prior)
     alpha = np.asarray(hyper.class_counts)
     half_log_2pi = 0.5 * np.log(2 * np.pi)
     const = (
         K * (K - 1) * (-np.log(s0) - half_log_2pi)
-        + (np.log(2.0) - np.log(s_sigma) - half_log_2pi)
-        + W * K * (K - 1) * -half_log_2pi
+        + 2 * (np.log(2.0) - np.log(s_sigma) - half_log_2pi)  # sigma and tau
+        + (W * K * (K - 1) + W) * -half_log_2pi  # z and u
         + float(gammaln(alpha.sum()) - gammaln(alpha).sum())
     )
     em_fn = jax.jit(lambda p: em_objective(FAMILY, p, data, hyper))
@@ -64,11 +66,13 @@ def test_em_objective_equals_numpyro_log_density():
         lambda s: log_density(lambda d, h: marginal_model(FAMILY, d, h), (data, hyper), {}, s)[0]
     )
     for seed in range(3):
-        k1, k2, k3 = jax.random.split(jax.random.PRNGKey(seed), 3)
+        k1, k2, k3, k4, k5 = jax.random.split(jax.random.PRNGKey(seed), 5)
         sites = {
             "mu": -2.0 + jax.random.normal(k1, (K, K - 1)),
             "sigma": jnp.exp(0.5 * jax.random.normal(k2)),
+            "tau": jnp.exp(0.5 * jax.random.normal(k4)),
             "z": jax.random.normal(k3, (W, K, K - 1)),
+            "u": jax.random.normal(k5, (W,)),
             # drawn by NumPy: jax.random.dirichlet compiles for seconds
             "pi": jnp.asarray(np.random.default_rng(seed).dirichlet(np.full(K, 3.0)), jnp.float32),
         }
@@ -77,9 +81,12 @@ def test_em_objective_equals_numpyro_log_density():
         log_jac = float(jnp.log(sites["pi"]).sum())  # EM: the log-ratio density of pi
         assert float(nuts_fn(sites)) + log_jac == pytest.approx(em + const, rel=1e-5)
     # and the EM estimate sits at a higher objective than a perturbed one
-    fit = HierarchicalDawidSkene(population_scale=0.7).fit(ann)
-    worse = fit.params_._replace(z=fit.params_.z + 0.3)
-    assert float(em_fn(fit.params_)) > float(em_fn(worse))
+    fit = HierarchicalDawidSkene(population_scale=0.7, ability_scale=0.4).fit(ann)
+    for worse in (
+        fit.params_._replace(z=fit.params_.z + 0.3),
+        fit.params_._replace(u=fit.params_.u + 0.3),
+    ):
+        assert float(em_fn(fit.params_)) > float(em_fn(worse))
     assert np.all(np.diff(fit.history_) > -1e-3 * abs(fit.history_[-1]))
 
 
@@ -92,11 +99,49 @@ def test_em_recovers_scale_and_intervals_cover():
     inside = (q["accuracy_lower"] <= true_acc) & (true_acc <= q["accuracy_upper"])
     assert 0.8 <= inside.mean() <= 0.97
     assert np.corrcoef(q["accuracy"], true_acc)[0, 1] > 0.5
-    # a fixed, much too small scale over-shrinks: the intervals stop covering
-    tight = HierarchicalDawidSkene(population_scale=0.2).fit(df)
+    # a fixed, much too small scale (and no ability offsets) over-shrinks: the intervals
+    # stop covering
+    tight = HierarchicalDawidSkene(population_scale=0.2, ability_scale=0.0).fit(df)
     qt = tight.annotator_quality(interval=0.9).loc[np.arange(240)]
     assert ((qt["accuracy_lower"] <= true_acc) & (true_acc <= qt["accuracy_upper"])).mean() < 0.6
     assert tight.population_scale_ == pytest.approx(0.2)
+
+
+def _coverage(q, truth):
+    inside = (q["accuracy_lower"] <= truth) & (truth <= q["accuracy_upper"])
+    outside = (q["accuracy"] < q["accuracy_lower"]) | (q["accuracy"] > q["accuracy_upper"])
+    return float(inside.mean()), int(outside.sum())
+
+
+@pytest.mark.slow
+def test_intervals_cover_a_one_coin_crowd():
+    """A crowd off the model's prior: annotators differ by one ability (errors uniform),
+    accuracies U[0.55, 0.95]. Independent noise on each logit alone shrank the good
+    annotators onto the population (coverage 0.41 at seed 103 before the ability offsets,
+    0% above 0.9); the ability scale tau takes that variation, sigma the rest. 0.84 here
+    when written (target 0.85): the Gaussian population of abilities still shrinks the
+    best annotators of a uniform crowd a little (0.857 with the true classes given)."""
+    sim = simulate_population("one_coin", n_classes=3, seed=23)
+    h = HierarchicalDawidSkene().fit(sim.annotations)
+    q = h.annotator_quality(interval=0.9)
+    cover, outside = _coverage(q, sim.accuracy[q.index.to_numpy().astype(int)])
+    assert 0.82 <= cover <= 0.96, cover
+    assert outside == 0
+    assert h.ability_scale_ > 2 * h.population_scale_  # one-coin: the ability carries it
+
+
+@pytest.mark.slow
+def test_estimates_inside_intervals_with_spammers():
+    """20% uniform spammers, the rest accurate, 5 classes: before the ability offsets the
+    empirical-Bayes scale blew up (1.48), EM's estimates sat at their intervals' top and
+    120 of 300 were outside (coverage 0.003)."""
+    sim = simulate_population("spammers", n_classes=5, seed=105)
+    q = HierarchicalDawidSkene().fit(sim.annotations).annotator_quality(interval=0.9)
+    truth = sim.accuracy[q.index.to_numpy().astype(int)]
+    cover, outside = _coverage(q, truth)
+    assert outside == 0
+    assert 0.85 <= cover <= 0.97, cover
+    assert np.abs(q["accuracy"] - truth).mean() < 0.05
 
 
 @pytest.mark.slow
@@ -107,11 +152,13 @@ def test_empirical_bayes_marginal_is_right_for_large_crowds():
     W, K = 600, 3
     E = jnp.asarray(rng.poisson(2.0, (W, K, K)) + 6 * np.eye(K), jnp.float32)
     f32 = jnp.float32
-    hyper = HDSHyper(f32(-1.8), f32(1.0), f32(1.0), f32(0.8), jnp.ones(K, f32))
+    hyper = HDSHyper(f32(-1.8), f32(1.0), f32(1.0), f32(0.8), jnp.ones(K, f32), f32(0.3))
     eps = jax.random.normal(jax.random.PRNGKey(0), (32, W, K, K - 1))
-    jitted = float(jax.jit(_log_marginal)(jnp.float32(0.8), E, hyper, eps))
+    eps_a = jax.random.normal(jax.random.PRNGKey(1), (32, W))
+    scales = jnp.asarray([0.8, 0.3], f32)
+    jitted = float(jax.jit(_log_marginal)(scales, E, hyper, eps, eps_a))
     with jax.disable_jit():
-        eager = float(_log_marginal(jnp.float32(0.8), E, hyper, eps))
+        eager = float(_log_marginal(scales, E, hyper, eps, eps_a))
     assert jitted == pytest.approx(eager, rel=1e-5)
 
 
@@ -156,6 +203,7 @@ def test_nuts_small():
         est.fit(df)
     em = HierarchicalDawidSkene().fit(df)
     assert est.draws_["z"].shape == (2, 100, 12, 2, 1)
+    assert est.draws_["u"].shape == (2, 100, 12)
     assert est.convergence_.loc["pi", "r_hat"] < 1.1
     assert (est.draws_["sigma"] > 0).all() and est.population_scale_ > 0
     assert (est.predict() == em.predict()).mean() >= 0.95
@@ -173,29 +221,50 @@ def test_nuts_small():
 
 @pytest.mark.parametrize("K", [2, 4])
 def test_newton_finds_the_stationary_point_and_the_exact_hessian(K):
-    """The M-step's Newton steps (Sherman-Morrison row solves) end where the gradient of
-    the expected complete-data log posterior in (b, mu) vanishes, and the diagonal-minus-
-    rank-one curvature is minus the Hessian jax computes."""
+    """The M-step's Newton steps (Sherman-Morrison solves per row and per annotator) end
+    where the gradient of the expected complete-data log posterior in (b, mu) vanishes, the
+    prior of an annotator's logits being N(mu, sigma^2 I + tau^2 1 1^T); the diagonal-minus-
+    rank-one row curvature and the annotator-level solver agree with jax's Hessians."""
     rng = np.random.default_rng(K)
-    W, m, s0 = 40, -1.5, 2.0
+    W, m, s0, sigma, tau = 40, -1.5, 2.0, 0.7, 0.5
+    D = K * (K - 1)
     E = jnp.asarray(rng.gamma(0.5, 4.0, (W, K, K)), jnp.float32)
-    hyper = HDSHyper(
-        jnp.float32(m), jnp.float32(s0), jnp.float32(1.0), jnp.float32(0.7), jnp.ones(K)
-    )
+    f32 = jnp.float32
+    hyper = HDSHyper(f32(m), f32(s0), f32(1.0), f32(sigma), jnp.ones(K), f32(tau))
+    prec = jnp.asarray(np.linalg.inv(sigma**2 * np.eye(D) + tau**2), jnp.float32)
+
+    def log_prior_b(r):  # one annotator's logits [K, K-1] around mu
+        return -0.5 * r.reshape(D) @ prec @ r.reshape(D)
 
     def log_post(b, mu):
         lik = (E * jax.nn.log_softmax(full_logits(b), axis=-1)).sum()
-        return lik - 0.5 * (((b - mu) / 0.7) ** 2).sum() - 0.5 * (((mu - m) / s0) ** 2).sum()
+        prior_b = jax.vmap(log_prior_b)(b - mu).sum()
+        return lik + prior_b - 0.5 * (((mu - m) / s0) ** 2).sum()
 
     b, mu = jax.jit(_newton)(E, hyper)
     g_b, g_mu = jax.jit(jax.grad(log_post, argnums=(0, 1)))(b, mu)
     assert float(jnp.abs(g_b).max()) < 1e-3 and float(jnp.abs(g_mu).max()) < 1e-3
     assert float(jnp.abs(b - mu).max()) > 0.1  # annotators did move off the population mean
-    # one row's curvature against jax's Hessian of the per-row log posterior given mu
-    _, A = jax.jit(_curvature)(E, b, jnp.float32(0.7))
+    # one row's curvature against jax's Hessian of the row's log likelihood - |x|^2 / 2 s^2
+    _, A = jax.jit(_curvature)(E, b, jnp.float32(sigma))
 
     def row(x):
         lik = (E[3, 1] * jax.nn.log_softmax(full_logits(b.at[3, 1].set(x))[3, 1])).sum()
-        return lik - 0.5 * (((x - mu[1]) / 0.7) ** 2).sum()
+        return lik - 0.5 * (((x - mu[1]) / sigma) ** 2).sum()
 
     np.testing.assert_allclose(A[3, 1], -jax.jit(jax.hessian(row))(b[3, 1]), rtol=1e-4, atol=1e-5)
+
+    # one annotator's solver: H^-1 x with H minus jax's Hessian of its log posterior given mu
+    def annotator(x):
+        lik = (E[3] * jax.nn.log_softmax(full_logits(x), axis=-1)).sum()
+        return lik + log_prior_b(x - mu)
+
+    H = -np.asarray(jax.jit(jax.hessian(annotator))(b[3]), np.float64).reshape(D, D)
+    _, solve = jax.jit(_solver)(E, b, _prior(f32(sigma), f32(tau), D), f32(sigma))
+    x = jnp.asarray(rng.standard_normal((W, K, K - 1)), jnp.float32)
+    np.testing.assert_allclose(
+        np.asarray(solve(x))[3].reshape(D),
+        np.linalg.solve(H, np.asarray(x[3]).reshape(D)),
+        rtol=1e-3,
+        atol=1e-5,
+    )

@@ -64,22 +64,29 @@ __all__ = [
 _NEWTON_STEPS = 12
 _MAX_STEP = 3.0  # largest Newton move of one logit
 _MIN_SCALE = 0.05
-_IS_DRAWS = 32  # importance draws per annotator row for the empirical-Bayes scale
+_MIN_ABILITY = 0.02
+_GRID = 11  # points per scale of the empirical-Bayes grid (0.05 or 0.02 to 5, log spaced)
+_IS_DRAWS = 32  # importance draws per annotator for the empirical-Bayes scales
+_MALA_STEPS = 30  # Langevin steps from the Laplace draws behind EM's intervals
+_MALA_STEP = 1.2  # their step, over D^(1/6) (D logits per annotator)
 
 
 class HDSParams(NamedTuple):
     mu: jnp.ndarray  # [K, K-1] population mean logits of the wrong labels (right label: 0)
-    sigma: jnp.ndarray  # [] population scale
-    z: jnp.ndarray  # [W, K, K-1] standardised annotator offsets
+    sigma: jnp.ndarray  # [] population scale of each logit
+    z: jnp.ndarray  # [W, K, K-1] standardised annotator offsets per logit
     log_pi: jnp.ndarray  # [K]
+    tau: jnp.ndarray  # [] population scale of the annotators' abilities
+    u: jnp.ndarray  # [W] standardised abilities (all wrong-label logits lowered by tau u)
 
 
 class HDSHyper(NamedTuple):
     mean_logit: jnp.ndarray  # [] prior mean m of mu
     mean_scale: jnp.ndarray  # [] prior sd s_0 of mu
-    scale_prior: jnp.ndarray  # [] HalfNormal scale of sigma
-    sigma: jnp.ndarray  # [] the population scale EM holds fixed
+    scale_prior: jnp.ndarray  # [] HalfNormal scale of sigma and of tau
+    sigma: jnp.ndarray  # [] the per-logit scale EM holds fixed
     class_counts: jnp.ndarray  # [K] Dirichlet(class_counts) prior on the class shares
+    tau: jnp.ndarray  # [] the ability scale EM holds fixed
 
 
 def _off_index(K: int) -> np.ndarray:
@@ -102,67 +109,136 @@ def full_logits(off: jnp.ndarray) -> jnp.ndarray:
     return padded[..., np.arange(K)[:, None], pos]
 
 
+def _logits(params: HDSParams) -> jnp.ndarray:
+    """``[W, K, K-1]``: every annotator's wrong-label logits."""
+    return params.mu + params.sigma * params.z - params.tau * params.u[:, None, None]
+
+
 def _log_confusion(params: HDSParams) -> jnp.ndarray:
-    return jax.nn.log_softmax(full_logits(params.mu + params.sigma * params.z), axis=-1)
+    return jax.nn.log_softmax(full_logits(_logits(params)), axis=-1)
+
+
+class _Prior(NamedTuple):
+    """The prior of one annotator's ``D = K (K-1)`` logits given ``mu``:
+    ``N(mu, sigma^2 I + tau^2 1 1^T)``, whose precision is ``c (I - rho 1 1^T)``."""
+
+    c: jnp.ndarray  # 1 / sigma^2
+    rho: jnp.ndarray  # tau^2 / (sigma^2 + D tau^2)
+    base: jnp.ndarray  # 1 - rho D = sigma^2 / (sigma^2 + D tau^2)
+    log_det: jnp.ndarray  # log det of the covariance
+
+
+def _prior(sigma: jnp.ndarray, tau: jnp.ndarray, D: int) -> _Prior:
+    s2, t2 = sigma**2, tau**2
+    tot = s2 + D * t2
+    return _Prior(1.0 / s2, t2 / tot, s2 / tot, (D - 1) * jnp.log(s2) + jnp.log(tot))
+
+
+def _prec_times(prior: _Prior, r: jnp.ndarray) -> jnp.ndarray:
+    """The prior precision times per-annotator vectors ``r [W, K, K-1]``."""
+    return prior.c * (r - prior.rho * r.sum((-2, -1), keepdims=True))
 
 
 def _curvature_parts(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
     """At logits ``b [W, K, K-1]`` with expected counts ``E [W, K, K]``: the gradient of the
-    expected log-likelihood ``[W, K, K-1]``, and minus the Hessian of the per-annotator log
-    posterior given ``mu`` as a diagonal minus a rank-one matrix, ``A = diag(d) - u u^T``
-    with ``d = n p + 1 / sigma^2``, ``u = sqrt(n) p`` (``p`` the wrong labels'
-    probabilities, ``n`` the row's count), and ``den = 1 - sum(u^2 / d) > 0`` (written as
-    a sum of positive terms)."""
+    expected log-likelihood ``[W, K, K-1]``, and minus the Hessian of each row's log
+    likelihood plus ``I / sigma^2`` as a diagonal minus a rank-one matrix,
+    ``A = diag(d) - u u^T`` with ``d = n p + 1 / sigma^2``, ``u = sqrt(n) p`` (``p`` the
+    wrong labels' probabilities, ``n`` the row's count), ``den = 1 - sum(u^2 / d) > 0``
+    (written as a sum of positive terms), and ``(A - I / sigma^2) 1 = n p p_right``."""
     K = E.shape[-1]
     off = _off_index(K)
     rows = np.arange(K)[:, None]
     n = E.sum(-1)[..., None]  # [W, K, 1]
     probs = jax.nn.softmax(full_logits(b), axis=-1)  # [W, K, K]
     p = probs[..., rows, off]  # [W, K, K-1]
+    right = jnp.diagonal(probs, axis1=-2, axis2=-1)[..., None]  # [W, K, 1]
     grad = E[..., rows, off] - n * p
     prec = 1.0 / sigma**2
     d = n * p + prec
-    den = jnp.diagonal(probs, axis1=-2, axis2=-1) + (p * prec / d).sum(-1)
-    return grad, d, jnp.sqrt(n) * p, den
+    den = right[..., 0] + (p * prec / d).sum(-1)
+    return grad, d, jnp.sqrt(n) * p, den, n * p * right
 
 
 def _curvature(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
     """The gradient ``[W, K, K-1]`` and ``A [W, K, K-1, K-1]`` of :func:`_curvature_parts`
     as a dense matrix."""
-    grad, d, u, _ = _curvature_parts(E, b, sigma)
+    grad, d, u, _, _ = _curvature_parts(E, b, sigma)
     eye = jnp.eye(E.shape[-1] - 1, dtype=E.dtype)
     return grad, d[..., None] * eye - u[..., :, None] * u[..., None, :]
 
 
+class _Solver(NamedTuple):
+    """Minus the Hessian of each annotator's log posterior given ``mu``,
+    ``H = blockdiag_k(A_k) - c rho 1 1^T`` (``A_k`` of :func:`_curvature_parts`), applied
+    inverted by Sherman–Morrison twice (rows, then the annotator's rank one), never formed."""
+
+    d: jnp.ndarray  # [W, K, K-1]
+    v: jnp.ndarray  # [W, K, K-1]: u / d
+    den: jnp.ndarray  # [W, K]
+    w: jnp.ndarray  # [W, K, K-1]: blockdiag(A)^-1 1
+    gamma: jnp.ndarray  # [W]: H^-1 = blockdiag(A)^-1 + gamma w w^T
+    den2: jnp.ndarray  # [W]: 1 - c rho 1^T w > 0 (= det blockdiag(A) / det H)
+
+    def rows(self, x: jnp.ndarray) -> jnp.ndarray:  # blockdiag(A)^-1 x
+        return x / self.d + self.v * ((self.v * x).sum(-1) / self.den)[..., None]
+
+    def __call__(self, x: jnp.ndarray) -> jnp.ndarray:  # H^-1 x
+        return self.rows(x) + self.w * (self.gamma * (self.w * x).sum((-2, -1)))[..., None, None]
+
+    def quad(self, x: jnp.ndarray, prior: _Prior) -> jnp.ndarray:  # x^T H x per annotator
+        u = self.v * self.d
+        rows = (self.d * x**2).sum((-2, -1)) - ((u * x).sum(-1) ** 2).sum(-1)
+        return rows - prior.c * prior.rho * x.sum((-2, -1)) ** 2
+
+
+def _solver(E: jnp.ndarray, b: jnp.ndarray, prior: _Prior, sigma: jnp.ndarray) -> tuple:
+    grad, d, u, den, npr = _curvature_parts(E, b, sigma)
+    s = _Solver(d, u / d, den, d, d[:, 0, 0], d[:, 0, 0])
+    w = s.rows(jnp.ones_like(d))
+    # 1 - c rho 1^T w = base + rho 1^T blockdiag(A)^-1 (A - c) 1: positive terms only
+    den2 = prior.base + prior.rho * s.rows(npr).sum((-2, -1))
+    return grad, s._replace(w=w, gamma=prior.c * prior.rho / den2, den2=den2)
+
+
+def _block_diag(blocks: jnp.ndarray) -> jnp.ndarray:
+    """``[K, m, m]`` blocks -> ``[K m, K m]``."""
+    K, m, _ = blocks.shape
+    eye = jnp.eye(K, dtype=blocks.dtype)
+    return (eye[:, None, :, None] * blocks[:, :, None, :]).reshape(K * m, K * m)
+
+
 def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Maximise the expected complete-data log posterior over annotator logits ``b`` and
-    the population mean ``mu`` (``sigma`` fixed) by Newton steps from the prior mean.
-    Each row's ``A^-1`` is applied by Sherman–Morrison (``A`` is diagonal minus rank one),
-    never formed: batched small-matrix inverses were most of the time on the CPU."""
+    the population mean ``mu`` (``sigma``, ``tau`` fixed) by Newton steps from the prior
+    mean. The Hessian is block-arrow shaped (one block per annotator, coupled through
+    ``mu``): each annotator's block is inverted by Sherman–Morrison (:class:`_Solver`),
+    ``mu``'s step solves the ``D x D`` Schur complement."""
     W, K, _ = E.shape
+    D = K * (K - 1)
     sigma = hyper.sigma
-    c = 1.0 / sigma**2
-    C = W * c + 1.0 / hyper.mean_scale**2
-    eye = jnp.eye(K - 1, dtype=E.dtype)
+    prior = _prior(sigma, hyper.tau, D)
+    eye = jnp.eye(D, dtype=E.dtype)
+    P = prior.c * (eye - prior.rho)  # the prior precision of one annotator's logits
+    S0 = W * P + eye / hyper.mean_scale**2
     mu0 = jnp.full((K, K - 1), hyper.mean_logit, E.dtype)
 
     def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
         b, mu = carry
-        grad, d, u, den = _curvature_parts(E, b, sigma)
-        v = u / d  # A^-1 = diag(1 / d) + v v^T / den
-
-        def solve_rows(x: jnp.ndarray) -> jnp.ndarray:  # A^-1 x, row by row
-            return x / d + v * ((v * x).sum(-1) / den)[..., None]
-
-        g_b = grad - (b - mu) * c
-        g_mu = ((b - mu) * c).sum(0) - (mu - hyper.mean_logit) / hyper.mean_scale**2
-        inv_sum = (1.0 / d).sum(0)[..., None] * eye + jnp.einsum(
-            "wka,wkb->kab", v / den[..., None], v
+        grad, solve = _solver(E, b, prior, sigma)
+        pr = _prec_times(prior, b - mu)
+        g_b = grad - pr
+        g_mu = pr.sum(0) - (mu - hyper.mean_logit) / hyper.mean_scale**2
+        # sum over annotators of H^-1, dense D x D
+        row_inv = (1.0 / solve.d).sum(0)[..., None] * jnp.eye(K - 1, dtype=E.dtype) + jnp.einsum(
+            "wka,wkb->kab", solve.v / solve.den[..., None], solve.v
         )
-        S = C * eye - c**2 * inv_sum
-        rhs = g_mu + c * solve_rows(g_b).sum(0)
-        d_mu = jnp.linalg.solve(S, rhs[..., None])[..., 0]
-        d_b = solve_rows(g_b + c * d_mu)
+        wf = solve.w.reshape(W, D)
+        M = _block_diag(row_inv) + jnp.einsum("w,wa,wb->ab", solve.gamma, wf, wf)
+        S = S0 - P @ M @ P
+        rhs = g_mu.reshape(D) + P @ solve(g_b).sum(0).reshape(D)
+        d_mu = jnp.linalg.solve(S, rhs[:, None])[:, 0].reshape(K, K - 1)
+        d_b = solve(g_b + _prec_times(prior, jnp.broadcast_to(d_mu, b.shape)))
         return (
             b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),
             mu + jnp.clip(d_mu, -_MAX_STEP, _MAX_STEP),
@@ -175,37 +251,95 @@ def _expected(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
     return DawidSkeneModel.expected_counts(post, data, data.n_labels_per_worker.shape[0])
 
 
-def _log_marginal(
-    sigma: jnp.ndarray, E: jnp.ndarray, hyper: HDSHyper, eps: jnp.ndarray
-) -> jnp.ndarray:
-    """Log marginal likelihood of the expected counts ``E`` at population scale ``sigma``
-    (annotator logits integrated out by importance sampling from their Laplace
-    approximation with the standard-normal draws ``eps [S, W, K, K-1]``; ``mu`` at its
-    optimum), plus the log priors of ``mu`` and ``sigma``."""
-    h = hyper._replace(sigma=sigma)
-    b, mu = _newton(E, h)
-    _, A = _curvature(E, b, sigma)
-    chol = jnp.linalg.cholesky(jnp.linalg.inv(A))
-    log_det = jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+def _split(r: jnp.ndarray, sigma: jnp.ndarray, tau: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """The most probable standardised ``(z, u)`` with ``sigma z - tau u = r [W, K, K-1]``
+    (the prior of ``b = mu + r`` is their profile, up to a constant)."""
+    D = r.shape[-1] * r.shape[-2]
+    u = -tau * r.sum((-2, -1)) / (sigma**2 + D * tau**2)
+    return (r + tau * u[:, None, None]) / sigma, u
 
-    def one_draw(e: jnp.ndarray) -> jnp.ndarray:  # [W, K]: log weights of one draw per row
-        draws = b + jnp.einsum("wkab,wkb->wka", chol, e)
-        log_lik = (E * jax.nn.log_softmax(full_logits(draws), axis=-1)).sum(-1)
-        log_p = (-0.5 * ((draws - mu) / sigma) ** 2).sum(-1) - (E.shape[-1] - 1) * jnp.log(sigma)
-        return log_lik + log_p + 0.5 * (e**2).sum(-1) + log_det
+
+def _newton_given_mu(
+    E: jnp.ndarray, b: jnp.ndarray, mu: jnp.ndarray, hyper: HDSHyper
+) -> tuple[jnp.ndarray, _Solver]:
+    """Each annotator's most probable logits given ``mu`` (Newton from ``b``), and the
+    solver of minus the Hessian there."""
+    D = mu.size
+    prior = _prior(hyper.sigma, hyper.tau, D)
+
+    def step(_: int, b: jnp.ndarray) -> jnp.ndarray:
+        grad, solve = _solver(E, b, prior, hyper.sigma)
+        return b + jnp.clip(solve(grad - _prec_times(prior, b - mu)), -_MAX_STEP, _MAX_STEP)
+
+    b = jax.lax.fori_loop(0, _NEWTON_STEPS, step, b)
+    return b, _solver(E, b, prior, hyper.sigma)[1]
+
+
+def _row_chol(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> jnp.ndarray:
+    """``[W, K, K-1, K-1]``: Cholesky factors of the rows' ``A^-1``."""
+    _, A = _curvature(E, b, sigma)
+    return jnp.linalg.cholesky(jnp.linalg.inv(A))
+
+
+def _laplace_draws(
+    b: jnp.ndarray, solve: _Solver, chol: jnp.ndarray, e: jnp.ndarray, e_a: jnp.ndarray
+) -> jnp.ndarray:
+    """Draws ``b + N(0, H^-1)`` from standard normals ``e [..., W, K, K-1]``, ``e_a [..., W]``
+    (``H^-1 = blockdiag(A)^-1 + gamma w w^T``: the two parts drawn independently)."""
+    return (
+        b
+        + jnp.einsum("wkab,...wkb->...wka", chol, e)
+        + jnp.sqrt(solve.gamma)[:, None, None] * solve.w * e_a[..., None, None]
+    )
+
+
+def _log_marginal(
+    scales: jnp.ndarray, E: jnp.ndarray, hyper: HDSHyper, eps: jnp.ndarray, eps_a: jnp.ndarray
+) -> jnp.ndarray:
+    """Log marginal likelihood of the expected counts ``E`` at the scales
+    ``(sigma, tau)`` (each annotator's logits integrated out by importance sampling from
+    their Laplace approximation with the standard-normal draws ``eps [S, W, K, K-1]``,
+    ``eps_a [S, W]``; ``mu`` at its optimum), plus the log priors of ``mu`` and the scales."""
+    sigma, tau = scales[0], scales[1]
+    h = hyper._replace(sigma=sigma, tau=tau)
+    D = E.shape[-1] * (E.shape[-1] - 1)
+    prior = _prior(sigma, tau, D)
+    b, mu = _newton(E, h)
+    _, solve = _solver(E, b, prior, sigma)
+    chol = _row_chol(E, b, sigma)
+    # log det of the proposal's covariance H^-1 = det blockdiag(A)^-1 / den2
+    log_det = 2 * jnp.log(jnp.diagonal(chol, axis1=-2, axis2=-1)).sum((-2, -1)) - jnp.log(
+        solve.den2
+    )
+
+    def one_draw(e: tuple[jnp.ndarray, jnp.ndarray]) -> jnp.ndarray:  # [W]: log weights
+        x = _laplace_draws(b, solve, chol, e[0], e[1])
+        quad = solve.quad(x - b, prior)
+        log_lik = (E * jax.nn.log_softmax(full_logits(x), axis=-1)).sum((-2, -1))
+        r = x - mu
+        log_p = -0.5 * (r * _prec_times(prior, r)).sum((-2, -1)) - 0.5 * prior.log_det
+        return log_lik + log_p + 0.5 * quad + 0.5 * log_det
 
     # one draw at a time: vectorised over the draws as well, XLA's CPU fusion of these
     # broadcasts and reductions gave wrong values beyond ~65,000 logits (jax 0.10.2)
-    log_w = jax.lax.map(one_draw, eps)  # [S, W, K]
+    log_w = jax.lax.map(one_draw, (eps, eps_a))  # [S, W]
     rows = jax.nn.logsumexp(log_w, axis=0) - jnp.log(eps.shape[0])
-    prior = -0.5 * (((mu - hyper.mean_logit) / hyper.mean_scale) ** 2).sum()
-    return rows.sum() + prior - 0.5 * (sigma / hyper.scale_prior) ** 2
+    prior_mu = -0.5 * (((mu - hyper.mean_logit) / hyper.mean_scale) ** 2).sum()
+    return rows.sum() + prior_mu - 0.5 * ((scales / hyper.scale_prior) ** 2).sum()
 
 
-def _eb_scale(post: jnp.ndarray, data: EMData, hyper: HDSHyper, key: jnp.ndarray) -> jnp.ndarray:
-    """Empirical-Bayes population scale given the class posterior: the maximiser of
-    :func:`_log_marginal` (at the most probable classes) over a log grid, refined once
-    around the best point."""
+def _eb_scales(
+    post: jnp.ndarray,
+    data: EMData,
+    hyper: HDSHyper,
+    key: jnp.ndarray,
+    sigma_grid: jnp.ndarray,
+    tau_grid: jnp.ndarray,
+) -> jnp.ndarray:
+    """Empirical-Bayes scales ``(sigma, tau)`` given the class posterior: the maximiser of
+    :func:`_log_marginal` (at the most probable classes) over the log grid
+    ``sigma_grid x tau_grid``, refined twice around the best point (a grid of one value
+    holds that scale fixed)."""
     # hard classes: the marginal is not linear in the counts, and soft counts pull the
     # annotators together (on simulated data they halve the scale; hard ones recover it)
     hard = jax.nn.one_hot(jnp.argmax(post, axis=0), post.shape[0], axis=0, dtype=post.dtype)
@@ -213,30 +347,97 @@ def _eb_scale(post: jnp.ndarray, data: EMData, hyper: HDSHyper, key: jnp.ndarray
         hard = hard * data.task_mask[None, :]
     E = _expected(hard, data)
     W, K, _ = E.shape
-    eps = jax.random.normal(key, (_IS_DRAWS, W, K, K - 1), E.dtype)
+    k1, k2 = jax.random.split(key)
+    eps = jax.random.normal(k1, (_IS_DRAWS, W, K, K - 1), E.dtype)
+    eps_a = jax.random.normal(k2, (_IS_DRAWS, W), E.dtype)
 
-    def best(grid: jnp.ndarray) -> jnp.ndarray:
-        values = jax.lax.map(lambda s: _log_marginal(s, E, hyper, eps), grid)
+    def best(s_grid: jnp.ndarray, t_grid: jnp.ndarray) -> jnp.ndarray:
+        pairs = jnp.stack(jnp.broadcast_arrays(s_grid[:, None], t_grid[None, :]), -1)
+        pairs = pairs.reshape(-1, 2)
+        values = jax.lax.map(lambda s: _log_marginal(s, E, hyper, eps, eps_a), pairs)
         values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
-        return jnp.argmax(values)
+        return pairs[jnp.argmax(values)]
 
-    coarse = jnp.geomspace(_MIN_SCALE, 5.0, 25).astype(E.dtype)
-    i = best(coarse)
-    lo, hi = coarse[jnp.maximum(i - 1, 0)], coarse[jnp.minimum(i + 1, 24)]
-    fine = jnp.exp(jnp.linspace(jnp.log(lo), jnp.log(hi), 13)).astype(E.dtype)
-    return fine[best(fine)]
+    def around(grid: jnp.ndarray, x: jnp.ndarray, n: int) -> jnp.ndarray:
+        if grid.shape[0] == 1:
+            return grid
+        step = jnp.log(grid[1] / grid[0])
+        return jnp.exp(jnp.log(x) + step * jnp.linspace(-1.0, 1.0, n)).astype(E.dtype)
+
+    s, t = best(sigma_grid, tau_grid)
+    for width in (1.0, 0.5):  # grid spacing halved, then quartered
+        grids = []
+        for grid, x in ((sigma_grid, s), (tau_grid, t)):
+            if grid.shape[0] > 1:
+                step = width * jnp.log(grid[1] / grid[0])
+                grid = jnp.exp(jnp.log(x) + step * jnp.linspace(-1.0, 1.0, 5)).astype(E.dtype)
+            grids.append(grid)
+        s, t = best(*grids)
+    return jnp.stack([s, t])
 
 
-def _laplace(params: HDSParams, post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """Each annotator's logits ``b [W, K, K-1]`` and the Cholesky factor of their Laplace
-    covariance ``[W, K, K-1, K-1]`` given ``mu``."""
-    b = params.mu + params.sigma * params.z
-    _, A = _curvature(_expected(post, data), b, params.sigma)
-    return b, jnp.linalg.cholesky(jnp.linalg.inv(A))
+def _interval_draws(
+    params: HDSParams, post: jnp.ndarray, data: EMData, hyper: HDSHyper, key: jnp.ndarray, n: int
+) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """``n`` draws ``[n, W, K, K-1]`` of every annotator's logits from their posterior given
+    ``mu``, the scales and the classes ``post`` (one imputation), and the share of MALA
+    moves accepted: ``n`` chains per annotator start at draws of the Laplace approximation
+    around the most probable logits and take :data:`_MALA_STEPS` Metropolis-adjusted
+    Langevin steps preconditioned by its covariance (the Laplace approximation is
+    symmetric in the logits; the posterior of a good annotator's error logits is not)."""
+    E = _expected(post, data)
+    W, K, _ = E.shape
+    D = K * (K - 1)
+    h = hyper._replace(sigma=params.sigma, tau=params.tau)
+    prior = _prior(params.sigma, params.tau, D)
+    b, solve = _newton_given_mu(E, _logits(params), params.mu, h)
+    chol = _row_chol(E, b, params.sigma)
+    step = _MALA_STEP / D ** (1 / 6)
+    rows, off = np.arange(K)[:, None], _off_index(K)
+    E_off, n_row = E[..., rows, off], E.sum(-1)[..., None]
+
+    def log_target(x: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:  # value [n, W], grad
+        log_conf = jax.nn.log_softmax(full_logits(x), axis=-1)
+        r = _prec_times(prior, x - params.mu)
+        value = (E * log_conf).sum((-2, -1)) - 0.5 * ((x - params.mu) * r).sum((-2, -1))
+        return value, E_off - n_row * jnp.exp(log_conf[..., rows, off]) - r
+
+    def noise(key: jnp.ndarray) -> jnp.ndarray:  # N(0, H^-1) draws [n, W, K, K-1]
+        k1, k2 = jax.random.split(key)
+        e = jax.random.normal(k1, (n, W, K, K - 1), E.dtype)
+        return _laplace_draws(jnp.zeros_like(b), solve, chol, e, jax.random.normal(k2, (n, W)))
+
+    def mala(
+        i: int, carry: tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]
+    ) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+        x, value, grad, accepted = carry
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        mean = x + 0.5 * step**2 * solve(grad)
+        new = mean + step * noise(k1)
+        new_value, new_grad = log_target(new)
+        back = new + 0.5 * step**2 * solve(new_grad)
+        log_ratio = (
+            new_value
+            - value
+            - (solve.quad(x - back, prior) - solve.quad(new - mean, prior)) / (2 * step**2)
+        )
+        ok = jnp.log(jax.random.uniform(k2, log_ratio.shape)) < log_ratio
+        pick = ok[..., None, None]
+        return (
+            jnp.where(pick, new, x),
+            jnp.where(ok, new_value, value),
+            jnp.where(pick, new_grad, grad),
+            accepted + ok.mean(),
+        )
+
+    x = b + noise(jax.random.fold_in(key, _MALA_STEPS))
+    carry = (x, *log_target(x), jnp.zeros((), E.dtype))
+    x, _, _, accepted = jax.lax.fori_loop(0, _MALA_STEPS, mala, carry)
+    return x, accepted / _MALA_STEPS
 
 
-_eb_scale_jit = jax.jit(_eb_scale)
-_laplace_jit = jax.jit(_laplace)
+_eb_scales_jit = jax.jit(_eb_scales)
+_interval_draws_jit = jax.jit(_interval_draws, static_argnums=5)
 
 
 class HierarchicalDawidSkeneModel:
@@ -255,12 +456,10 @@ class HierarchicalDawidSkeneModel:
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: HDSHyper) -> HDSParams:
         b, mu = _newton(_expected(post, data), hyper)
+        z, u = _split(b - mu, hyper.sigma, hyper.tau)
         class_counts = post.sum(1) + hyper.class_counts
         return HDSParams(
-            mu,
-            hyper.sigma,
-            (b - mu) / hyper.sigma,
-            jnp.log(class_counts / class_counts.sum()),
+            mu, hyper.sigma, z, jnp.log(class_counts / class_counts.sum()), hyper.tau, u
         )
 
     @staticmethod
@@ -268,7 +467,9 @@ class HierarchicalDawidSkeneModel:
         return (
             -0.5 * (((params.mu - hyper.mean_logit) / hyper.mean_scale) ** 2).sum()
             - 0.5 * (params.sigma / hyper.scale_prior) ** 2
+            - 0.5 * (params.tau / hyper.scale_prior) ** 2
             - 0.5 * (params.z**2).sum()
+            - 0.5 * (params.u**2).sum()
             + (hyper.class_counts * params.log_pi).sum()
         )
 
@@ -286,18 +487,31 @@ class HierarchicalDawidSkeneModel:
                 dist.Normal(hyper.mean_logit, hyper.mean_scale).expand([K, K - 1]).to_event(2),
             ),
             "sigma": numpyro.sample("sigma", dist.HalfNormal(hyper.scale_prior)),
+            "tau": numpyro.sample("tau", dist.HalfNormal(hyper.scale_prior)),
             "z": numpyro.sample("z", dist.Normal(0.0, 1.0).expand([W, K, K - 1]).to_event(3)),
+            "u": numpyro.sample("u", dist.Normal(0.0, 1.0).expand([W]).to_event(1)),
             "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
         }
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: HDSHyper) -> HDSParams:
         pi = jnp.maximum(sites["pi"], jnp.finfo(sites["pi"].dtype).tiny)
-        return HDSParams(sites["mu"], sites["sigma"], sites["z"], jnp.log(pi))
+        return HDSParams(
+            sites["mu"], sites["sigma"], sites["z"], jnp.log(pi), sites["tau"], sites["u"]
+        )
 
     @staticmethod
     def sites_from_params(params: HDSParams, hyper: HDSHyper) -> dict[str, jnp.ndarray]:
-        return {"mu": params.mu, "sigma": params.sigma, "z": params.z, "pi": jnp.exp(params.log_pi)}
+        # NUTS starts off tau = 0 (where its unconstrained coordinate is -inf)
+        tau = jnp.maximum(params.tau, 1e-2)
+        return {
+            "mu": params.mu,
+            "sigma": params.sigma,
+            "tau": tau,
+            "z": params.z,
+            "u": params.u * params.tau / tau,
+            "pi": jnp.exp(params.log_pi),
+        }
 
     @staticmethod
     def confusion(params: HDSParams) -> jnp.ndarray:
@@ -312,12 +526,11 @@ class HierarchicalDawidSkeneModel:
         rng: np.random.Generator,
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Laplace (Gaussian) posterior of each annotator's logits given ``mu`` and
-        ``sigma`` at the EM estimate; Dirichlet posterior of the class prior."""
-        b, chol = (np.asarray(x, np.float64) for x in _laplace_jit(params, post, data))
-        eps = rng.standard_normal((n, *b.shape)).astype(np.float32)
-        draws = b + np.einsum("wkab,nwkb->nwka", chol, eps)
-        conf = np.asarray(jax.nn.softmax(full_logits(jnp.asarray(draws, jnp.float32)), axis=-1))
+        """Each annotator's logits given ``mu`` and the scales at the EM estimate and the
+        classes ``post`` (one imputation); Dirichlet posterior of the class prior."""
+        key = jax.random.PRNGKey(int(rng.integers(2**31)))
+        draws, _ = _interval_draws_jit(params, post, data, hyper, key, int(n))
+        conf = np.asarray(jax.nn.softmax(full_logits(draws), axis=-1))
         pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
@@ -367,6 +580,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         prior_accuracy: float = 0.7,
         prior_logit_scale: float = 1.0,
         population_scale: float | None = None,
+        ability_scale: float | None = None,
         scale_prior: float = 1.0,
         class_prior_strength: float = 1.0,
         method: str = "em",
@@ -382,6 +596,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         self.prior_accuracy = prior_accuracy
         self.prior_logit_scale = prior_logit_scale
         self.population_scale = population_scale
+        self.ability_scale = ability_scale
         self.scale_prior = scale_prior
         self.class_prior_strength = class_prior_strength
         self.method = method
@@ -394,7 +609,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         self.progress = progress
         self.devices = devices
 
-    def _hyper(self, ann: Annotations, sigma: float | None = None) -> HDSHyper:
+    def _hyper(self, ann: Annotations, scales: tuple[float, float] | None = None) -> HDSHyper:
         K = ann.n_classes
         q = float(self.prior_accuracy)
         if not 1.0 / K < q < 1.0:
@@ -403,19 +618,25 @@ class HierarchicalDawidSkene(BayesianAggregator):
             raise ValueError(
                 "need prior_logit_scale > 0, scale_prior > 0, class_prior_strength >= 0"
             )
-        if sigma is None:
-            sigma = getattr(self, "_eb_sigma", None)
-        if sigma is None:
-            sigma = self.population_scale if self.population_scale is not None else 1.0
-        if not sigma > 0:
-            raise ValueError(f"population_scale must be > 0, got {sigma}")
+        if self.population_scale is not None and not self.population_scale > 0:
+            raise ValueError(f"population_scale must be > 0, got {self.population_scale}")
+        if self.ability_scale is not None and not self.ability_scale >= 0:
+            raise ValueError(f"ability_scale must be >= 0, got {self.ability_scale}")
+        if scales is None:
+            scales = getattr(self, "_eb_scales", None)
+        if scales is None:
+            scales = (
+                1.0 if self.population_scale is None else float(self.population_scale),
+                1.0 if self.ability_scale is None else float(self.ability_scale),
+            )
         f32 = jnp.float32
         return HDSHyper(
             jnp.asarray(np.log((1.0 - q) / ((K - 1) * q)), f32),
             jnp.asarray(self.prior_logit_scale, f32),
             jnp.asarray(self.scale_prior, f32),
-            jnp.asarray(sigma, f32),
+            jnp.asarray(scales[0], f32),
             jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32),
+            jnp.asarray(scales[1], f32),
         )
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
@@ -428,34 +649,49 @@ class HierarchicalDawidSkene(BayesianAggregator):
         return super()._em_data(ann, devices) if data is None else data
 
     def _fit(self, ann: Annotations) -> None:
-        self._eb_sigma: float | None = None
+        self._eb_scales: tuple[float, float] | None = None
         self._eb_post: np.ndarray | None = None
         self._eb_data: EMData | None = None
+        self._hyper(ann)  # bad priors fail before any fit
         try:
-            if self.population_scale is None:
+            if self.population_scale is None or self.ability_scale is None:
                 self._empirical_bayes(ann)
             super()._fit(ann)
         finally:
             self._eb_post = self._eb_data = None
         if self.draws_ is None:
             self.population_scale_ = float(self.params_.sigma)
+            self.ability_scale_ = float(self.params_.tau)
             mu = jnp.asarray(self.params_.mu)
             self.population_confusion_ = np.asarray(
                 jax.nn.softmax(full_logits(mu), axis=-1), np.float64
             )
         else:
             self.population_scale_ = float(np.mean(self.draws_["sigma"]))
+            self.ability_scale_ = float(np.mean(self.draws_["tau"]))
             mu = jnp.asarray(self.draws_["mu"].reshape(-1, *self.draws_["mu"].shape[2:]))
             conf = jax.nn.softmax(full_logits(mu), axis=-1)
             self.population_confusion_ = np.asarray(conf, np.float64).mean(axis=0)
 
+    def _grid(self, fixed: float | None, low: float) -> jnp.ndarray:
+        if fixed is not None:
+            return jnp.asarray([fixed], jnp.float32)
+        return jnp.geomspace(low, 5.0, _GRID).astype(jnp.float32)
+
     def _empirical_bayes(self, ann: Annotations, rounds: int = 5, rtol: float = 0.05) -> None:
-        """Alternate EM at a fixed ``sigma`` with the empirical-Bayes update of ``sigma``."""
+        """Alternate EM at fixed scales with the empirical-Bayes update of the scales."""
         data = self._em_data(ann, self._fit_devices())
-        sigma = 1.0
+        scales = (
+            1.0 if self.population_scale is None else float(self.population_scale),
+            1.0 if self.ability_scale is None else float(self.ability_scale),
+        )
+        grids = (
+            self._grid(self.population_scale, _MIN_SCALE),
+            self._grid(self.ability_scale, _MIN_ABILITY),
+        )
         post = vote_shares(ann)
         for _ in range(rounds):
-            hyper = self._hyper(ann, sigma)
+            hyper = self._hyper(ann, scales)
             res = run_em(self._family, data, post, hyper, max_iter=int(self.max_iter), tol=1e-5)
             post = res.post
             key = jax.random.PRNGKey(int(self.seed))
@@ -463,9 +699,10 @@ class HierarchicalDawidSkene(BayesianAggregator):
                 post_km = jnp.asarray(post.T, jnp.float32)
             else:  # padded and sharded like the tasks
                 post_km = place_tasks(data, np.asarray(post.T, np.float32))
-            new = float(_eb_scale_jit(post_km, data, hyper, key))
-            done = abs(new - sigma) <= rtol * sigma
-            sigma = new
+            new = np.asarray(_eb_scales_jit(post_km, data, hyper, key, *grids), np.float64)
+            old = np.asarray(scales)
+            done = bool(np.all(np.abs(new - old) <= rtol * np.maximum(old, _MIN_ABILITY)))
+            scales = (float(new[0]), float(new[1]))
             if done:
                 break
-        self._eb_sigma, self._eb_post, self._eb_data = sigma, post, data
+        self._eb_scales, self._eb_post, self._eb_data = scales, post, data
