@@ -147,3 +147,17 @@ def test_programs_stay_bounded_over_many_shapes(monkeypatch):
     for n_tasks in (20, 40, 80, 160, 320, 640):
         OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
         assert em._em_chunk_jit._cache_size() <= 3
+
+
+def test_many_classes_e_step_matches_the_row_by_row_one():
+    # above ROW_CLASSES the E-step is vectorised over classes (compile time flat in K)
+    rng = np.random.default_rng(0)
+    joint = jax.numpy.asarray(rng.normal(size=(12, 40)) * 5, jax.numpy.float32)
+    gold = jax.numpy.asarray(np.where(rng.random(40) < 0.3, rng.integers(0, 12, 40), -1))
+    post, lp = em._normalise(joint, gold)
+    post_rows, lp_rows = em._normalise_rows(joint, gold)
+    np.testing.assert_allclose(post, post_rows, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(lp, lp_rows, rtol=1e-5)
+    df = crowd(60, 8, 0, n_classes=12)
+    padded, plain = DawidSkene(max_iter=20, tol=0).fit(df), exact(DawidSkene(max_iter=20, tol=0))
+    np.testing.assert_allclose(padded.proba_, plain.fit(df).proba_, atol=2e-5)

@@ -263,32 +263,60 @@ def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndar
     tau = data.task_temperature
     if tau is not None:
         joint = joint / tau[None, :]
-    # Row by row (K is small): XLA's CPU reductions over the class axis, its gathers
-    # and one_hot cost several times more than these elementwise ops on [n_tasks] rows.
+    if joint.shape[0] > ROW_CLASSES:
+        post, task_lp = _normalise(joint, data.gold)
+    else:
+        post, task_lp = _normalise_rows(joint, data.gold)
+    if tau is not None:
+        task_lp = task_lp * tau
+    if data.task_mask is not None:  # padding tasks (sharded, bucketed) count for nothing
+        post = post * data.task_mask[None, :]
+        task_lp = task_lp * data.task_mask
+    return post, task_lp
+
+
+#: Up to this many classes the E-step runs class by class (unrolled); above, on the
+#: whole ``[K, n_tasks]`` array, so that compile time does not grow with ``K``.
+ROW_CLASSES = 8
+
+
+def _normalise(joint: jnp.ndarray, gold: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """Posterior (gold clamped) and per-task log-sum-exp of ``joint`` ``[K, n_tasks]``."""
+    top = jax.lax.stop_gradient(joint.max(axis=0))
+    top = jnp.where(jnp.isfinite(top), top, 0.0)
+    shifted = jnp.exp(joint - top[None, :])
+    total = shifted.sum(axis=0)
+    lse = jnp.log(total) + top
+    known = gold >= 0
+    is_gold = gold[None, :] == jnp.arange(joint.shape[0], dtype=gold.dtype)[:, None]
+    gold_lp = jnp.where(is_gold, joint, 0.0).sum(axis=0)
+    task_lp = jnp.where(known, gold_lp, lse)
+    post = jnp.where(known[None, :], is_gold.astype(joint.dtype), shifted / total[None, :])
+    return post, task_lp
+
+
+def _normalise_rows(joint: jnp.ndarray, gold: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """:func:`_normalise` class by class (K is small): XLA's CPU reductions over the class
+    axis, its gathers and one_hot cost several times more than these elementwise ops on
+    ``[n_tasks]`` rows."""
     rows = [joint[k] for k in range(joint.shape[0])]
     top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, rows))
     top = jnp.where(jnp.isfinite(top), top, 0.0)
     shifted = [jnp.exp(r - top) for r in rows]
     total = functools.reduce(jnp.add, shifted)
     lse = jnp.log(total) + top
-    gold = data.gold
     known = gold >= 0
     is_gold = [gold == k for k in range(len(rows))]
     gold_lp = functools.reduce(
         jnp.add, [jnp.where(g, r, 0.0) for g, r in zip(is_gold, rows, strict=True)]
     )
     task_lp = jnp.where(known, gold_lp, lse)
-    if tau is not None:
-        task_lp = task_lp * tau
     post = jnp.stack(
         [
             jnp.where(known, g.astype(joint.dtype), e / total)
             for g, e in zip(is_gold, shifted, strict=True)
         ]
     )
-    if data.task_mask is not None:  # padding tasks of a sharded fit count for nothing
-        post = post * data.task_mask[None, :]
-        task_lp = task_lp * data.task_mask
     return post, task_lp
 
 
