@@ -317,7 +317,11 @@ class DawidSkene(BayesianAggregator):
         if not 0.0 <= self.prior_accuracy <= 1.0:
             raise ValueError(f"prior_accuracy must be in [0, 1], got {self.prior_accuracy}")
         counts = confusion_pseudo_counts(n_classes, strength, self.prior_accuracy)
+        # numpy, then one transfer each: jnp.asarray / jnp.full would each compile a
+        # small program per class count in a fresh process
         return DSHyper(
-            jnp.asarray(np.maximum(counts, MIN_PSEUDO), jnp.float32),
-            jnp.full((n_classes,), max(self.class_prior_strength, MIN_PSEUDO), jnp.float32),
+            jax.device_put(np.maximum(counts, MIN_PSEUDO).astype(np.float32)),
+            jax.device_put(
+                np.full((n_classes,), max(self.class_prior_strength, MIN_PSEUDO), np.float32)
+            ),
         )
