@@ -6,28 +6,34 @@ correct label, whose logit is 0):
 .. math::
 
     \mu_{kl} \sim \mathcal{N}(m, s_0^2)\ (l \ne k), \qquad
-    \sigma \sim \mathrm{HalfNormal}(s_\sigma), \qquad
-    z_{jkl} \sim \mathcal{N}(0, 1), \\
-    \beta_{jkl} = \mu_{kl} + \sigma z_{jkl}, \qquad \beta_{jkk} = 0, \qquad
+    \sigma, \tau \sim \mathrm{HalfNormal}(s_\sigma), \qquad
+    z_{jkl}, u_j \sim \mathcal{N}(0, 1), \\
+    \beta_{jkl} = \mu_{kl} + \sigma z_{jkl} - \tau u_j, \qquad \beta_{jkk} = 0, \qquad
     \theta_{jk} = \mathrm{softmax}(\beta_{jk}), \\
-    \pi \sim \mathrm{Dirichlet}(1 + c), \qquad z_i \sim \mathrm{Categorical}(\pi), \qquad
+    \pi \sim \mathrm{Dirichlet}(c), \qquad z_i \sim \mathrm{Categorical}(\pi), \qquad
     y_{ij} \mid z_i = k \sim \mathrm{Categorical}(\theta_{jk}).
 
 The prior mean ``m = log((1 - q) / ((K - 1) q))`` makes the typical annotator's
-accuracy ``q = prior_accuracy`` (better than chance). Annotators with few labels
-borrow strength from the population mean ``mu`` (partial pooling); the
-non-centred offsets ``z`` keep NUTS efficient when ``sigma`` is small (Paun et
-al. 2018 found this model the most robust).
+accuracy ``q = prior_accuracy`` (better than chance). ``u_j`` is annotator ``j``'s
+ability: it lowers all their error logits together, so annotators who differ in overall
+accuracy (one-coin-like crowds, spammers next to experts) are not a ``K (K-1)``-fold
+coincidence that the per-logit offsets ``z`` would shrink away. Given ``mu`` an
+annotator's logits are ``N(mu, sigma^2 I + tau^2 1 1^T)``. Annotators with few labels
+borrow strength from the population (partial pooling); the non-centred offsets keep
+NUTS efficient when the scales are small (Paun et al. 2018 found the hierarchical model
+the most robust).
 
-EM finds the MAP of ``(mu, z, pi)`` at a fixed population scale ``sigma`` (joint MAP
-of a hierarchical scale collapses to zero): the M-step maximises the expected
-complete-data log posterior by a few Newton steps over all annotators and ``mu`` at
-once (the Hessian is block-arrow shaped: a small block per annotator and class,
-coupled only through ``mu``, solved by a Schur complement). By default ``sigma`` is
-estimated by empirical Bayes between EM runs: it maximises the marginal likelihood of
-the labels given the most probable classes (annotator logits integrated out by
-importance sampling from their Laplace approximation) over a grid; NUTS samples it. EM intervals come from the Laplace approximation
-of each annotator's logits.
+EM finds the MAP of ``(mu, z, u, pi)`` at fixed scales ``(sigma, tau)`` (joint MAP of a
+hierarchical scale collapses to zero): the M-step maximises the expected complete-data
+log posterior by a few Newton steps over all annotators and ``mu`` at once (the Hessian
+is block-arrow shaped: one block per annotator, a diagonal-minus-rank-one matrix per
+class plus the ability's rank one, coupled only through ``mu``, solved by a Schur
+complement). By default the scales are estimated by empirical Bayes between EM runs:
+they maximise the marginal likelihood of the labels given the most probable classes
+(annotator logits integrated out by importance sampling from their Laplace
+approximation) over a log grid; NUTS samples them. EM intervals: per imputation of the
+tasks' classes, each annotator's logits drawn from their posterior given ``mu`` and the
+scales (Laplace draws moved by preconditioned Langevin steps).
 
 >>> import crowdbayes as cb
 >>> df, gold = cb.datasets.load("rte")
@@ -537,7 +543,8 @@ class HierarchicalDawidSkeneModel:
 
 class HierarchicalDawidSkene(BayesianAggregator):
     """Dawid–Skene with partial pooling: each annotator's confusion logits are the
-    population's plus a scaled offset; by EM (MAP, empirical-Bayes scale) or NUTS.
+    population's plus a scaled offset per logit and minus a scaled ability; by EM (MAP,
+    empirical-Bayes scales) or NUTS.
 
     Parameters
     ----------
@@ -547,11 +554,15 @@ class HierarchicalDawidSkene(BayesianAggregator):
     prior_logit_scale : float, default 1.0
         Prior standard deviation of the population mean logits ``mu``.
     population_scale : float or None, default None
-        Spread ``sigma`` of annotators around the population (logit scale). ``None``
-        estimates it by empirical Bayes in EM (NUTS samples it, starting there); a number
-        fixes it for EM.
+        Spread ``sigma`` of each annotator logit around the population (logit scale).
+        ``None`` estimates it by empirical Bayes in EM (NUTS samples it, starting there); a
+        number fixes it for EM.
+    ability_scale : float or None, default None
+        Spread ``tau`` of the annotators' abilities (a shift of all their error logits).
+        ``None``: empirical Bayes, as ``population_scale``; a number (0 allowed: no
+        ability offsets) fixes it for EM.
     scale_prior : float, default 1.0
-        ``sigma ~ HalfNormal(scale_prior)`` (NUTS, and the EM objective's prior term).
+        ``sigma, tau ~ HalfNormal(scale_prior)`` (NUTS, and the EM objective's prior term).
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
     method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
@@ -562,6 +573,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
     Attributes
     ----------
     population_scale_ : float, the ``sigma`` EM used (NUTS: posterior mean).
+    ability_scale_ : float, the ``tau`` EM used (NUTS: posterior mean).
     population_confusion_ : ndarray ``[K, K]``, the typical annotator's confusion matrix
         (``softmax(mu)``; NUTS: posterior mean).
     confusion_, class_prior_, history_, n_iter_, converged_, draws_, idata_ :
