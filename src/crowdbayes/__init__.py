@@ -80,6 +80,7 @@ _SUBMODULES = frozenset(
         "plots",
         "qc",
         "recommend",
+        "registry",
         "report",
         "simulate",
     }

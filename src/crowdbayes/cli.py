@@ -18,8 +18,8 @@ are read as integers.
 
 The arguments and the input files are checked before anything heavy is imported (pandas,
 jax): a missing file or optional package is reported at once, not after seconds of imports.
-The list of models is :data:`MODELS`, one place for the parser, ``crowdbayes models`` and
-the README's table (:func:`models_markdown`).
+The list of models is :data:`crowdbayes.registry.MODELS` (here as :data:`MODELS`), one
+place for the parser, ``crowdbayes models`` and the README's table (:func:`models_markdown`).
 
 >>> main(["models"])  # doctest: +ELLIPSIS
 recommended        CalibratedDawidSkene        Dawid-Skene EM with calibrated ...
@@ -45,9 +45,10 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from .registry import MODELS, ModelSpec
 
 if TYPE_CHECKING:  # imported where used: the error paths never load pandas or jax
     import pandas as pd
@@ -55,132 +56,42 @@ if TYPE_CHECKING:  # imported where used: the error paths never load pandas or j
     from .base import Aggregator
     from .data import Annotations
 
-__all__ = ["MODELS", "ModelSpec", "add_report_parser", "check_args", "main", "models_markdown"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "add_report_parser",
+    "build_model",
+    "check_args",
+    "main",
+    "models_markdown",
+]
 
 EXIT_BAD_INPUT = 2
 REPORT_MODELS = ("gmv", "ds", "mv")  # report.MODELS, kept here so that parsing stays light
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model of the command line: where its estimator lives, one line about it, and
-    what it needs (``--gold``, ``--pred-probs``) or allows (``--method nuts``)."""
-
-    module: str  # below crowdbayes, imported when the model is built
-    estimator: str
-    description: str
-    iterative: bool = True  # takes max_iter= and progress=
-    nuts: bool = False  # takes method="nuts" (and num_warmup=, num_samples=, num_chains=)
-    tie_break: bool = False  # takes tie_break= and seed=
-    needs_gold: bool = False
-    needs_pred_probs: bool = False
-
-    def line(self) -> str:
-        """The one-line description, with what the model needs."""
-        needs = [
-            n
-            for n, w in (("--gold", self.needs_gold), ("--pred-probs", self.needs_pred_probs))
-            if w
-        ]
-        tail = f" (needs {', '.join(needs)})" if needs else ""
-        fit = "; EM or --method nuts" if self.nuts else ""
-        return f"{self.description}{fit}{tail}"
-
-    def build(self, args: argparse.Namespace) -> Aggregator:
-        cls = getattr(importlib.import_module(f".{self.module}", __package__), self.estimator)
-        kwargs: dict[str, Any] = {}
-        if self.tie_break:
-            kwargs.update(tie_break=args.tie_break, seed=args.seed)
-        if self.iterative:
-            kwargs["progress"] = not args.quiet and sys.stderr.isatty()
-            if args.max_iter is not None:
-                kwargs["max_iter"] = args.max_iter
-        if self.nuts:
-            kwargs.update(method=args.method, seed=args.seed)
-            if args.method == "nuts":
-                kwargs.update(
-                    num_warmup=args.num_warmup,
-                    num_samples=args.num_samples,
-                    num_chains=args.num_chains,
-                )
-        if self.estimator == "GoldMajorityVote":
-            kwargs["clamp_gold"] = args.clamp_gold
-        if self.estimator == "CrowdLab":
-            kwargs["seed"] = args.seed
-        model: Aggregator = cls(**kwargs)
-        return model
-
-
-#: Every model of the library, by its command-line name (``--model NAME``).
-MODELS: dict[str, ModelSpec] = {
-    "recommended": ModelSpec(
-        "recommend",
-        "CalibratedDawidSkene",
-        "Dawid-Skene EM with calibrated probabilities: the benchmarked default, cb.recommended()",
-    ),
-    "mv": ModelSpec(
-        "models.majority_vote",
-        "MajorityVote",
-        "majority vote; ties by --tie-break",
-        iterative=False,
-        tie_break=True,
-    ),
-    "gmv": ModelSpec(
-        "models.gold_majority_vote",
-        "GoldMajorityVote",
-        "vote weighted by each annotator's accuracy on the gold tasks",
-        iterative=False,
-        tie_break=True,
-        needs_gold=True,
-    ),
-    "ds": ModelSpec(
-        "models.dawid_skene",
-        "DawidSkene",
-        "Dawid-Skene: a full confusion matrix per annotator",
-        nuts=True,
-    ),
-    "one-coin": ModelSpec(
-        "models.one_coin",
-        "OneCoinDawidSkene",
-        "one accuracy per annotator, errors spread evenly",
-        nuts=True,
-    ),
-    "class-conditional": ModelSpec(
-        "models.class_conditional",
-        "ClassConditionalDawidSkene",
-        "one accuracy per annotator and true class",
-        nuts=True,
-    ),
-    "hierarchical": ModelSpec(
-        "models.hierarchical",
-        "HierarchicalDawidSkene",
-        "confusion matrices partially pooled across annotators",
-        nuts=True,
-    ),
-    "mace": ModelSpec(
-        "models.mace", "MACE", "each annotator spams with some probability (MACE)", nuts=True
-    ),
-    "item-difficulty": ModelSpec(
-        "models.item_difficulty",
-        "ItemDifficulty",
-        "annotator ability minus item difficulty (GLAD-like)",
-        nuts=True,
-    ),
-    "crowdlab": ModelSpec(
-        "models.crowdlab",
-        "CrowdLab",
-        "CROWDLAB: annotators plus a classifier's probabilities (as cleanlab)",
-        iterative=False,
-        needs_pred_probs=True,
-    ),
-    "bayesian-crowdlab": ModelSpec(
-        "models.bayesian_crowdlab",
-        "BayesianCrowdLab",
-        "the classifier as a learned source beside the annotators",
-        nuts=True,
-        needs_pred_probs=True,
-    ),
-}
+def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
+    """The estimator of ``spec`` with the command line's options that it takes."""
+    kwargs: dict[str, Any] = {}
+    if spec.tie_break:
+        kwargs.update(tie_break=args.tie_break, seed=args.seed)
+    if spec.iterative:
+        kwargs["progress"] = not args.quiet and sys.stderr.isatty()
+        if args.max_iter is not None:
+            kwargs["max_iter"] = args.max_iter
+    if spec.nuts:
+        kwargs.update(method=args.method, seed=args.seed)
+        if args.method == "nuts":
+            kwargs.update(
+                num_warmup=args.num_warmup,
+                num_samples=args.num_samples,
+                num_chains=args.num_chains,
+            )
+    if spec.estimator == "GoldMajorityVote":
+        kwargs["clamp_gold"] = args.clamp_gold
+    if spec.estimator == "CrowdLab":
+        kwargs["seed"] = args.seed
+    return spec.build(**kwargs)
 
 
 def models_text() -> str:
@@ -418,7 +329,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         pred_probs = _read_pred_probs(args.pred_probs, ann, args.task_col)
     rows, outputs = [], {}
     for key, spec in specs.items():
-        model = spec.build(args)
+        model = build_model(spec, args)
         clamp = gold is not None and (args.clamp_gold or spec.needs_gold)
         fit_ann = ann.with_gold(gold) if clamp else ann
         start = time.perf_counter()
