@@ -41,6 +41,7 @@ import textwrap
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -52,12 +53,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from crowdbayes.inference.nuts import ConvergenceWarning  # noqa: E402
-from crowdbayes.models.class_conditional import ClassConditionalDawidSkene  # noqa: E402
-from crowdbayes.models.dawid_skene import DawidSkene, confusion_pseudo_counts  # noqa: E402
-from crowdbayes.models.hierarchical import HierarchicalDawidSkene, full_logits  # noqa: E402
-from crowdbayes.models.item_difficulty import ItemDifficulty  # noqa: E402
-from crowdbayes.models.mace import MACE  # noqa: E402
-from crowdbayes.models.one_coin import OneCoinDawidSkene  # noqa: E402
+from crowdbayes.models.dawid_skene import confusion_pseudo_counts  # noqa: E402
+from crowdbayes.models.hierarchical import full_logits  # noqa: E402
+from crowdbayes.registry import MODELS as REGISTRY  # noqa: E402
 from crowdbayes.simulate import assign_annotators, labels_from_confusion, true_accuracy  # noqa: E402
 
 K = 3
@@ -161,40 +159,45 @@ class Spec(NamedTuple):
     estimator: Callable[..., Any]  # method=..., NUTS settings -> unfitted estimator
 
 
-MODELS: dict[str, Spec] = {
-    "dawid_skene": Spec(
-        "DawidSkene",
-        sim_dawid_skene,
-        lambda **kw: DawidSkene(prior_strength=10.0, prior_accuracy=0.75, **kw),
-    ),
-    "one_coin": Spec(
-        "OneCoinDawidSkene",
-        sim_one_coin,
-        lambda **kw: OneCoinDawidSkene(prior_strength=10.0, prior_accuracy=0.75, **kw),
-    ),
-    "class_conditional": Spec(
-        "ClassConditionalDawidSkene",
+#: Per model (its card's name in ``models/``), the simulator drawing from its own prior and
+#: the prior its estimator is given; the order fixes each model's data seed (``run``).
+OWN_PRIOR: dict[str, tuple[Callable[[np.random.Generator, int, int, int], Sim], dict]] = {
+    "dawid_skene": (sim_dawid_skene, {"prior_strength": 10.0, "prior_accuracy": 0.75}),
+    "one_coin": (sim_one_coin, {"prior_strength": 10.0, "prior_accuracy": 0.75}),
+    "class_conditional": (
         sim_class_conditional,
-        lambda **kw: ClassConditionalDawidSkene(prior_strength=10.0, prior_accuracy=0.75, **kw),
+        {"prior_strength": 10.0, "prior_accuracy": 0.75},
     ),
-    "mace": Spec(
-        "MACE",
+    "mace": (
         sim_mace,
-        lambda **kw: MACE(prior_strength=10.0, prior_competence=0.7, spam_prior_strength=2.0, **kw),
+        {"prior_strength": 10.0, "prior_competence": 0.7, "spam_prior_strength": 2.0},
     ),
-    "hierarchical_dawid_skene": Spec(
-        "HierarchicalDawidSkene",
+    "hierarchical_dawid_skene": (
         sim_hierarchical,
-        lambda **kw: HierarchicalDawidSkene(prior_accuracy=0.75, prior_logit_scale=0.5, **kw),
+        {"prior_accuracy": 0.75, "prior_logit_scale": 0.5},
     ),
-    "item_difficulty": Spec(
-        "ItemDifficulty",
+    "item_difficulty": (
         sim_item_difficulty,
-        lambda **kw: ItemDifficulty(
-            prior_accuracy=0.75, ability_scale=ID_SCALE, difficulty_scale=ID_SCALE, **kw
-        ),
+        {"prior_accuracy": 0.75, "ability_scale": ID_SCALE, "difficulty_scale": ID_SCALE},
     ),
 }
+
+
+def registered_models() -> dict[str, Spec]:
+    """Every registered model with a NUTS fit on labels alone (``crowdbayes.registry``),
+    with its simulator; one without a simulator here is an error, not left out."""
+    specs = {s.card_key: s for s in REGISTRY.values() if s.nuts and not s.needs_pred_probs}
+    missing = sorted(set(specs) - set(OWN_PRIOR))
+    if missing:
+        raise KeyError(f"registered models without an own-prior simulator here: {missing}")
+    return {
+        key: Spec(specs[key].estimator, sim, partial(specs[key].build, **priors))
+        for key, (sim, priors) in OWN_PRIOR.items()
+        if key in specs
+    }
+
+
+MODELS: dict[str, Spec] = registered_models()
 
 
 def split_rhat(x: np.ndarray) -> float:

@@ -11,6 +11,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -19,16 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 import crowdbayes as cb  # noqa: E402
-from crowdbayes.models.class_conditional import ClassConditionalDawidSkene  # noqa: E402
-from crowdbayes.models.dawid_skene import DawidSkene  # noqa: E402
-from crowdbayes.models.hierarchical import HierarchicalDawidSkene  # noqa: E402
-from crowdbayes.models.item_difficulty import ItemDifficulty  # noqa: E402
-from crowdbayes.models.mace import MACE  # noqa: E402
-from crowdbayes.models.one_coin import OneCoinDawidSkene  # noqa: E402
+from crowdbayes.registry import MODELS  # noqa: E402
 
-CARDS = {
+#: Per card (its file name in ``models/``): title, generative story, when to use, references.
+TEXTS = {
     "dawid_skene": (
-        DawidSkene,
         "Dawid–Skene",
         r"""$\theta_{jk} \sim \mathrm{Dir}(1 + P_k)$,
 $y_{ij} \mid z_i = k \sim \mathrm{Cat}(\theta_{jk})$.
@@ -37,7 +33,6 @@ $P$ puts `prior_strength * prior_accuracy` (default 2 x 0.7) on the diagonal, th
         "Dawid & Skene (1979), Applied Statistics 28(1); Paun et al. (2018), TACL.",
     ),
     "one_coin": (
-        OneCoinDawidSkene,
         "One-coin Dawid–Skene",
         r"""$a_j \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$ (default $s=2, q=0.7$);
 $p(y_{ij}=l \mid z_i=k) = a_j$ if $l=k$, else $(1-a_j)/(K-1)$.""",
@@ -45,7 +40,6 @@ $p(y_{ij}=l \mid z_i=k) = a_j$ if $l=k$, else $(1-a_j)/(K-1)$.""",
         "Paun et al. (2018), TACL; Pullin et al. (2020), rater.",
     ),
     "class_conditional": (
-        ClassConditionalDawidSkene,
         "Class-conditional Dawid–Skene",
         r"""$a_{jk} \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$;
 $p(y_{ij}=l \mid z_i=k) = a_{jk}$ if $l=k$, else $(1-a_{jk})/(K-1)$.""",
@@ -53,7 +47,6 @@ $p(y_{ij}=l \mid z_i=k) = a_{jk}$ if $l=k$, else $(1-a_{jk})/(K-1)$.""",
         "Pullin et al. (2020), the R package rater.",
     ),
     "mace": (
-        MACE,
         "MACE",
         r"""$t_j \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$, $\xi_j \sim \mathrm{Dir}(1 + g)$;
 $p(y_{ij}=l \mid z_i=k) = t_j [l=k] + (1-t_j)\,\xi_{jl}$ (spamming marginalised).""",
@@ -61,7 +54,6 @@ $p(y_{ij}=l \mid z_i=k) = t_j [l=k] + (1-t_j)\,\xi_{jl}$ (spamming marginalised)
         "Hovy et al. (2013), NAACL (MACE); Paun et al. (2018), TACL.",
     ),
     "hierarchical_dawid_skene": (
-        HierarchicalDawidSkene,
         "Hierarchical Dawid–Skene",
         r"""$\mu_{kl} \sim \mathcal{N}(m, 1)$, $\sigma \sim \mathrm{HalfNormal}(1)$,
 $z_{jkl} \sim \mathcal{N}(0, 1)$, $\theta_{jk} = \mathrm{softmax}(\beta_{jk})$ with
@@ -79,7 +71,6 @@ importance sampling); EM intervals are Laplace; NUTS samples $\sigma$ (non-centr
         "Paun et al. (2018), TACL (the hierarchical Dawid–Skene model).",
     ),
     "item_difficulty": (
-        ItemDifficulty,
         "Item difficulty (logistic random effects)",
         r"""$a_j \sim \mathcal{N}(\mathrm{logit}\,q, 1)$, $d_i \sim \mathcal{N}(0, 1)$;
 $p(y_{ij}=l \mid z_i=k) = \sigma(a_j - d_i)$ if $l=k$, else
@@ -116,6 +107,20 @@ EM_INTERVALS = {
     "hierarchical_dawid_skene": "Laplace intervals on the confusion logits",
     "item_difficulty": "Laplace intervals with the observed information (Louis' formula)",
 }
+
+
+def registered_cards() -> dict[str, tuple[Any, ...]]:
+    """The cards this script writes: every registered Bayesian model fitted from the labels
+    alone (``crowdbayes.registry``: a NUTS fit, no ``pred_probs``), by card, as (estimator
+    class, title, story, when, references); one without its texts here is an error."""
+    specs = [s for s in MODELS.values() if s.nuts and not s.needs_pred_probs]
+    missing = [s.card for s in specs if s.card_key not in TEXTS or s.card_key not in EM_INTERVALS]
+    if missing:
+        raise KeyError(f"registered models without card texts in model_cards.py: {missing}")
+    return {s.card_key: (s.estimator_class(), *TEXTS[s.card_key]) for s in specs}
+
+
+CARDS = registered_cards()
 
 
 OWN_SECTIONS = ("Generative story", "When to use", "References", "Results")
