@@ -142,11 +142,17 @@ def test_programs_stay_bounded_over_many_shapes(monkeypatch):
         buckets.add(bucket_sizes(len(df), df.task.nunique(), df.worker.nunique(), 3))
         OneCoinDawidSkene(max_iter=5).fit(df)
     assert em._em_chunk_jit._cache_size() == len(buckets) <= 5
-    # beyond MAX_PROGRAMS programs the cache is cleared: never more than that many
+    # beyond MAX_PROGRAMS programs a cache is cleared: never more than that many, for the
+    # EM loop and for every other jitted function (here confusion_ and the intervals')
+    from crowdbayes.models import _bayes, one_coin
+
     monkeypatch.setattr(em, "MAX_PROGRAMS", 3)
     for n_tasks in (20, 40, 80, 160, 320, 640):
-        OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
+        fit = OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
+        fit.annotator_quality(n_draws=10)  # exact shapes: one program per dataset
         assert em._em_chunk_jit._cache_size() <= 3
+        assert _bayes._confusion_jit._cache_size() <= 3
+        assert one_coin._expected_jit._cache_size() <= 3
 
 
 def test_many_classes_e_step_matches_the_row_by_row_one():

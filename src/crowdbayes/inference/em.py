@@ -23,6 +23,7 @@ bucketed fit gives the exact fit's params, posterior and history to float roundi
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
@@ -40,6 +41,7 @@ __all__ = [
     "EMData",
     "EMModel",
     "EMResult",
+    "bound_programs",
     "bucket_sizes",
     "e_step",
     "em_data",
@@ -53,10 +55,27 @@ __all__ = [
 #: their compilation dominates, and one program per bucket serves many datasets. Larger
 #: fits keep the exact, blocked layouts (faster per label; compilation is a small share).
 BUCKET_MAX_LABELS = 1 << 17
-#: The EM programs kept in memory: beyond this many (models x buckets x exact shapes),
-#: the jitted EM loop's cache is cleared, so a long process stays bounded (a cleared
-#: program compiles again, or comes back from the persistent cache).
+#: Compiled programs kept in memory per jitted function of crowdbayes: once one holds
+#: this many (models x buckets x exact shapes), its cache is cleared before the next
+#: EM fit, so a long process stays bounded (a cleared program compiles again, or comes
+#: back from the persistent cache).
 MAX_PROGRAMS = 32
+
+
+def bound_programs() -> int:
+    """Clear the cache of every jitted function of crowdbayes' modules that holds
+    :data:`MAX_PROGRAMS` compiled programs or more (keyed on static arguments such as
+    model families, and on shapes); returns how many were cleared. :func:`run_em` calls
+    it before every fit. JAX's own caches behind them are LRU-bounded."""
+    cleared = 0
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "crowdbayes" or name.startswith("crowdbayes.")):
+            continue
+        for value in list(vars(module).values()):
+            if type(value).__name__ == "PjitFunction" and value._cache_size() >= MAX_PROGRAMS:
+                value.clear_cache()
+                cleared += 1
+    return cleared
 
 
 class _Buckets:
@@ -432,6 +451,7 @@ def run_em(
         put(np.full((max(max_iter, 1),), np.nan, np.float32)),
     )
     tol_arr = put(np.float32(tol))
+    bound_programs()
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -441,8 +461,6 @@ def run_em(
     done = 0
     while True:
         stop_at = put(np.int32(min(done + step, max_iter)))
-        if _em_chunk_jit._cache_size() >= MAX_PROGRAMS:  # type: ignore[attr-defined]
-            _em_chunk_jit.clear_cache()  # type: ignore[attr-defined]
         state = _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
         n_iter = int(state.n_iter)
         if bar is not None:
