@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from family_checks import log_ratio_jacobian
 from numpyro.infer.util import log_density
 
 import crowdbayes as cb
@@ -19,19 +20,6 @@ from crowdbayes.models.one_coin import OneCoinDawidSkene
 from crowdbayes.simulate import sample_labels
 
 ESTIMATORS = [OneCoinDawidSkene, ClassConditionalDawidSkene, MACE]
-BETA_SITES = ("p_correct", "competence")
-
-
-def log_ratio_jacobian(sites: dict) -> float:
-    """``sum(log p)`` over every simplex and ``log p + log(1 - p)`` over every Beta site:
-    EM's objective is the density in log-ratio (logit) coordinates, where a Dirichlet or
-    Beta's mode is its mean given the counts."""
-    total = 0.0
-    for k, v in sites.items():
-        total += float(jnp.log(v).sum())
-        if k in BETA_SITES:
-            total += float(jnp.log1p(-v).sum())
-    return total
 
 
 @pytest.mark.parametrize("cls", ESTIMATORS)
