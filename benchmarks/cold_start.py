@@ -16,8 +16,8 @@ crowdbayes and crowd-kit side by side in the same run, median of ``--repeat`` pr
   the XLA compiles in the process (with the cache on, its misses: every compile goes
   through it).
 - **5,000 first**: the same, with a fit on the file's first 5,000 labels before the
-  500,000-label fit in the same process (a new shape: today it compiles again unless the
-  cache holds it).
+  500,000-label fit in the same process (another shape bucket, and above
+  ``BUCKET_MAX_LABELS`` the exact shapes: it compiles again unless the cache holds it).
 - **main job**: wall time of the README's ``crowdbayes aggregate --dataset rte --model mv
   --model ds``, cold and warm.
 
