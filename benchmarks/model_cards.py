@@ -1,6 +1,8 @@
 """Write ``models/<model>.md``: each Bayesian model's card with results (EM) on every
 dataset in ``../shared/datasets``: accuracy on the gold tasks and mean log-loss of the
-gold label (probabilities clipped at 1e-6).
+gold label (probabilities clipped at 1e-6). An existing card keeps everything but its
+"Results" section (the story, priors and notes are edited by hand there); a new card is
+written whole from ``TEXTS``.
 
     .venv/bin/python benchmarks/model_cards.py [--datasets DIR] [--out models]
 """
@@ -26,29 +28,29 @@ from crowdbayes.registry import MODELS  # noqa: E402
 TEXTS = {
     "dawid_skene": (
         "Dawid–Skene",
-        r"""$\theta_{jk} \sim \mathrm{Dir}(1 + P_k)$,
+        r"""$\theta_{jk} \sim \mathrm{Dir}(P_k)$,
 $y_{ij} \mid z_i = k \sim \mathrm{Cat}(\theta_{jk})$.
-$P$ puts `prior_strength * prior_accuracy` (default 2 x 0.7) on the diagonal, the rest evenly.""",
+$P$ puts `prior_strength * prior_accuracy` (default `4 / K` x 0.7) on the diagonal, the rest evenly.""",
         "Plenty of labels per annotator; annotators with label-specific biases.",
         "Dawid & Skene (1979), Applied Statistics 28(1); Paun et al. (2018), TACL.",
     ),
     "one_coin": (
         "One-coin Dawid–Skene",
-        r"""$a_j \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$ (default $s=2, q=0.7$);
+        r"""$a_j \sim \mathrm{Beta}(sq, s(1-q))$ (default $s=4, q=0.7$);
 $p(y_{ij}=l \mid z_i=k) = a_j$ if $l=k$, else $(1-a_j)/(K-1)$.""",
         "Few labels per annotator; no label-specific biases expected.",
         "Paun et al. (2018), TACL; Pullin et al. (2020), rater.",
     ),
     "class_conditional": (
         "Class-conditional Dawid–Skene",
-        r"""$a_{jk} \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$;
+        r"""$a_{jk} \sim \mathrm{Beta}(sq, s(1-q))$ (default $s = 4/K$, $q = 0.7$);
 $p(y_{ij}=l \mid z_i=k) = a_{jk}$ if $l=k$, else $(1-a_{jk})/(K-1)$.""",
         "Annotators better on some classes than others (per-class sensitivity).",
         "Pullin et al. (2020), the R package rater.",
     ),
     "mace": (
         "MACE",
-        r"""$t_j \sim \mathrm{Beta}(1 + sq, 1 + s(1-q))$, $\xi_j \sim \mathrm{Dir}(1 + g)$;
+        r"""$t_j \sim \mathrm{Beta}(sq, s(1-q))$ (default $s=4, q=0.7$), $\xi_j \sim \mathrm{Dir}(g)$;
 $p(y_{ij}=l \mid z_i=k) = t_j [l=k] + (1-t_j)\,\xi_{jl}$ (spamming marginalised).""",
         "Crowds with spammers: annotators who sometimes answer at random.",
         "Hovy et al. (2013), NAACL (MACE); Paun et al. (2018), TACL.",
@@ -100,10 +102,10 @@ def score(model: cb.Aggregator, gold: pd.Series) -> tuple[float, float]:
 
 
 EM_INTERVALS = {
-    "dawid_skene": "intervals from the Dirichlet posterior of each confusion row given the expected counts",
-    "one_coin": "intervals from the Beta posterior of each accuracy given the expected counts",
-    "class_conditional": "intervals from the Beta posterior of each per-class accuracy given the expected counts",
-    "mace": "intervals from the Beta/Dirichlet posteriors given the expected counts, the truthful/spam split of right labels redrawn in each draw",
+    "dawid_skene": "intervals from the Dirichlet posterior of each confusion row given imputed classes",
+    "one_coin": "intervals from the Beta posterior of each accuracy given imputed classes",
+    "class_conditional": "intervals from the Beta posterior of each per-class accuracy given imputed classes",
+    "mace": "intervals from the Beta/Dirichlet posteriors given imputed classes, the truthful/spam split of right labels redrawn in each draw",
     "hierarchical_dawid_skene": "Laplace intervals on the confusion logits",
     "item_difficulty": "Laplace intervals with the observed information (Louis' formula)",
 }
@@ -134,6 +136,17 @@ def kept_sections(path: Path) -> str:
     parts = path.read_text(encoding="utf-8").split("\n## ")[1:]
     kept = [p for p in parts if not p.startswith(OWN_SECTIONS)]
     return "".join("\n## " + p.rstrip("\n") + "\n" for p in kept)
+
+
+def replace_results(card: str, results: str) -> str:
+    """``card`` with its ``## Results ...`` section (up to the next ``## ``) set to
+    ``results``; appended at the end when it has none."""
+    start = card.find("\n## Results")
+    if start < 0:
+        return card.rstrip("\n") + "\n\n" + results.rstrip("\n") + "\n"
+    end = card.find("\n## ", start + 1)
+    rest = "" if end < 0 else card[end:]
+    return card[: start + 1] + results.rstrip("\n") + "\n" + rest
 
 
 def main() -> None:
@@ -168,11 +181,11 @@ def main() -> None:
         text = f"""# {title} (`{cls.__module__}.{cls.__name__}`)
 
 ## Generative story
-$\\pi \\sim \\mathrm{{Dir}}(1 + c)$, $z_i \\sim \\mathrm{{Cat}}(\\pi)$, and
+$\\pi \\sim \\mathrm{{Dir}}(c)$, $z_i \\sim \\mathrm{{Cat}}(\\pi)$, and
 {story}
 
 The true class $z_i$ is marginalised by log-sum-exp (EM and NumPyro share one likelihood).
-Fit with `method="em"` (MAP; {EM_INTERVALS[key]}) or
+Fit with `method="em"` (posterior mode in log-ratio coordinates; {EM_INTERVALS[key]}) or
 `method="nuts"` (posterior draws, ArviZ `idata_`).
 
 ## When to use
@@ -188,7 +201,11 @@ Accuracy and mean log-loss of the gold label on the gold tasks of every dataset 
 {chr(10).join(table)}
 """
         path = out / f"{key}.md"
-        path.write_text(text + kept_sections(path), encoding="utf-8")
+        if path.exists():  # the hand-kept parts stay; only the results are rewritten
+            results = text[text.index("## Results") :]
+            path.write_text(replace_results(path.read_text(encoding="utf-8"), results), "utf-8")
+        else:
+            path.write_text(text + kept_sections(path), encoding="utf-8")
     old = out / "bayes_results.csv"
     if args.only and old.exists():
         kept = pd.read_csv(old)
