@@ -197,8 +197,9 @@ class OneCoinDawidSkene(BayesianAggregator):
         s, q = self._strength(ann.n_classes), float(self.prior_accuracy)
         if s < 0 or not 0.0 <= q <= 1.0 or self.class_prior_strength < 0:
             raise ValueError("need prior_strength >= 0, 0 <= prior_accuracy <= 1")
+        put = jax.device_put  # numpy, then a transfer: jnp.full compiles a program per K
         return OCHyper(
-            jnp.asarray(max(s * q, MIN_PSEUDO), jnp.float32),
-            jnp.asarray(max(s * (1.0 - q), MIN_PSEUDO), jnp.float32),
-            jnp.full((ann.n_classes,), max(self.class_prior_strength, MIN_PSEUDO), jnp.float32),
+            put(np.float32(max(s * q, MIN_PSEUDO))),
+            put(np.float32(max(s * (1.0 - q), MIN_PSEUDO))),
+            put(np.full((ann.n_classes,), max(self.class_prior_strength, MIN_PSEUDO), np.float32)),
         )
