@@ -11,12 +11,15 @@ files not timed, compilation included) and the XLA programs compiled:
 - **exact**: every fit on its exact shapes (``BayesianAggregator._buckets = False``),
   what crowdbayes did before shape buckets;
 
+``--compare`` times ``cb.compare`` instead (DawidSkene, OneCoinDawidSkene, MACE and
+``recommended()``, 5-fold over rte's labels: 20 refits of near-equal sizes);
 each with the persistent compilation cache off (``CROWDBAYES_NO_CACHE=1``: every compile
 paid), **cold** (a fresh empty cache directory) and **warm** (a second process on that
 directory); crowd-kit's DawidSkene on the same datasets in its own fresh process.
 
     python benchmarks/many_datasets.py
     python benchmarks/many_datasets.py --models recommended DawidSkene MACE --no-peer
+    python benchmarks/many_datasets.py --compare --no-peer
 
 crowd-kit comes from the optional ``bench`` extra (``pip install crowdbayes[bench]``).
 """
@@ -57,16 +60,24 @@ else:
     BayesianAggregator._buckets = not exact
     make = [getattr(cb, m) for m in models]
 t = time.perf_counter()
-for df in frames:
-    for m in make:
-        m().fit(df)
+if {compare!r}:
+    df, _ = cb.datasets.load("rte")
+    frames = [df]
+    names = ["DawidSkene", "OneCoinDawidSkene", "MACE", "recommended"]
+    cb.compare(df, {{m: getattr(cb, m)() for m in names}}, folds=5)
+else:
+    for df in frames:
+        for m in make:
+            m().fit(df)
 total = time.perf_counter() - t
 print(json.dumps({{"total_s": total, "datasets": len(frames), "compiled": len(n_compiled)}}))
 """
 
 
-def run(models: list[str], exact: bool, cache: str | None) -> dict[str, float]:
-    code = CHILD.format(here=str(HERE), models=models, exact=exact)
+def run(
+    models: list[str], exact: bool, cache: str | None, compare: bool = False
+) -> dict[str, float]:
+    code = CHILD.format(here=str(HERE), models=models, exact=exact, compare=compare)
     env = {**os.environ}
     if cache is None:
         env["CROWDBAYES_NO_CACHE"] = "1"
@@ -87,8 +98,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--models", nargs="+", default=["recommended"])
     p.add_argument("--no-peer", action="store_true", help="skip crowd-kit")
     p.add_argument("--no-exact", action="store_true", help="skip the exact-shape runs")
+    p.add_argument("--compare", action="store_true", help="time cb.compare on rte instead")
     args = p.parse_args(argv)
-    print(f"models: {', '.join(args.models)}")
+    print("cb.compare, 4 models x 5 folds on rte" if args.compare else f"models: {args.models}")
     print("| run | cache | total fit time (s), compilation included | programs compiled |")
     print("|---|---|---:|---:|")
     for exact in (False, True):
@@ -97,12 +109,12 @@ def main(argv: list[str] | None = None) -> None:
         label = "exact shapes" if exact else "shape buckets"
         with tempfile.TemporaryDirectory() as tmp:
             for cache, where in (("off", None), ("cold", tmp), ("warm", tmp)):
-                r = run(args.models, exact, where)
+                r = run(args.models, exact, where, args.compare)
                 print(
                     f"| crowdbayes, {label} | {cache} | {r['total_s']:.2f} | {r['compiled']:.0f} |",
                     flush=True,
                 )
-    if not args.no_peer:
+    if not args.no_peer and not args.compare:
         r = run(["crowd-kit"], False, None)
         print(
             f"| crowd-kit DawidSkene ({r['datasets']:.0f} datasets) | - | {r['total_s']:.2f} | - |"
