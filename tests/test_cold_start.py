@@ -129,6 +129,17 @@ def test_cache_in_crowdbayes_cache_dir_second_process_compiles_nothing(tmp_path)
     assert second["misses"] == 0 and second["hits"] == first["misses"]
 
 
+def test_second_process_with_another_dataset_of_the_bucket_compiles_nothing(tmp_path):
+    # shape buckets: 4,112 of bluebirds' 4,212 labels pad to the same sizes (6,144 labels,
+    # 128 tasks, 48 annotators), so the first process's programs serve the second
+    env = {"CROWDBAYES_CACHE_DIR": str(tmp_path)}
+    first = fit_in_fresh_process(env)
+    fewer = FIT.replace("fit(labels)", "fit(labels.iloc[:-100])")
+    assert fewer != FIT
+    second = fit_in_fresh_process(env, fewer)
+    assert first["misses"] > 0 and second["misses"] == 0
+
+
 @pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="XDG_CACHE_HOME is Linux's")
 def test_cache_defaults_to_xdg_cache_home_and_turns_off(tmp_path):
     home = fit_in_fresh_process({"XDG_CACHE_HOME": str(tmp_path), "CROWDBAYES_CACHE_DIR": None})
