@@ -140,17 +140,22 @@ Dawid–Skene, class-conditional and one-coin cover 0.82-0.94 with EM and 0.87-0
 NUTS on every population they nest; before this round's prior change (a phantom
 pseudo-count in every cell of the Dirichlets behind NUTS and EM's intervals) Dawid–Skene
 EM covered 0.40 on one_coin K=3 and 0.27 on spammers K=3 (seed K; 5-6% of the annotators
-above 0.9). EM's intervals are averaged over 50 imputations of the tasks'
-classes; taking the classes at their posterior weights (the old way) gave 0.81 on
-class_conditional K=2, where tasks are uncertain, against 0.88. Not yet in range:
-MACE on spammers (0.68-0.70, EM and NUTS alike): a pure spammer's competence is 0, on
-the boundary, where an equal-tailed interval of a posterior pushed off 0 cannot reach
-it; ItemDifficulty on spammers at K=2 (0.73, NUTS 0.85 at K=3); recommended() on
-spammers at K=5 (0.68): its prior (3 pseudo-labels per row at 0.8, chosen for accuracy
-on the real datasets) pulls spammers up, and the weaker default prior costs it 3 points
-on fact_eval; HierarchicalDawidSkene everywhere (0.00-0.89, NUTS 0.35-0.78): its prior
-puts independent noise on each off-diagonal logit, so an annotator better or worse
-overall than the population is shrunk hard toward it.
+above 0.9). EM's intervals are averaged over 50 imputations of the tasks' classes;
+taking the classes at their posterior weights (the old way) gave 0.81 on
+class_conditional K=2, where tasks are uncertain, against 0.88. HierarchicalDawidSkene,
+with a shared per-annotator ability on its logits (it had independent noise on each
+off-diagonal logit, which shrank annotators better or worse overall hard toward the
+population), covers 0.82-0.93 with EM and 0.85-0.91 with NUTS (0.00-0.89 and 0.35-0.78
+before, with 120 estimates outside their own interval at spammers K=5, none now).
+ItemDifficulty (now: knows the answer or guesses) covers 0.92-0.95 where there are no
+spammers. Not yet in range: MACE on spammers (0.69-0.70, EM and NUTS alike) and
+ItemDifficulty on spammers (0.72-0.73): a pure spammer sits on the boundary of those
+models (competence 0, accuracy exactly 1/K), where an equal-tailed interval of a
+posterior pushed off the boundary cannot reach it; DawidSkene at class_conditional K=5
+(0.82) and HierarchicalDawidSkene at K=2 and skewed activity K=5 (0.82-0.84);
+recommended() on spammers at K=5 (0.68): its prior (3 pseudo-labels per row at 0.8,
+chosen for accuracy on the real datasets) pulls spammers up, and the weaker default
+prior costs it 3 points on fact_eval.
 """
 
 
