@@ -81,8 +81,9 @@ def test_compare_adds_psis_loo_for_nuts_models():
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", cb.ConvergenceWarning)
         table = cb.compare(df, {"em": cb.DawidSkene(), "nuts": nuts}, folds=2)
-        ll = nuts.fit(df).log_likelihood().sum()
     assert np.isnan(table.loc["em", "elpd_loo"])
-    # PSIS-LOO over tasks is close to the sum of the tasks' log-likelihoods, below it
+    # PSIS-LOO over tasks: below the tasks' log-likelihood at the EM estimate (which fits
+    # every task with its own labels), but not far below on data this easy
+    ll = cb.DawidSkene().fit(df).log_likelihood().sum()
     assert ll - 60 < table.loc["nuts", "elpd_loo"] < ll
     assert table.loc["nuts", "loo_se"] > 0
