@@ -13,10 +13,9 @@ allows it), so that, say, new annotations passed by mistake are an error, not ig
 
 from __future__ import annotations
 
-import functools
 import inspect
 import numbers
-from collections.abc import Callable, Hashable
+from collections.abc import Hashable
 from typing import Any
 
 import numpy as np
@@ -73,23 +72,6 @@ def check_interval(interval: Any, where: str = "interval") -> None:
         )
 
 
-def _checking_interval(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a method with an ``interval`` parameter so the argument is checked first."""
-    names = list(inspect.signature(method).parameters)
-    position = names.index("interval") - 1  # among the arguments after self
-
-    @functools.wraps(method)
-    def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if "interval" in kwargs:
-            check_interval(kwargs["interval"], f"{type(self).__name__}.{method.__name__}")
-        elif len(args) > position:
-            check_interval(args[position], f"{type(self).__name__}.{method.__name__}")
-        return method(self, *args, **kwargs)
-
-    checked._checks_interval = True  # type: ignore[attr-defined]
-    return checked
-
-
 def check_is_fitted(estimator: Any) -> None:
     """Raise :class:`NotFittedError` unless ``estimator`` has been fitted."""
     if getattr(estimator, "proba_", None) is None:
@@ -131,16 +113,6 @@ class Aggregator:
     annotations_: Annotations
     proba_: np.ndarray
     label_codes_: np.ndarray
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        for name, attr in list(vars(cls).items()):
-            if name.startswith("_") or not inspect.isfunction(attr):
-                continue
-            if getattr(attr, "_checks_interval", False):
-                continue
-            if "interval" in inspect.signature(attr).parameters:
-                setattr(cls, name, _checking_interval(attr))
 
     # ------------------------------------------------------------ parameters
     @classmethod

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
+from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations
 from ..inference.em import (
     BUCKET_MAX_LABELS,
@@ -530,6 +530,7 @@ class BayesianAggregator(Aggregator):
         """Per task: chosen label, its probability, entropy (nats), number of labels, gold
         flag; with NUTS also ``probability_lower``/``probability_upper``, the ``interval``
         credible bounds of the chosen label's probability."""
+        check_interval(interval, "task_uncertainty")
         out = super().task_uncertainty()
         if self.draws_ is not None:
             lo, hi = interval_bounds(self._chosen_prob, interval)
@@ -537,12 +538,14 @@ class BayesianAggregator(Aggregator):
         return out
 
     def annotator_quality(self, interval: float | None = 0.9, n_draws: int = 1000) -> pd.DataFrame:
-        """Per annotator: ``accuracy`` (EM: at the MAP; NUTS: posterior mean) with
+        """Per annotator: ``accuracy`` (EM: at its estimate; NUTS: posterior mean) with
         ``interval`` bounds, per-class ``sensitivity[c]`` with bounds, ``n_labels`` and
         ``agreement`` with the consensus. NUTS bounds come from the draws; EM bounds from
         ``n_draws`` draws (seeded by ``seed``) of the model's approximate posterior around
-        the EM estimate (for Dirichlet/Beta families: given the expected counts).
+        the EM estimate (for Dirichlet/Beta families: given the labels and the tasks'
+        classes imputed from their posterior, see :meth:`_em_interval_draws`).
         ``interval=None`` skips the bounds."""
+        check_interval(interval, "annotator_quality")
         check_is_fitted(self)
         ann = self.annotations_
         if self.draws_ is not None:

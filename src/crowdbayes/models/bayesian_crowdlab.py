@@ -54,7 +54,7 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import logsumexp
 
-from ..base import AdversarialWarning, check_column_keywords, check_is_fitted
+from ..base import AdversarialWarning, check_column_keywords, check_interval, check_is_fitted
 from ..data import Annotations, _show_list
 from ..inference.em import EMData
 from ._bayes import (
@@ -462,6 +462,7 @@ class BayesianCrowdLab(BayesianAggregator):
         ``lower``/``upper`` (the ``interval`` bounds: NUTS from the draws; EM from the
         Laplace approximation of the class-prior regression given the class posterior,
         which leaves out the uncertainty of the posterior itself) and ``sd``."""
+        check_interval(interval, "classifier_weight")
         check_is_fitted(self)
         if self.draws_ is not None:
             beta = self.draws_["beta"].reshape(-1).astype(np.float64)
@@ -505,6 +506,7 @@ class BayesianCrowdLab(BayesianAggregator):
         consensus. NUTS: posterior means and bounds from the draws. EM: the MAP, bounds from
         ``n_draws`` draws (seeded by ``seed``) of each confusion row from
         ``Dirichlet(counts + pooling * mu)`` given the expected counts (centred on the fit)."""
+        check_interval(interval, "annotator_quality")
         return super().annotator_quality(interval=interval, n_draws=n_draws)
 
 
