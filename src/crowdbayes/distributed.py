@@ -1,0 +1,654 @@
+"""EM over several processes on JAX's distributed runtime, from a Parquet dataset.
+
+Every process (one per host, or several on one machine) calls :func:`fit` with the same
+arguments. Each one reads the rows of the tasks it owns (a stable hash of the task id,
+:mod:`crowdbayes.parquet`), so a task's labels meet in one process and no process holds
+another's labels. The annotator and class vocabularies are agreed by an all-gather of
+each process's distinct values, sorted, so codes mean the same everywhere. The EM loop
+is the library's own (:mod:`crowdbayes.inference.em`, the families' static functions),
+run as one SPMD program over a global mesh with one device per process: the E-step is
+local to each process's tasks, and the M-step's sufficient statistics (expected
+confusion counts per annotator, class counts) and the objective are summed across
+processes by ``psum`` (the :class:`~crowdbayes.inference.sharding.ShardedSegments`
+that ``devices=`` uses), so every process takes the same M-step and the fit equals the
+one-process ``DawidSkene().fit(...)`` to float rounding. Each process writes its own
+tasks' labels as one Parquet part (``part-00000.parquet``, ...: task id, label,
+probability); process 0 also writes the annotators' parameters.
+
+Processes find each other through :func:`jax.distributed.initialize`: arguments of
+:func:`fit` (``coordinator_address``, ``num_processes``, ``process_id``), the
+``CROWDBAYES_COORDINATOR``/``CROWDBAYES_NUM_PROCESSES``/``CROWDBAYES_PROCESS_ID``
+variables that :func:`launch` sets, or (under SLURM, or when JAX was initialised
+already) JAX's own cluster detection. On CPUs the collectives are JAX's CPU
+collectives (gloo); on GPUs, NCCL.
+
+Models: ``ds`` (:class:`~crowdbayes.DawidSkene`), ``one-coin``, ``class-conditional``,
+``mace`` and ``recommended`` (with its label correlation given, or estimated by a
+distributed search). See ``docs/distributed.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, cast
+
+import numpy as np
+
+from .data import AnnotationsError
+
+__all__ = [
+    "MODELS",
+    "DistributedError",
+    "DistributedFit",
+    "fit",
+    "free_port",
+    "launch",
+]
+
+#: Registry names of the models that run multi-process.
+MODELS = ("ds", "one-coin", "class-conditional", "mace", "recommended")
+
+_ENV_COORD = "CROWDBAYES_COORDINATOR"
+_ENV_N = "CROWDBAYES_NUM_PROCESSES"
+_ENV_ID = "CROWDBAYES_PROCESS_ID"
+
+
+class DistributedError(RuntimeError):
+    """A process of a multi-process fit failed (or the fit timed out); the message
+    names the process and shows the end of its error output."""
+
+
+@dataclass
+class DistributedFit:
+    """One process's share of a multi-process fit.
+
+    ``tasks`` (pyarrow array: this process's task ids), ``proba`` ``[n_tasks, K]`` and
+    ``label_codes`` for them; ``classes`` and ``workers`` (pyarrow arrays, the global
+    sorted vocabularies), ``params`` (the family's params, numpy, the same in every
+    process), ``confusion`` ``[W, K, K]`` and ``class_prior`` ``[K]``; ``history``,
+    ``n_iter``, ``converged``; ``process_id``, ``num_processes``; ``n_labels`` (this
+    process's) and ``n_labels_total``."""
+
+    tasks: Any
+    proba: np.ndarray
+    label_codes: np.ndarray
+    classes: Any
+    workers: Any
+    params: Any
+    confusion: np.ndarray
+    class_prior: np.ndarray
+    history: np.ndarray
+    n_iter: int
+    converged: bool
+    process_id: int
+    num_processes: int
+    n_labels: int
+    n_labels_total: int
+
+    def table(self) -> Any:
+        """This process's tasks as a pyarrow Table: ``task``, ``label`` (the user's
+        class values) and ``probability`` (of that label)."""
+        import pyarrow as pa
+
+        rows = np.arange(self.label_codes.shape[0])
+        return pa.table(
+            {
+                "task": self.tasks,
+                "label": self.classes.take(pa.array(self.label_codes)),
+                "probability": pa.array(self.proba[rows, self.label_codes]),
+            }
+        )
+
+
+# ------------------------------------------------------------------ runtime
+def _initialize(
+    coordinator_address: str | None,
+    num_processes: int | None,
+    process_id: int | None,
+    initialization_timeout: int,
+    heartbeat_timeout_seconds: int,
+) -> None:
+    """``jax.distributed.initialize`` from the arguments, the launcher's variables or
+    SLURM, unless JAX is initialised already or this is a single process."""
+    import jax
+
+    if jax.distributed.is_initialized():
+        return
+    env = os.environ
+    coordinator_address = coordinator_address or env.get(_ENV_COORD)
+    if num_processes is None and _ENV_N in env:
+        num_processes = int(env[_ENV_N])
+    if process_id is None and _ENV_ID in env:
+        process_id = int(env[_ENV_ID])
+    kwargs: dict[str, Any] = {
+        "initialization_timeout": int(initialization_timeout),
+        "heartbeat_timeout_seconds": int(heartbeat_timeout_seconds),
+    }
+    if num_processes is None and coordinator_address is None:
+        if int(env.get("SLURM_NTASKS", "1")) > 1:  # JAX finds its peers itself
+            jax.distributed.initialize(**kwargs)
+        return
+    if num_processes is not None and int(num_processes) == 1:
+        return
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+        **kwargs,
+    )
+
+
+def _mesh() -> tuple[Any, Any]:
+    """A mesh with one device per process (axis ``AXIS``) and this process's device."""
+    import jax
+    from jax.sharding import Mesh
+
+    from .inference.sharding import AXIS
+
+    first: dict[int, Any] = {}
+    for d in jax.devices():
+        first.setdefault(d.process_index, d)
+    devs = [first[p] for p in sorted(first)]
+    return Mesh(np.asarray(devs, dtype=object), (AXIS,)), first[jax.process_index()]
+
+
+def _allgather(x: np.ndarray) -> np.ndarray:
+    """``[P, *x.shape]``: every process's ``x`` (same shape and dtype everywhere)."""
+    import jax
+
+    if jax.process_count() == 1:
+        return x[None]
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x))
+
+
+def _allgather_arrow(values: Any) -> list[Any]:
+    """Every process's pyarrow array ``values`` (any length), through Arrow IPC bytes."""
+    import jax
+    import pyarrow as pa
+
+    if jax.process_count() == 1:
+        return [values]
+    sink = pa.BufferOutputStream()
+    table = pa.table({"v": values})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    raw = np.frombuffer(sink.getvalue(), np.uint8)
+    sizes = _allgather(np.asarray([raw.size], np.int64))[:, 0]
+    padded = np.zeros(int(sizes.max()), np.uint8)
+    padded[: raw.size] = raw
+    everyone = _allgather(padded)
+    out = []
+    for row, n in zip(everyone, sizes, strict=True):
+        with pa.ipc.open_stream(pa.py_buffer(row[: int(n)].tobytes())) as reader:
+            out.append(reader.read_all().column("v").combine_chunks())
+    return out
+
+
+def _vocabulary(column: Any) -> Any:
+    """The sorted union of every process's distinct values of ``column``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    mine = pc.unique(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    parts = _allgather_arrow(mine)
+    union = pc.unique(pa.concat_arrays([p.cast(mine.type) for p in parts]))
+    return union.take(pc.sort_indices(union))
+
+
+# ------------------------------------------------------------------ model
+def _estimator(model: Any, params: dict[str, Any]) -> Any:
+    if not isinstance(model, str):
+        return model
+    from .registry import MODELS as REGISTRY
+
+    if model not in MODELS:
+        raise ValueError(f"model {model!r} does not run multi-process; one of {', '.join(MODELS)}")
+    return REGISTRY[model].build(**params)
+
+
+def _check_estimator(est: Any) -> None:
+    from .models.class_conditional import ClassConditionalDawidSkene
+    from .models.dawid_skene import DawidSkene
+    from .models.mace import MACE
+    from .models.one_coin import OneCoinDawidSkene
+
+    if not isinstance(est, (DawidSkene, OneCoinDawidSkene, ClassConditionalDawidSkene, MACE)):
+        raise ValueError(
+            f"{type(est).__name__} does not run multi-process; use one of {', '.join(MODELS)}"
+        )
+    if getattr(est, "method", "em") != "em":
+        raise ValueError("a multi-process fit runs EM only (method='em')")
+
+
+# ------------------------------------------------------------------ fit
+def fit(
+    source: Any,
+    model: Any = "ds",
+    *,
+    out: str | os.PathLike[str] | None = None,
+    task: str = "task",
+    worker: str = "worker",
+    label: str = "label",
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    initialization_timeout: int = 120,
+    heartbeat_timeout_seconds: int = 30,
+    **params: Any,
+) -> DistributedFit:
+    """Fit ``model`` (a name of :data:`MODELS` with its ``params``, or an unfitted
+    estimator of those) on the Parquet ``source`` (a directory, a file or a list of
+    files; or a pyarrow Table), in every process that calls it with the same
+    arguments; returns this process's share (:class:`DistributedFit`) and, with
+    ``out``, writes it as ``out/part-{process_id:05d}.parquet`` (process 0 also writes
+    ``out/annotators.parquet``: the annotators with their confusion matrices, and
+    ``out/params.npz``). ``task``, ``worker``, ``label`` name the columns.
+
+    >>> import crowdbayes as cb, pyarrow as pa
+    >>> df = cb.datasets.load("rte")[0]
+    >>> res = cb.distributed.fit(pa.Table.from_pandas(df, preserve_index=False))
+    >>> one = cb.DawidSkene().fit(df)
+    >>> bool((res.table().to_pandas().set_index("task")["label"]
+    ...       == one.predict().loc[res.tasks.to_pylist()]).all())
+    True
+    """
+    _initialize(
+        coordinator_address,
+        num_processes,
+        process_id,
+        initialization_timeout,
+        heartbeat_timeout_seconds,
+    )
+    import jax
+
+    from .parquet import read_share, write_part
+
+    est = _estimator(model, params)
+    _check_estimator(est)
+    P, pid = jax.process_count(), jax.process_index()
+    table = read_share(source, pid, P, (task, worker, label))
+    result = _fit_table(est, table, P, pid)
+    if out is not None:
+        write_part(result.table(), out, pid)
+        if pid == 0:
+            _write_params(result, Path(out))
+    return result
+
+
+def _write_params(result: DistributedFit, out: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    _, K, L = result.confusion.shape
+    cols: dict[str, Any] = {"worker": result.workers}
+    for k in range(K):
+        for j in range(L):
+            cols[f"confusion_{k}_{j}"] = pa.array(result.confusion[:, k, j])
+    pq.write_table(pa.table(cols), out / "annotators.parquet")
+    np.savez(
+        out / "params.npz",
+        confusion=result.confusion,
+        class_prior=result.class_prior,
+        history=result.history,
+        n_iter=result.n_iter,
+        converged=result.converged,
+    )
+
+
+def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
+    import jax
+    import pyarrow.compute as pc
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as Spec
+
+    from .inference.em import EMData, _em_chunk_jit, _State, bound_programs
+    from .inference.segments import FlatSegments, Segments
+    from .inference.sharding import AXIS, ShardedSegments
+
+    mesh, device = _mesh()
+    workers = _vocabulary(table.column("worker"))
+    classes = _vocabulary(table.column("label"))
+    W, K = len(workers), len(classes)
+    if K < 2:
+        raise AnnotationsError(f"the labels hold {K} class(es); EM needs at least 2")
+    tasks = pc.dictionary_encode(table.column("task").combine_chunks())
+    task = np.asarray(tasks.indices, dtype=np.int32)
+    worker = np.asarray(pc.index_in(table.column("worker"), value_set=workers), np.int32)
+    label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
+    T, N = len(tasks.dictionary), int(task.shape[0])
+    sizes = _allgather(np.asarray([T, N], np.int64))
+    T_local = max(int(sizes[:, 0].max()), 1)
+    N_local = max(int(sizes[:, 1].max()), 1)
+    n_total = int(sizes[:, 1].sum())
+    if n_total == 0:
+        raise AnnotationsError("the Parquet data holds no labels")
+    wl = (worker.astype(np.int64) * K + label).astype(np.int32)
+
+    def sharded(local: np.ndarray, axis: int = 0) -> jax.Array:
+        shape = list(local.shape)
+        shape[axis] *= P
+        spec: list[str | None] = [None] * local.ndim
+        spec[axis] = AXIS
+        return jax.make_array_from_single_device_arrays(
+            tuple(shape),
+            NamedSharding(mesh, Spec(*spec)),
+            [jax.device_put(local, device)],
+        )
+
+    def replicated(x: Any) -> jax.Array:
+        x = np.asarray(x)
+        return jax.make_array_from_single_device_arrays(
+            x.shape, NamedSharding(mesh, Spec()), [jax.device_put(x, device)]
+        )
+
+    def stacked(flat: FlatSegments) -> Segments:
+        return cast(
+            Segments,
+            FlatSegments(
+                sharded(np.asarray(flat.index)[None]),
+                sharded(np.asarray(flat.seg)[None]),
+                flat.n_segments,
+            ),
+        )
+
+    by_task = FlatSegments.build(task, T_local, keys=wl, n_keys=W * K, n_items=N_local)
+    by_wl = FlatSegments.build(wl, W * K, keys=task, n_keys=T_local, n_items=N_local)
+    counts = _allgather(np.bincount(worker, minlength=W).astype(np.int64)).sum(0)
+
+    def per_label(values: np.ndarray) -> jax.Array:
+        out = np.zeros(N_local, np.int32)
+        out[:N] = values
+        return sharded(out)
+
+    gold = np.full(T_local, -1, np.int32)
+    mask = np.zeros(T_local, np.float32)
+    mask[:T] = 1.0
+    n_per_task = np.bincount(task, minlength=T_local)
+    temperature = None
+    tau_em = None
+    from .recommend import CalibratedDawidSkene
+
+    calibrated = isinstance(est, CalibratedDawidSkene)
+    if calibrated:
+        n = np.maximum(n_per_task, 1).astype(np.float64)
+        tau_em = float(est.em_temperature) * n ** float(est.label_power)
+        temperature = sharded(np.where(mask > 0, tau_em, 1.0).astype(np.float32))
+    data = EMData(
+        task=per_label(task + pid * T_local),
+        worker=per_label(worker),
+        label=per_label(label),
+        gold=sharded(gold),
+        by_task=cast(Segments, ShardedSegments(stacked(by_task), mesh, P * T_local, False, True)),
+        by_worker_label=cast(Segments, ShardedSegments(stacked(by_wl), mesh, W * K, True, False)),
+        by_task_label=None,
+        n_labels_per_worker=replicated(counts.astype(np.int32)),
+        task_mask=sharded(mask),
+        task_temperature=temperature,
+    )
+    del by_task, by_wl
+    shape = SimpleNamespace(
+        n_classes=K, n_workers=W, n_tasks=int(sizes[:, 0].sum()), n_labels=n_total
+    )
+    hyper = jax.tree_util.tree_map(lambda x: replicated(np.asarray(x)), est._hyper(shape))
+    # EM starts from the vote shares, as the estimators do
+    votes = np.bincount(task.astype(np.int64) * K + label, minlength=T_local * K)
+    votes = votes.reshape(T_local, K).astype(np.float64)
+    init = votes / np.maximum(votes.sum(1, keepdims=True), 1.0)
+    post0 = sharded(np.ascontiguousarray(init.T, dtype=np.float32), axis=1)
+    family = est._family
+    max_iter = int(est.max_iter)
+    shapes = jax.eval_shape(family.m_step, post0, data, hyper)
+    params0 = jax.tree_util.tree_map(lambda s: replicated(np.zeros(s.shape, s.dtype)), shapes)
+    state = _State(
+        params0,
+        post0,
+        replicated(np.float32(-np.inf)),
+        replicated(np.float32(np.inf)),
+        replicated(np.int32(0)),
+        replicated(np.full((max(max_iter, 1),), np.nan, np.float32)),
+    )
+    bound_programs()
+    state = _em_chunk_jit(
+        family, state, data, hyper, replicated(np.int32(max_iter)), replicated(np.float32(est.tol))
+    )
+
+    def local(x: jax.Array) -> np.ndarray:
+        return np.asarray(x.addressable_data(0))
+
+    n_iter = int(local(state.n_iter))
+    gain = float(local(state.gain))
+    tol = float(est.tol)
+    converged = n_iter >= 2 and tol > 0 and gain / n_total < tol
+    params = jax.tree_util.tree_map(local, state.params)
+    post = local(state.post).astype(np.float64)[:, :T].T
+    confusion = np.asarray(
+        family.confusion(jax.tree_util.tree_map(lambda x: jax.device_put(x, device), params)),
+        np.float64,
+    )
+    class_prior = np.exp(np.asarray(params.log_pi, np.float64))
+    if tau_em is not None:
+        post = _calibrate(est, post, votes[:T], n_per_task[:T], tau_em[:T])
+    return DistributedFit(
+        tasks=tasks.dictionary,
+        proba=post,
+        label_codes=np.argmax(post, axis=1),
+        classes=classes,
+        workers=workers,
+        params=params,
+        confusion=confusion,
+        class_prior=class_prior,
+        history=local(state.history).astype(np.float64)[:n_iter],
+        n_iter=n_iter,
+        converged=bool(converged),
+        process_id=pid,
+        num_processes=P,
+        n_labels=N,
+        n_labels_total=n_total,
+    )
+
+
+def _calibrate(
+    est: Any, post: np.ndarray, votes: np.ndarray, n: np.ndarray, tau_em: np.ndarray
+) -> np.ndarray:
+    """``recommended()``'s reported posterior: EM's at temperature ``tau_em`` re-tempered
+    to ``temperature * (n * (1 + (n - 1) * rho)) ** label_power``."""
+    from .recommend import temper
+
+    rho = est.label_correlation
+    if rho is None:
+        rho = _vote_correlation(votes, temper(post, 1.0 / tau_em[:, None]))
+    n = np.maximum(n, 1).astype(np.float64)
+    out_tau = float(est.temperature) * (n * (1.0 + (n - 1.0) * float(rho))) ** float(
+        est.label_power
+    )
+    return temper(post, (out_tau / tau_em)[:, None])
+
+
+def _vote_correlation(votes: np.ndarray, post: np.ndarray) -> float:
+    """:func:`~crowdbayes.models.vote_correlation.vote_correlation` over every
+    process's tasks. Its likelihood depends on the tasks only through each distinct vote
+    row's summed posterior (and the class-by-label sums, linear in those), so each
+    process sends its distinct rows with their summed posteriors (few: vote counts of
+    small totals), and the merged rows, as pseudo-tasks whose posterior is that sum,
+    give every process the one-process estimate."""
+    from .models.vote_correlation import vote_correlation
+
+    K = votes.shape[1]
+    keep = votes.sum(axis=1) >= 2
+    rows, inverse = np.unique(votes[keep], axis=0, return_inverse=True)
+    resp = np.stack(
+        [np.bincount(inverse.ravel(), post[keep, k], rows.shape[0]) for k in range(K)], 1
+    ).reshape(rows.shape[0], K)
+    n_rows = _allgather(np.asarray([rows.shape[0]], np.int64))[:, 0]
+    width = max(int(n_rows.max()), 1)
+    mine = np.zeros((width, 2 * K), np.float64)
+    mine[: rows.shape[0], :K] = rows
+    mine[: rows.shape[0], K:] = resp
+    everyone = _allgather(mine)
+    merged = np.concatenate([e[: int(n)] for e, n in zip(everyone, n_rows, strict=True)])
+    if not merged.shape[0]:
+        return 0.0
+    all_rows, inv = np.unique(merged[:, :K], axis=0, return_inverse=True)
+    all_resp = np.stack(
+        [np.bincount(inv.ravel(), merged[:, K + k], all_rows.shape[0]) for k in range(K)], 1
+    )
+    return vote_correlation(all_rows, all_resp)
+
+
+# ------------------------------------------------------------------ launcher
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _describe(rc: int) -> str:
+    if rc < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"was killed by signal {-rc}"
+    return f"exited with code {rc}"
+
+
+def launch(
+    num_processes: int,
+    source: Any,
+    out: str | os.PathLike[str],
+    model: str = "ds",
+    *,
+    params: dict[str, Any] | None = None,
+    task: str = "task",
+    worker: str = "worker",
+    label: str = "label",
+    timeout: float = 3600.0,
+    on_start: Callable[[list[int]], None] | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run :func:`fit` in ``num_processes`` local processes (coordinator on 127.0.0.1,
+    a free port) and wait for them; the parts land in ``out``. If one process fails
+    (or ``timeout`` seconds pass) the others are stopped and a
+    :class:`DistributedError` names it, with the end of its error output.
+    ``on_start`` is called with the processes' ids once they are started."""
+    num_processes = int(num_processes)
+    if num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    spec = {
+        "source": [str(s) for s in source] if isinstance(source, (list, tuple)) else str(source),
+        "out": str(out),
+        "model": model,
+        "params": params or {},
+        "task": task,
+        "worker": worker,
+        "label": label,
+    }
+    port = free_port()
+    base = dict(os.environ if env is None else env)
+    procs: list[subprocess.Popen[bytes]] = []
+    logs = []
+    with tempfile.TemporaryDirectory(prefix="crowdbayes-dist-") as tmp:
+        try:
+            for i in range(num_processes):
+                child_env = dict(base)
+                child_env.update(
+                    {
+                        _ENV_COORD: f"127.0.0.1:{port}",
+                        _ENV_N: str(num_processes),
+                        _ENV_ID: str(i),
+                    }
+                )
+                log = open(Path(tmp) / f"stderr-{i}.txt", "wb")
+                logs.append(log)
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "crowdbayes.distributed", json.dumps(spec)],
+                        env=child_env,
+                        stdout=subprocess.DEVNULL,
+                        stderr=log,
+                    )
+                )
+            if on_start is not None:
+                on_start([p.pid for p in procs])
+            failed = _wait(procs, timeout)
+        finally:
+            _stop(procs)
+            for log in logs:
+                log.close()
+        if failed is not None:
+            i, why = failed
+            tail = (Path(tmp) / f"stderr-{i}.txt").read_text(errors="replace")
+            lines = [ln for ln in tail.splitlines() if ln.strip()][-15:]
+            raise DistributedError(
+                f"process {i} of {num_processes} {why}; the other processes were stopped."
+                + ("\nits last error output:\n" + "\n".join(lines) if lines else "")
+            )
+
+
+def _wait(procs: list[subprocess.Popen[bytes]], timeout: float) -> tuple[int, str] | None:
+    """Wait until every process exits 0 (None) or the first fails or time runs out
+    (its index and why)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        running = False
+        for i, p in enumerate(procs):
+            rc = p.poll()
+            if rc is None:
+                running = True
+            elif rc != 0:
+                return i, _describe(rc)
+        if not running:
+            return None
+        if time.monotonic() > deadline:
+            late = next(i for i, p in enumerate(procs) if p.poll() is None)
+            return late, f"did not finish within {timeout:g} s"
+        time.sleep(0.05)
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Terminate the processes still running, kill those that ignore it, reap all."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    deadline = time.monotonic() + 5.0
+    for p in procs:
+        try:
+            p.wait(max(deadline - time.monotonic(), 0.01))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _main(argv: Sequence[str]) -> int:
+    spec = json.loads(argv[0])
+    fit(
+        spec["source"],
+        spec["model"],
+        out=spec["out"],
+        task=spec["task"],
+        worker=spec["worker"],
+        label=spec["label"],
+        **spec["params"],
+    )
+    import jax
+
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
