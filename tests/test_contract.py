@@ -28,35 +28,7 @@ KEYS = list(MODELS)
 
 #: Checks that a registered model fails because of a defect of the model (not of the check),
 #: by check and model: each is an xfail(strict=True) until the model is fixed.
-DEFECTS: dict[str, dict[str, str]] = {
-    "density": {
-        "bayesian-crowdlab": (
-            "BayesianCrowdLab's EM objective leaves out the class-bias prior N(0, bias_sd^2) "
-            "that its NumPyro model has, and the mu-dependent normaliser of the pooled "
-            "confusion rows (EM updates mu by empirical Bayes): EM's MAP is not the mode of "
-            "the posterior NUTS samples (tests/test_crowdlab_bayes_nuts.py adds the terms by "
-            "hand)"
-        ),
-    },
-    "round_trip": {
-        "bayesian-crowdlab": (
-            "BayesianCrowdLab's params keep the class bias only up to a shift (log_pi "
-            "normalised), so sites -> params -> sites moves the bias site, whose NumPyro "
-            "prior N(0, bias_sd^2) is not shift-invariant (the same gap as its EM objective)"
-        ),
-    },
-    "intervals": {
-        "bayesian-crowdlab": (
-            "BayesianCrowdLab on wsd (3 classes): near-perfect sensitivities (0.999) lie "
-            "just below their own 90% EM interval for 11 of 34 annotators. The rows' prior "
-            "pooling * mu has off-diagonal pseudo-counts near 0.01 (mu by empirical Bayes "
-            "goes to ~1e-3 off the diagonal), so the Dirichlet draws are so skewed (median "
-            "sensitivity 1.0, most off-diagonal draws below 1e-30) that their 5% quantile "
-            "lies above their mean, which is EM's estimate (holds on binary rte, "
-            "tests/test_intervals.py)"
-        ),
-    },
-}
+DEFECTS: dict[str, dict[str, str]] = {}
 
 
 def _keys(check: str, keys: list[str] | None = None) -> list[Any]:

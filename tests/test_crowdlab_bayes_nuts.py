@@ -63,14 +63,14 @@ def test_em_objective_and_numpyro_log_density_share_the_likelihood():
         }
         params = BayesianCrowdLabModel.params_from_sites(sites, hyper)
         em = float(em_fn(params))
-        # what EM's objective leaves out: the normalising constants, the bias prior and the
-        # mu-dependent normaliser of the pooled rows (EM updates mu by empirical Bayes)
+        # what EM's objective leaves out: the normalising constants alone (it has the bias
+        # prior and the rows' mu-dependent normaliser log B(pooling * mu))
         rest = (
             _normal_lp(sites["beta"], hyper.beta_mean, hyper.beta_sd)
             + 0.5 * ((sites["beta"] - hyper.beta_mean) / hyper.beta_sd) ** 2
             + _normal_lp(sites["bias"], 0.0, hyper.bias_sd)
+            + 0.5 * (sites["bias"] ** 2).sum() / hyper.bias_sd**2
             - _log_beta(hyper.base_counts).sum()
-            - W * _log_beta(hyper.pooling * sites["mu"]).sum()
         )
         # EM's objective is the density of the log-ratios: plus sum(log p) of each simplex
         log_jac = float(jnp.log(sites["mu"]).sum() + jnp.log(sites["confusion"]).sum())

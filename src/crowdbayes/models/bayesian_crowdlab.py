@@ -7,8 +7,8 @@ out-of-sample probabilities, floored at ``prob_floor``):
 
     z_i &\sim \mathrm{Categorical}\bigl(\mathrm{softmax}_k(\beta \log p_{ik} + b_k)\bigr),
     \qquad \beta \sim \mathcal N(1, \sigma_\beta^2),\ b_k \sim \mathcal N(0, \sigma_b^2),\\
-    \mu_k &\sim \mathrm{Dirichlet}(1 + P_k), \qquad
-    \theta_{jk} \sim \mathrm{Dirichlet}(1 + s\,\mu_k), \qquad
+    \mu_k &\sim \mathrm{Dirichlet}(P_k), \qquad
+    \theta_{jk} \sim \mathrm{Dirichlet}(s\,\mu_k), \qquad
     y_{ij} \mid z_i = k \sim \mathrm{Categorical}(\theta_{jk}).
 
 ``beta`` is the classifier's learned weight (an inverse temperature: 0 ignores it, 1 takes
@@ -17,8 +17,11 @@ annotator's confusion matrix ``theta_j`` is shrunk towards the population's ``mu
 strength ``s`` (``pooling``), so annotators with few labels borrow from the others;
 ``P`` (``prior_strength``, ``prior_accuracy``) keeps the population better than chance.
 
-``method="em"`` finds the MAP (``mu`` by empirical Bayes; ``beta, b`` by Newton steps in
-each M-step, the per-task class prior ``[K, n_tasks]`` going through the generic EM engine).
+``method="em"`` finds the MAP of this posterior in the log-ratio coordinates of the
+simplexes (its objective is NumPyro's log density plus their log-Jacobian, up to a
+constant): in each M-step ``mu`` by Newton steps with every annotator's rows profiled
+out, ``beta, b`` by Newton steps on the class-prior regression (the per-task class prior
+``[K, n_tasks]`` going through the generic EM engine).
 Annotator accuracy intervals come from the Dirichlet posterior of each confusion row given
 the expected counts; task uncertainty from the class posterior; the weight's interval from
 a Laplace approximation (:meth:`BayesianCrowdLab.classifier_weight`).
@@ -52,7 +55,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
-from jax.scipy.special import logsumexp
+from jax.scipy.special import digamma, gammaln, logsumexp, polygamma
 
 from ..base import AdversarialWarning, check_column_keywords, check_interval, check_is_fitted
 from ..data import Annotations, _show_list
@@ -88,6 +91,7 @@ class BCLParams(NamedTuple):
     beta: jnp.ndarray  # []: the classifier's weight (inverse temperature)
     log_mu: jnp.ndarray  # [K, L]: population confusion
     log_clf: jnp.ndarray  # [K, T]: floored log classifier probabilities (data, carried along)
+    bias: jnp.ndarray  # [K]: the class bias b as its prior sees it (log_pi is it normalised)
 
 
 class BCLHyper(NamedTuple):
@@ -138,6 +142,41 @@ def _fit_prior(post: jnp.ndarray, hyper: BCLHyper, n_newton: int = 16) -> tuple[
     return theta[0], theta[1:]
 
 
+def _log_beta(alpha: jnp.ndarray) -> jnp.ndarray:
+    """``log B(alpha)`` of each Dirichlet (last axis)."""
+    return gammaln(alpha).sum(-1) - gammaln(alpha.sum(-1))
+
+
+def _fit_mu(counts: jnp.ndarray, hyper: BCLHyper, n_newton: int = 24) -> jnp.ndarray:
+    """``[K, L]``: the population confusion ``mu`` of the M-step, with each annotator's
+    rows profiled out (their mode ``(counts + s mu) / (n + s)`` given ``mu``).
+
+    Per true class the objective in ``mu`` is separable over the labels and concave
+    (``sum_w (c_wl + s mu_l) log(c_wl + s mu_l) - W lgamma(s mu_l) + P_l log mu_l``, the
+    second derivative ``s^2 sum_w 1 / (c_wl + s mu_l) - W s^2 psi'(s mu_l) - P_l / mu_l^2``
+    is negative as ``psi'(x) > 1 / x``), so Newton steps on the simplex (the Lagrange
+    multiplier in closed form for the diagonal Hessian) find its maximum; steps stop at
+    nine tenths of the way to the simplex's boundary. Starts from the pooled counts."""
+    s, P = hyper.pooling, hyper.base_counts
+    W = counts.shape[0]
+    n = counts.sum(-1, keepdims=True)  # [W, K, 1]
+    pooled = counts.sum(0) + P
+    mu0 = pooled / pooled.sum(-1, keepdims=True)
+
+    def step(mu: jnp.ndarray, _: None) -> tuple[jnp.ndarray, None]:
+        a = counts + s * mu[None]  # [W, K, L]
+        g = s * jnp.log(a / (n + s)).sum(0) - W * s * digamma(s * mu) + P / mu
+        h = s**2 * (1.0 / a).sum(0) - W * s**2 * polygamma(1, s * mu) - P / mu**2
+        lam = (g / h).sum(-1, keepdims=True) / (1.0 / h).sum(-1, keepdims=True)
+        delta = (lam - g) / h
+        room = jnp.where(delta < 0, mu / jnp.maximum(-delta, 1e-30), jnp.inf).min(-1, keepdims=True)
+        mu = mu + jnp.minimum(1.0, 0.9 * room) * delta
+        return mu / mu.sum(-1, keepdims=True), None
+
+    mu, _ = jax.lax.scan(step, mu0, None, length=n_newton)
+    return mu
+
+
 class BayesianCrowdLabModel:
     """Static EM functions of the Bayesian CROWDLAB (class-major arrays)."""
 
@@ -156,21 +195,27 @@ class BayesianCrowdLabModel:
         L = hyper.base_counts.shape[1]
         W = data.by_worker_label.inverse.shape[0] // L
         counts = DawidSkeneModel.expected_counts(post, data, W)  # [W, K, L]
-        pooled = counts.sum(0) + hyper.base_counts
-        mu = pooled / pooled.sum(-1, keepdims=True)
+        mu = _fit_mu(counts, hyper)
         rows = counts + hyper.pooling * mu[None]
         conf = rows / rows.sum(-1, keepdims=True)
         beta, bias = _fit_prior(post, hyper)
-        bias = bias - logsumexp(bias)
-        return BCLParams(_safe_log(conf), bias, beta, _safe_log(mu), hyper.log_clf)
+        log_pi = bias - logsumexp(bias)
+        return BCLParams(_safe_log(conf), log_pi, beta, _safe_log(mu), hyper.log_clf, bias)
 
     @staticmethod
     def log_prior(params: BCLParams, hyper: BCLHyper) -> jnp.ndarray:
+        """The log prior density in log-ratio coordinates of the simplexes (up to a
+        constant): the rows' ``Dirichlet(pooling * mu)`` with their ``mu``-dependent
+        normaliser ``log B(pooling * mu)``, ``mu``'s ``Dirichlet(P)``, the weight's and
+        the bias's normals; the M-step maximises it with the likelihood."""
         mu = jnp.exp(params.log_mu)
-        conf_lp = (hyper.pooling * mu[None] * params.log_confusion).sum()
+        alpha = hyper.pooling * mu  # [K, L]
+        W = params.log_confusion.shape[0]
+        conf_lp = (alpha[None] * params.log_confusion).sum() - W * _log_beta(alpha).sum()
         mu_lp = (hyper.base_counts * params.log_mu).sum()
         beta_lp = -0.5 * ((params.beta - hyper.beta_mean) / hyper.beta_sd) ** 2
-        return conf_lp + mu_lp + beta_lp
+        bias_lp = -0.5 * (params.bias**2).sum() / hyper.bias_sd**2
+        return conf_lp + mu_lp + beta_lp + bias_lp
 
     # ---- NUTS and intervals (see models/_bayes.py)
     @staticmethod
@@ -186,7 +231,8 @@ class BayesianCrowdLabModel:
         beta = numpyro.sample("beta", dist.Normal(hyper.beta_mean, hyper.beta_sd))
         bias = numpyro.sample("bias", dist.Normal(jnp.zeros(K), hyper.bias_sd).to_event(1))
         mu = numpyro.sample("mu", dist.Dirichlet(hyper.base_counts).to_event(1))
-        alpha = jnp.broadcast_to(jnp.maximum(hyper.pooling * mu, MIN_PSEUDO), (W, K, L))
+        # pooling is floored at MIN_PSEUDO, so every pseudo-count is > 0 (a proper prior)
+        alpha = jnp.broadcast_to(hyper.pooling * mu, (W, K, L))
         conf = numpyro.sample("confusion", dist.Dirichlet(alpha).to_event(2))
         return {"beta": beta, "bias": bias, "mu": mu, "confusion": conf}
 
@@ -199,14 +245,14 @@ class BayesianCrowdLabModel:
             sites["beta"],
             _safe_log(sites["mu"]),
             hyper.log_clf,
+            bias,
         )
 
     @staticmethod
     def sites_from_params(params: BCLParams, hyper: BCLHyper) -> dict[str, jnp.ndarray]:
-        # the softmax ignores a shift of the bias; the centred one is the prior's favourite
         return {
             "beta": params.beta,
-            "bias": params.log_pi - params.log_pi.mean(),
+            "bias": params.bias,
             "mu": jnp.exp(params.log_mu),
             "confusion": jnp.exp(params.log_confusion),
         }
@@ -264,7 +310,7 @@ def _weight_laplace(params: BCLParams, post: jnp.ndarray, hyper: BCLHyper) -> jn
         ).sum() / hyper.bias_sd**2
         return fit - 0.5 * penalty
 
-    theta = jnp.concatenate([params.beta[None], params.log_pi - params.log_pi.mean()])
+    theta = jnp.concatenate([params.beta[None], params.bias])
     cov = jnp.linalg.inv(-jax.hessian(objective)(theta))
     return cov[0, 0]
 
@@ -312,7 +358,7 @@ class BayesianCrowdLab(BayesianAggregator):
     seed : int, default 0
         Seeds NUTS and the draws behind EM's intervals.
     method : {"em", "nuts"}, default "em"
-        EM gives the MAP estimate (``mu`` by empirical Bayes); NUTS samples the full
+        EM gives the MAP estimate (``mu`` included); NUTS samples the full
         hierarchical posterior (``beta``, ``b``, ``mu``, every confusion matrix), its chains
         started at the EM estimate.
     num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
