@@ -67,6 +67,9 @@ __all__ = [
 ]
 
 EXIT_BAD_INPUT = 2
+#: The models ``--processes`` fits (``crowdbayes.distributed.MODELS``; here so that the
+#: CLI imports only the standard library)
+DISTRIBUTED_MODELS = ("ds", "one-coin", "class-conditional", "mace", "recommended")
 REPORT_MODELS = ("gmv", "ds", "mv")  # report.MODELS, kept here so that parsing stays light
 
 
@@ -303,6 +306,8 @@ def _accuracy(pred: pd.Series, gold: pd.Series) -> float:
 
 # ---------------------------------------------------------------------------- aggregate
 def _cmd_aggregate(args: argparse.Namespace) -> int:
+    if getattr(args, "processes", None) is not None:
+        return _cmd_distributed(args)
     import pandas as pd
 
     from .data import AnnotationsError
@@ -366,6 +371,76 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         if any(MODELS[r["model"]].needs_gold for r in rows) and not args.quiet:
             _stderr("(gmv learns its weights from the gold it is scored on: in-sample)")
     return 0
+
+
+def _cmd_distributed(args: argparse.Namespace) -> int:
+    """``aggregate --processes N``: :mod:`crowdbayes.distributed` (in this process for
+    N = 1, else N local processes with a coordinator on 127.0.0.1)."""
+    from . import distributed
+
+    (model,) = args.model
+    params = {} if args.max_iter is None else {"max_iter": args.max_iter}
+    columns = {"task": args.task_col, "worker": args.worker_col, "label": args.label_col}
+    start = time.perf_counter()
+    try:
+        if args.processes == 1:
+            distributed.clear_out(args.out)
+            res = distributed.fit(args.input, model, out=args.out, **columns, **params)
+            n_labels = res.n_labels_total
+        else:
+            distributed.launch(
+                args.processes, args.input, args.out, model, params=params, **columns
+            )
+            n_labels = None
+    except distributed.DistributedError as err:
+        _stderr(f"crowdbayes: error: {err}")
+        return 1
+    if not args.quiet:
+        what = "" if n_labels is None else f" ({n_labels} labels)"
+        _stderr(
+            f"{model}: {args.processes} process(es){what} in "
+            f"{time.perf_counter() - start:.1f} s; wrote one part per process to {args.out}"
+        )
+    return 0
+
+
+def _check_distributed(args: argparse.Namespace) -> str | None:
+    """``--processes``: its own inputs (a Parquet dataset, an output folder, one model)."""
+    n = args.processes
+    if n < 1:
+        return f"--processes must be at least 1, got {n}"
+    given = getattr(args, "input", None)
+    if given is None:
+        return "--processes needs INPUT: a Parquet dataset (a folder or a file)"
+    if not os.path.exists(given):
+        return f"file {given!r} does not exist"
+    if os.path.isfile(given) and not given.lower().endswith((".parquet", ".pq")):
+        return f"--processes reads Parquet: {given!r} is not a .parquet file or a folder"
+    for flag in ("dataset", "gold", "pred_probs", "label_field"):
+        if getattr(args, flag, None) is not None:
+            return f"--processes does not take --{flag.replace('_', '-')}"
+    if getattr(args, "method", "em") != "em":
+        return "--processes fits by EM only (no --method nuts)"
+    models = list(dict.fromkeys(args.model or ["recommended"]))
+    if len(models) != 1 or models[0] not in DISTRIBUTED_MODELS:
+        return (
+            f"--processes fits one model, one of {', '.join(DISTRIBUTED_MODELS)}; "
+            f"got {', '.join(models)}"
+        )
+    out = getattr(args, "out", None)
+    if out is None:
+        return "--processes needs --out FOLDER (one Parquet part per process)"
+    if os.path.exists(out) and not os.path.isdir(out):
+        return f"--out {out!r} is a file; --processes writes a folder"
+    parent = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(parent):
+        return f"--out {out!r}: folder {parent!r} does not exist"
+    if not _installed("pyarrow"):
+        return _missing_package("pyarrow", "--processes (Parquet)")
+    max_iter = getattr(args, "max_iter", None)
+    if max_iter is not None and max_iter < 1:
+        return f"--max-iter must be at least 1, got {args.max_iter}"
+    return None
 
 
 def _result_table(models: dict[str, Aggregator]) -> pd.DataFrame:
@@ -451,6 +526,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="no progress bars, no summary line on stderr"
     )
     agg.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
+    agg.add_argument(
+        "--processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="fit in N local processes on JAX's distributed runtime: INPUT is a Parquet "
+        "dataset (a folder or a file), --out a folder that gets one part per process "
+        f"(models: {', '.join(DISTRIBUTED_MODELS)}; see docs/distributed.md)",
+    )
     agg.set_defaults(handler=_cmd_aggregate)
     models = sub.add_parser("models", help="list the models, one line each")
     models.set_defaults(handler=_cmd_models)
@@ -553,6 +637,8 @@ def check_args(args: argparse.Namespace) -> str | None:
     command = getattr(args, "command", "aggregate")
     if command == "models":
         return None
+    if command == "aggregate" and getattr(args, "processes", None) is not None:
+        return _check_distributed(args)
     dataset, given = getattr(args, "dataset", None), getattr(args, "input", None)
     if dataset is not None and given is not None:
         return "give either INPUT or --dataset, not both"

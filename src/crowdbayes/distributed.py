@@ -51,6 +51,7 @@ __all__ = [
     "MODELS",
     "DistributedError",
     "DistributedFit",
+    "clear_out",
     "fit",
     "free_port",
     "launch",
@@ -265,6 +266,12 @@ def fit(
     ...       == one.predict().loc[res.tasks.to_pylist()]).all())
     True
     """
+    from .parquet import check_columns, read_share, write_part
+
+    # what every process can see alone is checked before it waits for the others
+    check_columns(source, (task, worker, label))
+    est = _estimator(model, params)
+    _check_estimator(est)
     _initialize(
         coordinator_address,
         num_processes,
@@ -274,10 +281,6 @@ def fit(
     )
     import jax
 
-    from .parquet import read_share, write_part
-
-    est = _estimator(model, params)
-    _check_estimator(est)
     P, pid = jax.process_count(), jax.process_index()
     table = read_share(source, pid, P, (task, worker, label))
     result = _fit_table(est, table, P, pid)
@@ -516,6 +519,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def clear_out(out: str | os.PathLike[str]) -> None:
+    """Remove the parts and parameters of an earlier fit from the folder ``out`` (so that
+    its parts are this fit's alone); other files are left."""
+    folder = Path(out)
+    if not folder.is_dir():
+        return
+    for path in [
+        *folder.glob("part-*.parquet"),
+        folder / "annotators.parquet",
+        folder / "params.npz",
+    ]:
+        path.unlink(missing_ok=True)
+
+
 def _describe(rc: int) -> str:
     if rc < 0:
         try:
@@ -536,14 +553,15 @@ def launch(
     worker: str = "worker",
     label: str = "label",
     timeout: float = 3600.0,
-    on_start: Callable[[list[int]], None] | None = None,
+    on_start: Callable[[list[int], int], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> None:
     """Run :func:`fit` in ``num_processes`` local processes (coordinator on 127.0.0.1,
     a free port) and wait for them; the parts land in ``out``. If one process fails
     (or ``timeout`` seconds pass) the others are stopped and a
     :class:`DistributedError` names it, with the end of its error output.
-    ``on_start`` is called with the processes' ids once they are started."""
+    ``on_start`` is called with the processes' ids and the coordinator's port once
+    they are started. Parts of an earlier fit in ``out`` are removed first."""
     num_processes = int(num_processes)
     if num_processes < 1:
         raise ValueError(f"num_processes must be >= 1, got {num_processes}")
@@ -556,6 +574,7 @@ def launch(
         "worker": worker,
         "label": label,
     }
+    clear_out(out)
     port = free_port()
     base = dict(os.environ if env is None else env)
     procs: list[subprocess.Popen[bytes]] = []
@@ -582,7 +601,7 @@ def launch(
                     )
                 )
             if on_start is not None:
-                on_start([p.pid for p in procs])
+                on_start([p.pid for p in procs], port)
             failed = _wait(procs, timeout)
         finally:
             _stop(procs)
@@ -634,6 +653,19 @@ def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def _main(argv: Sequence[str]) -> int:
     spec = json.loads(argv[0])
+    try:
+        _fit_spec(spec)
+    except (ValueError, OSError) as err:  # AnnotationsError is a ValueError
+        print(f"crowdbayes: error: {err}", file=sys.stderr)
+        return 2
+    import jax
+
+    if jax.distributed.is_initialized():
+        jax.distributed.shutdown()
+    return 0
+
+
+def _fit_spec(spec: dict[str, Any]) -> None:
     fit(
         spec["source"],
         spec["model"],
@@ -643,11 +675,6 @@ def _main(argv: Sequence[str]) -> int:
         label=spec["label"],
         **spec["params"],
     )
-    import jax
-
-    if jax.distributed.is_initialized():
-        jax.distributed.shutdown()
-    return 0
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ import numpy as np
 
 from .data import AnnotationsError
 
-__all__ = ["owner", "read_share", "stable_hash", "write_part"]
+__all__ = ["check_columns", "owner", "read_share", "stable_hash", "write_part"]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -128,20 +128,11 @@ def read_share(
     import pyarrow as pa
 
     cols = list(columns)
+    check_columns(source, cols)
     if isinstance(source, pa.Table):
-        missing = [c for c in cols if c not in source.column_names]
-        batches = source.select([c for c in cols if c in source.column_names]).to_batches(
-            batch_size
-        )
+        batches = source.select(cols).to_batches(batch_size)
     else:
-        dataset = _dataset(source)
-        missing = [c for c in cols if c not in dataset.schema.names]
-        if not missing:
-            batches = dataset.to_batches(columns=cols, batch_size=batch_size)
-    if missing:
-        raise AnnotationsError(
-            f"the Parquet data has no column {missing[0]!r} (columns: {_names(source)})"
-        )
+        batches = _dataset(source).to_batches(columns=cols, batch_size=batch_size)
     kept = []
     for batch in batches:
         for name in cols:
@@ -163,6 +154,17 @@ def read_share(
         return schema.empty_table()
     table = pa.Table.from_batches(kept)
     return table.rename_columns(["task", "worker", "label"]).cast(schema)
+
+
+def check_columns(source: Any, columns: Sequence[str]) -> None:
+    """An :class:`~crowdbayes.data.AnnotationsError` unless ``source`` (a Parquet
+    dataset, file, list of files or pyarrow Table) exists and has ``columns``."""
+    names = _names(source).split(", ")
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise AnnotationsError(
+            f"the Parquet data has no column {missing[0]!r} (columns: {', '.join(names)})"
+        )
 
 
 def _schema(source: Any, cols: list[str]) -> list[Any]:

@@ -1,0 +1,201 @@
+"""Multi-process EM (crowdbayes.distributed) against the one-process fit, on a Parquet
+dataset split into hive partitions that do not follow the tasks: the same labels, the
+same confusion matrices (1e-5), every task exactly once across the parts; a killed
+process gives a clear error, no hang, no process left behind and the port free."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import crowdbayes as cb
+from crowdbayes import cli, distributed
+from crowdbayes.cli import main
+from crowdbayes.parquet import owner, read_share, stable_hash
+
+
+@pytest.fixture(scope="module")
+def crowd() -> pd.DataFrame:
+    """wsd (3 classes, 34 annotators) with string task ids, shuffled."""
+    df = cb.datasets.load("wsd")[0].copy()
+    df["task"] = "item-" + df["task"].astype(str)
+    return df.sample(frac=1.0, random_state=1).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def dataset(crowd: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three hive partitions (``shard=0..2``, by row, not by task), two files each."""
+    root = tmp_path_factory.mktemp("labels")
+    for shard, rows in enumerate(np.array_split(np.arange(len(crowd)), 3)):
+        folder = root / f"shard={shard}"
+        folder.mkdir()
+        for j, half in enumerate(np.array_split(rows, 2)):
+            part = crowd.iloc[half]
+            pq.write_table(
+                pa.Table.from_pandas(part, preserve_index=False), folder / f"{j}.parquet"
+            )
+    return root
+
+
+@pytest.fixture(scope="module")
+def one(crowd: pd.DataFrame) -> cb.DawidSkene:
+    return cb.DawidSkene().fit(crowd)
+
+
+def _parts(out: Path) -> pd.DataFrame:
+    return pd.concat(
+        [pd.read_parquet(p) for p in sorted(out.glob("part-*.parquet"))], ignore_index=True
+    )
+
+
+@pytest.fixture(scope="module")
+def two(dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``crowdbayes aggregate DIR --model ds --processes 2 --out OUT``."""
+    out = tmp_path_factory.mktemp("two") / "out"
+    assert main(["aggregate", str(dataset), "--model", "ds", "--processes", "2",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    return out
+
+
+def test_two_processes_equal_one(two: Path, one: cb.DawidSkene, crowd: pd.DataFrame) -> None:
+    parts = _parts(two)
+    assert len(list(two.glob("part-*.parquet"))) == 2
+    # every input task exactly once across the parts, in the user's ids
+    assert parts["task"].is_unique
+    assert set(parts["task"]) == set(crowd["task"])
+    # each part holds the tasks its process owns by the stable hash
+    for pid in range(2):
+        mine = pd.read_parquet(two / f"part-{pid:05d}.parquet")["task"]
+        assert (owner(pa.array(mine), 2) == pid).all()
+        assert 0 < len(mine) < len(parts)
+    pred = one.predict().loc[parts["task"]]
+    assert (parts["label"].to_numpy() == pred.to_numpy()).all()
+    proba = one.predict_proba().loc[parts["task"]].to_numpy()
+    chosen = proba[np.arange(len(parts)), [list(one.annotations_.classes).index(v)
+                                           for v in parts["label"]]]  # fmt: skip
+    np.testing.assert_allclose(parts["probability"].to_numpy(), chosen, atol=1e-5)
+    # the confusion matrices, by annotator id
+    ann = pd.read_parquet(two / "annotators.parquet")
+    K = one.confusion_.shape[1]
+    conf = ann[[f"confusion_{k}_{j}" for k in range(K) for j in range(K)]].to_numpy()
+    ids = list(one.annotations_.worker_ids)
+    order = [ids.index(w) for w in ann["worker"]]
+    assert sorted(order) == list(range(len(ids)))
+    np.testing.assert_allclose(conf.reshape(-1, K, K), one.confusion_[order], atol=1e-5)
+    saved = np.load(two / "params.npz")
+    np.testing.assert_allclose(saved["class_prior"], one.class_prior_, atol=1e-5)
+    assert int(saved["n_iter"]) == one.n_iter_ and bool(saved["converged"])
+
+
+def test_one_and_two_processes_write_the_same_mapping(two: Path, dataset: Path) -> None:
+    out = two.parent / "one"
+    code = main(["aggregate", str(dataset), "--model", "ds", "--processes", "1",
+                 "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    a = _parts(two).set_index("task")["label"].sort_index()
+    b = _parts(out).set_index("task")["label"].sort_index()
+    assert len(list(out.glob("part-*.parquet"))) == 1
+    pd.testing.assert_series_equal(a, b)
+
+
+def test_in_process_models_equal_their_estimators(crowd: pd.DataFrame) -> None:
+    """One process through the same code: every multi-process model equals its
+    estimator (recommended() with its vote correlation from the merged vote rows)."""
+    from crowdbayes.registry import MODELS
+
+    table = pa.Table.from_pandas(crowd, preserve_index=False)
+    for name in ("mace", "recommended"):
+        res = distributed.fit(table, name)
+        est = MODELS[name].build().fit(crowd)
+        ids = res.tasks.to_pylist()
+        np.testing.assert_allclose(res.proba, est.predict_proba().loc[ids].to_numpy(), atol=1e-5)
+        workers = list(est.annotations_.worker_ids)
+        order = [workers.index(w) for w in res.workers.to_pylist()]
+        np.testing.assert_allclose(res.confusion, est.confusion_[order], atol=1e-5)
+        assert res.n_iter == est.n_iter_
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_a_killed_process_is_a_clear_error(dataset: Path, tmp_path: Path) -> None:
+    seen: dict[str, object] = {}
+
+    def kill_second(pids: list[int], port: int) -> None:
+        seen.update(pids=pids, port=port)
+        threading.Timer(1.0, os.kill, (pids[1], signal.SIGKILL)).start()
+
+    start = time.monotonic()
+    with pytest.raises(
+        distributed.DistributedError, match=r"process 1 of 2 was killed by signal SIGKILL"
+    ):
+        distributed.launch(2, dataset, tmp_path / "out", "ds", on_start=kill_second, timeout=120)
+    assert time.monotonic() - start < 60  # the survivor was stopped, not waited for
+    pids = seen["pids"]
+    assert isinstance(pids, list) and not any(_alive(p) for p in pids)
+    with socket.socket() as s:  # the coordinator's port is free again
+        s.bind(("127.0.0.1", int(seen["port"])))  # type: ignore[call-overload]
+    assert not list((tmp_path / "out").glob("part-*.parquet"))
+
+
+def test_launch_names_a_failing_process(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"task": ["a", "b"], "worker": ["x", "y"], "lab": [0, 1]}), bad)
+    with pytest.raises(
+        distributed.DistributedError,
+        match=r"(?s)process \d of 2 exited with code 2.*error: the Parquet data has no column 'label'",
+    ):
+        distributed.launch(2, bad, tmp_path / "out", "ds", timeout=120)
+
+
+def test_stable_hash_is_fixed() -> None:
+    """The task -> process assignment never changes between runs, processes or versions:
+    FNV-1a 64 of the UTF-8 bytes, SplitMix64 of integers."""
+    h = stable_hash(pa.array(["", "a", "item-1"]))
+    assert h[0] == 0xCBF29CE484222325 and h[1] == 0xAF63DC4C8601EC8C
+    assert h[2] == stable_hash(pa.array(["item-1"], pa.large_string()))[0]
+    assert h[2] == stable_hash(pa.array(["item-1"]).dictionary_encode())[0]
+    ints = stable_hash(pa.array([1, 2, 1], pa.int32()))
+    assert ints[0] == ints[2] == stable_hash(pa.array([1], pa.int64()))[0] != ints[1]
+    assert np.bincount(owner(pa.array([f"t{i}" for i in range(4000)]), 4)).min() > 900
+
+
+def test_read_share_partitions_the_rows(dataset: Path, crowd: pd.DataFrame) -> None:
+    shares = [read_share(dataset, i, 3) for i in range(3)]
+    assert sum(t.num_rows for t in shares) == len(crowd)
+    tasks = [set(t.column("task").to_pylist()) for t in shares]
+    assert not (tasks[0] & tasks[1]) and not (tasks[1] & tasks[2])
+    with pytest.raises(cb.AnnotationsError, match="column 'worker' has 1 missing"):
+        read_share(pa.table({"task": ["a"], "worker": pa.array([None], pa.string()), "label": [1]}))
+
+
+def test_cli_checks_for_processes(
+    dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.DISTRIBUTED_MODELS == distributed.MODELS
+    cases = [
+        (["--model", "hierarchical"], "--processes fits one model"),
+        (["--model", "ds", "--processes", "0"], "--processes must be at least 1"),
+        (["--model", "ds"], "needs --out FOLDER"),
+    ]
+    for extra, message in cases:
+        argv = ["aggregate", str(dataset), *extra]
+        if "--processes" not in extra:
+            argv += ["--processes", "2"]
+        assert main(argv) == cli.EXIT_BAD_INPUT
+        assert message in capsys.readouterr().err
