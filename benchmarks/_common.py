@@ -25,6 +25,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from crowdbayes import metrics  # noqa: E402
 from crowdbayes.data import Annotations  # noqa: E402
 
 
@@ -100,3 +101,15 @@ def current_rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return 0.0
+
+
+def proba_scores(proba: pd.DataFrame, gold: pd.Series) -> dict[str, float]:
+    """``log_loss`` and ``ece`` of a model's (or a peer's) probabilities on the gold tasks,
+    by :func:`crowdbayes.metrics.log_loss` (clipped at ``metrics.PROB_CLIP``) and
+    :func:`crowdbayes.metrics.expected_calibration_error` (10 bins). A gold task the
+    probabilities lack (a peer may drop tasks) counts as probability 0 on every class."""
+    proba = proba.reindex(index=gold.index).fillna(0.0)
+    return {
+        "log_loss": metrics.log_loss(proba, gold),
+        "ece": metrics.expected_calibration_error(proba, gold),
+    }

@@ -239,3 +239,51 @@ def test_annotator_accuracy_intervals_and_skill_errors() -> None:
     skills = pd.Series(1.5, index=labels["worker"].unique())
     with pytest.raises(AnnotationsError, match="outside"):
         metrics.consistency(labels, skills)
+
+
+# ------------------------------------------------------------ log-loss and ECE
+#: benchmarks/accuracy.py's scores() on these fits (its own copies of the two formulas,
+#: gold as text, as it reads the files), 2026-12-02
+PROBA_REFERENCE = {
+    "rte": (cb.DawidSkene, 0.3449267634442239, 0.06148064504016518),
+    "bluebirds": (cb.MajorityVote, 0.5052993080921557, 0.12891737891737876),
+    "wsd": (cb.OneCoinDawidSkene, 0.19376627605199823, 0.005649717512424601),
+}
+
+
+@pytest.mark.parametrize("name", list(PROBA_REFERENCE))
+def test_log_loss_and_ece_match_the_benchmarks(name: str) -> None:
+    model_class, ll, ece = PROBA_REFERENCE[name]
+    df, gold = cb.datasets.load(name)
+    model = model_class().fit(df)
+    for g in (gold, gold.astype(str)):  # by label, or by the label's text
+        assert metrics.log_loss(model, g) == pytest.approx(ll, rel=1e-9)
+        assert metrics.expected_calibration_error(model, g) == pytest.approx(ece, abs=1e-12)
+    proba = model.predict_proba()
+    codes = proba.columns.get_indexer(gold.to_numpy())
+    rows = proba.loc[gold.index].to_numpy()
+    assert metrics.log_loss(rows, codes) == pytest.approx(ll, rel=1e-9)
+    assert metrics.expected_calibration_error(rows, codes) == pytest.approx(ece, abs=1e-12)
+    sklearn_metrics = pytest.importorskip("sklearn.metrics")
+    with warnings.catch_warnings():  # float rounding of the rows' sums
+        warnings.simplefilter("ignore", UserWarning)
+        want = sklearn_metrics.log_loss(gold.to_numpy(), rows, labels=list(proba.columns))
+    assert metrics.log_loss(rows, codes) == pytest.approx(want, rel=1e-6)
+
+
+def test_log_loss_clips_and_ece_bins() -> None:
+    p = np.array([[1.0, 0.0], [0.5, 0.5]])
+    clip = -np.log(metrics.PROB_CLIP)
+    assert metrics.log_loss(p, [1, 0]) == pytest.approx((clip + np.log(2)) / 2)
+    # a label none of the columns is probability 0; rows are normalised
+    frame = pd.DataFrame([[2.0, 2.0], [1.0, 3.0]], index=["a", "b"], columns=["x", "y"])
+    assert metrics.log_loss(frame, {"a": "x", "b": "z"}) == pytest.approx((np.log(2) + clip) / 2)
+    # a 1 falls in the last bin; ties go to the first column (wrong here)
+    assert metrics.expected_calibration_error(p, [0, 1]) == pytest.approx(0.25)
+    assert metrics.expected_calibration_error(p, [0, 1], n_bins=1) == pytest.approx(0.25)
+    with pytest.raises(AnnotationsError, match="no probabilities"):
+        metrics.log_loss(frame, {"a": "x", "c": "y"})
+    with pytest.raises(AnnotationsError, match="one gold column per row"):
+        metrics.expected_calibration_error(p, [0])
+    with pytest.raises(ValueError, match="n_bins"):
+        metrics.expected_calibration_error(p, [0, 1], n_bins=0)

@@ -22,7 +22,9 @@ Each label ``y`` from an annotator of skill ``s`` says class ``k`` with probabil
 Here these are computed in log space (no underflow, no ``log(0)`` warnings).
 
 Agreement: :func:`krippendorff_alpha` (nominal), :func:`fleiss_kappa`. Accuracy against
-gold with Wilson intervals: :func:`gold_accuracy`, :func:`annotator_accuracy`.
+gold with Wilson intervals: :func:`gold_accuracy`, :func:`annotator_accuracy`. The
+probabilities against gold: :func:`log_loss` (probabilities clipped at :data:`PROB_CLIP`)
+and :func:`expected_calibration_error`.
 
 >>> import pandas as pd
 >>> from crowdbayes import metrics
@@ -48,12 +50,15 @@ from .data import Annotations, AnnotationsError, GoldLike, as_annotations
 from .models.majority_vote import break_ties
 
 __all__ = [
+    "PROB_CLIP",
     "annotator_accuracy",
     "consistency",
     "crowd_posterior",
+    "expected_calibration_error",
     "fleiss_kappa",
     "gold_accuracy",
     "krippendorff_alpha",
+    "log_loss",
     "quality_summary",
     "task_metrics",
     "uncertainty",
@@ -494,3 +499,103 @@ def annotator_accuracy(
         },
         index=ann.worker_ids,
     )
+
+
+# ------------------------------------------------------- probabilities against gold
+#: The smallest probability :func:`log_loss` takes the log of: a gold label given
+#: probability 0 costs ``-log(1e-15)`` = 34.54 nats, not infinity, so one task cannot
+#: outweigh all the others. scikit-learn's ``log_loss`` clipped at this ``eps`` until 1.5;
+#: every figure of ``benchmarks/`` uses it.
+PROB_CLIP = 1e-15
+
+ProbaLike: TypeAlias = Aggregator | pd.DataFrame | np.ndarray
+
+
+def _proba_and_gold(proba: ProbaLike, gold: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``[n, K]`` of probabilities, normalised (a row of zeros stays zeros), one per
+    gold task, and each gold label's column (-1 where the label is none of the columns).
+
+    ``proba`` is a fitted model (its ``predict_proba()``), a DataFrame (tasks x classes,
+    columns the class labels; gold matched by task id and label, or by the label's text)
+    or an array (rows in ``gold``'s order; ``gold`` the column of each row's label, -1
+    where it has none)."""
+    if isinstance(proba, Aggregator):
+        proba = proba.predict_proba()
+    if isinstance(proba, pd.DataFrame):
+        g = gold if isinstance(gold, pd.Series) else pd.Series(gold, dtype=object)
+        g = g[g.notna()]
+        pos = proba.index.get_indexer(g.index)
+        if (pos < 0).any():
+            missing = g.index[pos < 0]
+            raise AnnotationsError(
+                f"gold task {missing[0]!r} (and {len(missing) - 1} more) has no probabilities"
+            )
+        values = proba.to_numpy(dtype=np.float64)[pos]
+        cols = proba.columns.get_indexer(pd.Index(g.to_numpy(dtype=object)))
+        if (cols < 0).any():  # labels as text on one side (a file) and numbers on the other
+            text = pd.Index([str(c) for c in proba.columns])
+            if not text.has_duplicates:
+                by_text = text.get_indexer(pd.Index([str(v) for v in g.to_numpy()]))
+                cols = np.where(cols < 0, by_text, cols)
+    else:
+        values = np.asarray(proba, dtype=np.float64)
+        cols = np.asarray(gold, dtype=np.int64).reshape(-1)
+        if values.ndim != 2 or values.shape[0] != cols.size:
+            raise AnnotationsError(
+                f"proba must be [n, K] with one gold column per row, got shape "
+                f"{values.shape} and {cols.size} gold labels"
+            )
+        if (cols >= values.shape[1]).any():
+            raise AnnotationsError(f"a gold column is >= the {values.shape[1]} columns of proba")
+    if values.shape[0] == 0:
+        raise AnnotationsError("gold is empty: no task to score")
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise AnnotationsError("proba has a negative, NaN or infinite probability")
+    total = values.sum(axis=1, keepdims=True)
+    return values / np.where(total > 0, total, 1.0), np.where(cols >= 0, cols, -1)
+
+
+def log_loss(proba: ProbaLike, gold: Any) -> float:
+    """Mean negative log probability (nats) of the gold label over the gold tasks; each
+    probability clipped at :data:`PROB_CLIP` first (a label none of the columns counts
+    as probability 0). Rows are normalised to sum to 1.
+
+    ``proba``: a fitted model, a DataFrame (tasks x classes) with ``gold`` a Series or
+    dict task -> label (a gold task without a row is an error), or an array ``[n, K]``
+    with ``gold`` the column of each row's label.
+
+    >>> import numpy as np
+    >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [1.0, 0.0]])
+    >>> round(log_loss(p, [0, 1, 1, 0]), 4)  # (-log .9 - log .8 - log .4 - log 1) / 4
+    0.3112
+    >>> round(log_loss(p, [0, 1, 1, 1]), 4)  # the last gold label had probability 0
+    8.9459
+    """
+    values, cols = _proba_and_gold(proba, gold)
+    rows = np.arange(values.shape[0])
+    p_gold = np.where(cols >= 0, values[rows, np.maximum(cols, 0)], 0.0)
+    return float(-np.log(np.clip(p_gold, PROB_CLIP, 1.0)).mean())
+
+
+def expected_calibration_error(proba: ProbaLike, gold: Any, n_bins: int = 10) -> float:
+    """Top-class expected calibration error over the gold tasks: the tasks binned by the
+    probability of their most probable class (``n_bins`` equal bins of ``[0, 1]``, a 1
+    in the last), the gap between each bin's accuracy and its mean probability, weighted
+    by the bin's share of the tasks. Inputs as :func:`log_loss`; ties go to the first
+    column.
+
+    >>> import numpy as np
+    >>> p = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.65, 0.35]])
+    >>> # bins 0.9: right (gap 0.1), 0.8: right (0.2), 0.6: one of two right (|0.5 - 0.625|)
+    >>> round(expected_calibration_error(p, [0, 1, 1, 0]), 4)
+    0.1375
+    """
+    if int(n_bins) < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    n_bins = int(n_bins)
+    values, cols = _proba_and_gold(proba, gold)
+    conf = values.max(axis=1)
+    right = (values.argmax(axis=1) == cols).astype(np.float64)
+    bins = np.minimum((conf * n_bins).astype(np.int64), n_bins - 1)
+    gap = np.bincount(bins, right, n_bins) - np.bincount(bins, conf, n_bins)
+    return float(np.abs(gap).sum() / conf.size)
