@@ -67,7 +67,7 @@ from ._bayes import (
     interval_bounds,
     marginal_model,
 )
-from .crowdlab import PredProbsLike, align_pred_probs
+from .pred_probs import PredProbsLike, align_pred_probs
 from .dawid_skene import (
     DawidSkeneModel,
     DSParams,
