@@ -318,7 +318,7 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
     from jax.sharding import PartitionSpec as Spec
 
     from .inference.em import EMData, _em_chunk_jit, _State, bound_programs
-    from .inference.segments import FlatSegments, Segments
+    from .inference.segments import MAX_WIDTH, Segments
     from .inference.sharding import AXIS, ShardedSegments
 
     mesh, device = _mesh()
@@ -357,18 +357,12 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
             x.shape, NamedSharding(mesh, Spec()), [jax.device_put(x, device)]
         )
 
-    def stacked(flat: FlatSegments) -> Segments:
-        return cast(
-            Segments,
-            FlatSegments(
-                sharded(np.asarray(flat.index)[None]),
-                sharded(np.asarray(flat.seg)[None]),
-                flat.n_segments,
-            ),
-        )
-
-    by_task = FlatSegments.build(task, T_local, keys=wl, n_keys=W * K, n_items=N_local)
-    by_wl = FlatSegments.build(wl, W * K, keys=task, n_keys=T_local, n_items=N_local)
+    # the blocked layouts of the one-device fit, one per process with the same widths
+    # and rows per block everywhere (agreed by two small all-gathers), as the sharded
+    # layouts of devices= stack one per device
+    top = max(int(_allgather(np.asarray([np.bincount(task).max(initial=0)], np.int64)).max()), 2)
+    by_task = _blocked(task, T_local, wl, W * K, top, False, sharded)
+    by_wl = _blocked(wl, W * K, task, T_local, MAX_WIDTH, True, sharded)
     counts = _allgather(np.bincount(worker, minlength=W).astype(np.int64)).sum(0)
 
     def per_label(values: np.ndarray) -> jax.Array:
@@ -394,8 +388,8 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         worker=per_label(worker),
         label=per_label(label),
         gold=sharded(gold),
-        by_task=cast(Segments, ShardedSegments(stacked(by_task), mesh, P * T_local, False, True)),
-        by_worker_label=cast(Segments, ShardedSegments(stacked(by_wl), mesh, W * K, True, False)),
+        by_task=cast(Segments, ShardedSegments(by_task, mesh, P * T_local, False, True)),
+        by_worker_label=cast(Segments, ShardedSegments(by_wl, mesh, W * K, True, False)),
         by_task_label=None,
         n_labels_per_worker=replicated(counts.astype(np.int32)),
         task_mask=sharded(mask),
@@ -461,6 +455,40 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         n_labels=N,
         n_labels_total=n_total,
     )
+
+
+def _blocked(
+    seg_ids: np.ndarray,
+    n_segments: int,
+    keys: np.ndarray,
+    n_keys: int,
+    max_width: int,
+    scatter: bool,
+    place: Callable[[np.ndarray], Any],
+) -> Any:
+    """This process's :class:`~crowdbayes.inference.segments.Segments` layout (the
+    gather layout, or the scatter one grouped by ``keys``), with the block widths chosen
+    from every process's chunk sizes and each block padded to the most rows any process
+    has, so that the layouts of all processes share one structure; every array gets a
+    leading process axis and is placed by ``place``."""
+    import jax
+
+    from .inference.segments import Segments, _chunks, choose_widths
+
+    group, n_group = (keys, n_keys) if scatter else (seg_ids, n_segments)
+    sizes = _chunks(np.bincount(group, minlength=n_group), max_width)[2]
+    hist = _allgather(np.bincount(sizes, minlength=max_width + 1).astype(np.int64)).sum(0)
+    widths = choose_widths(np.repeat(np.arange(hist.size), hist))  # a multiset function
+    mine = np.bincount(np.searchsorted(widths, sizes), minlength=widths.size)
+    rows = _allgather(mine.astype(np.int64)).max(0)
+    if scatter:
+        lay = Segments._layout(keys, n_keys, seg_ids, n_segments, max_width, widths, rows)
+        lay = Segments(lay.blocks, np.zeros(n_segments, np.int32), None, lay.row_keys)
+    else:
+        lay = Segments._layout(seg_ids, n_segments, keys, n_keys, max_width, widths, rows)
+        lay = lay._replace(row_keys=None)
+    assert lay.inner is None
+    return jax.tree_util.tree_map(lambda a: place(np.asarray(a)[None]), lay)
 
 
 def _calibrate(
