@@ -10,9 +10,9 @@ with ``backend="matplotlib"`` (for a static image). Both libraries are optional 
 >>> gmv = GoldMajorityVote().fit(labels, gold=truth.iloc[:30])
 >>> fig = quality_histograms(gmv)
 >>> [trace.name for trace in fig.data]
-['gold', 'ordinary', 'gold', 'ordinary']
->>> annotator_quality_plot(gmv).data[0].error_x.type
-'data'
+['gold (30 tasks)', 'ordinary (147 tasks)', 'gold (30 tasks)', 'ordinary (147 tasks)']
+>>> [trace.name for trace in annotator_quality_plot(gmv, n=5).data]
+['worst', 'best']
 >>> fig = confusion_matrix_plot(gmv, labels["worker"].iloc[0], backend="matplotlib")
 >>> type(fig).__name__
 'Figure'
@@ -29,6 +29,7 @@ from .base import Aggregator, check_is_fitted
 from .metrics import annotator_accuracy, task_metrics
 
 __all__ = [
+    "annotator_confusions",
     "annotator_quality_plot",
     "annotator_quality_table",
     "confusion_matrix_plot",
@@ -67,7 +68,8 @@ def _check_backend(backend: str) -> None:
 
 
 def quality_histograms(model: Aggregator, *, bins: int = 20, backend: str = "plotly") -> Any:
-    """Histograms of task uncertainty and consistency, gold and ordinary tasks apart."""
+    """Histograms of task uncertainty and consistency, gold and ordinary tasks apart, each
+    as shares of its own tasks (so that a few gold tasks compare with many ordinary ones)."""
     _check_backend(backend)
     tm = task_metrics(model)
     parts = {"gold": tm[tm["gold"]], "ordinary": tm[~tm["gold"]]}
@@ -78,9 +80,17 @@ def quality_histograms(model: Aggregator, *, bins: int = 20, backend: str = "plo
         for ax, metric in zip(axes, metrics, strict=True):
             for name, part in parts.items():
                 if len(part):
-                    ax.hist(part[metric], bins=bins, alpha=0.6, label=name, color=_COLOURS[name])
+                    weights = np.full(len(part), 1.0 / len(part))
+                    ax.hist(
+                        part[metric],
+                        bins=bins,
+                        weights=weights,
+                        alpha=0.6,
+                        label=f"{name} ({len(part)})",
+                        color=_COLOURS[name],
+                    )
             ax.set_xlabel(metric)
-            ax.set_ylabel("tasks")
+            ax.set_ylabel("share of tasks")
             ax.legend()
         fig.tight_layout()
         return fig
@@ -93,7 +103,8 @@ def quality_histograms(model: Aggregator, *, bins: int = 20, backend: str = "plo
             fig.add_trace(
                 go.Histogram(
                     x=part[metric].to_numpy(),
-                    name=name,
+                    name=f"{name} ({len(part)} tasks)",
+                    histnorm="probability",
                     nbinsx=bins,
                     opacity=0.65,
                     marker_color=_COLOURS[name],
@@ -104,97 +115,211 @@ def quality_histograms(model: Aggregator, *, bins: int = 20, backend: str = "plo
                 col=col,
             )
         fig.update_xaxes(title_text=metric, row=1, col=col)
-        fig.update_yaxes(title_text="tasks", row=1, col=col)
+        fig.update_yaxes(title_text="share of tasks", row=1, col=col)
     fig.update_layout(barmode="overlay", height=360, margin={"t": 40, "b": 40})
     return fig
 
 
-def annotator_quality_table(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFrame:
-    """Per annotator: ``quality`` with ``low``/``high`` bounds, ``n_labels`` and ``n_gold``,
-    best first.
+def _quality_columns(q: pd.DataFrame) -> tuple[str, str | None, str | None] | None:
+    """The point estimate's column in an ``annotator_quality()`` frame and its bounds."""
+    for base in ("accuracy", "annotator_quality", "agreement"):
+        if base in q.columns:
+            lows = [c for c in (f"{base}_lower", f"{base}_low", "low") if c in q.columns]
+            highs = [c for c in (f"{base}_upper", f"{base}_high", "high") if c in q.columns]
+            return base, lows[0] if lows else None, highs[0] if highs else None
+    return None
 
-    The quality is the model's own interval where ``annotator_quality(interval=...)``
-    gives one (the Bayesian models), else the accuracy on gold tasks with a Wilson
-    interval, else the model's point accuracy (or agreement) without bounds.
+
+def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd.DataFrame:
+    """Per annotator, worst first: ``quality`` with ``low``/``high`` bounds, ``n_labels``,
+    and with gold ``n_gold`` (gold tasks labelled) and ``gold_accuracy``.
+
+    The quality is the model's own estimate with its ``confidence`` interval where
+    ``annotator_quality(interval=...)`` gives one (the Bayesian models; 0.9 as their
+    API), else the accuracy on gold tasks with a Wilson interval (GoldMajorityVote),
+    else the model's point estimate (accuracy, CrowdLab's annotator quality or agreement
+    with the consensus) without bounds. ``attrs["quality"]`` says which, in words.
+    The order is the table's own, whatever the estimator's: the lowest quality first
+    (ties: more labels first), annotators without an estimate last.
+
+    >>> import crowdbayes as cb
+    >>> labels, truth = cb.datasets.load("wsd")
+    >>> t = annotator_quality_table(cb.DawidSkene().fit(labels))
+    >>> list(t.columns), bool(t["quality"].is_monotonic_increasing)
+    (['quality', 'low', 'high', 'n_labels'], True)
     """
     check_is_fitted(model)
     ann = model.annotations_
     quality_fn = getattr(model, "annotator_quality", None)
+    level = f"{round(confidence * 100)}%"
     table: pd.DataFrame | None = None
+    what = ""
+    q: pd.DataFrame | None = None
     if quality_fn is not None:
         try:
             q = quality_fn(interval=confidence)
         except TypeError:
             q = quality_fn()
-        base = "accuracy" if "accuracy" in q.columns else "agreement"
-        lows = [c for c in (f"{base}_low", "low", f"{base}_lower") if c in q.columns]
-        highs = [c for c in (f"{base}_high", "high", f"{base}_upper") if c in q.columns]
-        if lows and highs and base in q.columns:
+        cols = _quality_columns(q)
+        if cols is not None and cols[1] is not None and cols[2] is not None:
+            base, low, high = cols
             table = pd.DataFrame(
-                {"quality": q[base], "low": q[lows[0]], "high": q[highs[0]]}, index=q.index
+                {"quality": q[base], "low": q[low], "high": q[high]}, index=q.index
             )
+            what = f"the model's {base.replace('_', ' ')} with its {level} interval"
     if table is None and ann.has_gold:
         acc = annotator_accuracy(model, confidence=confidence)
         skills = getattr(model, "skills_", None)
         quality = skills if isinstance(skills, pd.Series) else acc["accuracy"]
         table = pd.DataFrame(
-            {"quality": quality.to_numpy(), "low": acc["low"], "high": acc["high"]},
+            {
+                "quality": quality.reindex(acc.index).to_numpy(),
+                "low": acc["low"],
+                "high": acc["high"],
+            },
             index=acc.index,
         )
+        what = f"accuracy on the gold tasks with its {level} Wilson interval"
     if table is None:
-        q = quality_fn() if quality_fn is not None else None
-        col = "accuracy" if q is not None and "accuracy" in q.columns else "agreement"
-        point = q[col] if q is not None and col in q.columns else pd.Series(np.nan, ann.worker_ids)
+        cols = _quality_columns(q) if q is not None else None
+        if cols is not None:
+            point = q[cols[0]]  # type: ignore[index]
+            what = f"the model's {cols[0].replace('_', ' ')} (no interval)"
+        else:
+            point = pd.Series(np.nan, index=ann.worker_ids)
+            what = "not estimated by this model"
         table = pd.DataFrame({"quality": point, "low": np.nan, "high": np.nan})
-    table = table.reindex(ann.worker_ids)
+    table = table.reindex(ann.worker_ids).astype(float)
     table["n_labels"] = ann.labels_per_worker()
     if ann.has_gold:
-        table["n_gold"] = annotator_accuracy(model)["n_gold"].to_numpy()
+        acc = annotator_accuracy(model, confidence=confidence)
+        table["n_gold"] = acc["n_gold"].to_numpy()
+        table["gold_accuracy"] = acc["accuracy"].to_numpy(dtype=float)
     table.index.name = "annotator"
-    return table.sort_values("quality", ascending=False, kind="stable")
+    quality = table["quality"].to_numpy(dtype=float)
+    order = np.lexsort(
+        (-table["n_labels"].to_numpy(), np.where(np.isnan(quality), np.inf, quality))
+    )
+    out = table.iloc[order]
+    out.attrs["quality"] = what
+    out.attrs["confidence"] = confidence
+    return out
 
 
 def annotator_quality_plot(
-    model: Aggregator, *, confidence: float = 0.95, backend: str = "plotly"
+    model: Aggregator,
+    *,
+    confidence: float = 0.9,
+    n: int = 20,
+    backend: str = "plotly",
+    table: pd.DataFrame | None = None,
 ) -> Any:
-    """Annotator quality (best first) with its interval (see :func:`annotator_quality_table`)."""
+    """Annotator quality with its interval (see :func:`annotator_quality_table`): the ``n``
+    worst (first, at the top) and the ``n`` best annotators, or all of them when there
+    are at most ``2 n``, so that the plot stays readable at any crowd size.
+
+    ``table`` is :func:`annotator_quality_table`'s result when already computed.
+    """
     _check_backend(backend)
-    t = annotator_quality_table(model, confidence=confidence)
-    names = [str(i) for i in t.index]
-    q = t["quality"].to_numpy(dtype=float)
-    lo = np.nan_to_num(q - t["low"].to_numpy(dtype=float), nan=0.0)
-    hi = np.nan_to_num(t["high"].to_numpy(dtype=float) - q, nan=0.0)
-    title = f"Annotator quality ({round(confidence * 100)}% interval)"
+    t = annotator_quality_table(model, confidence=confidence) if table is None else table
+    t = t[t["quality"].notna()]
+    total = len(t)
+    if total > 2 * n:
+        parts = [("worst", t.iloc[:n]), ("best", t.iloc[-n:])]
+        title = (
+            f"The {n} worst and {n} best of {total:,} annotators "
+            f"({round(confidence * 100)}% interval)"
+        )
+    else:
+        parts = [("all", t)]
+        title = f"Annotator quality, worst first ({round(confidence * 100)}% interval)"
     if backend == "matplotlib":
         plt = _pyplot()
-        fig, ax = plt.subplots(figsize=(8, max(2.5, 0.18 * len(names))))
-        y = np.arange(len(names))
-        ax.errorbar(q, y, xerr=[lo, hi], fmt="o", ms=3, capsize=2)
-        ax.set_yticks(y, names, fontsize=6)
-        ax.invert_yaxis()
-        ax.set_xlabel("quality")
-        ax.set_title(title)
+        fig, axes = plt.subplots(
+            len(parts),
+            1,
+            figsize=(8, max(2.5, 0.18 * sum(len(p) for _, p in parts) + 1)),
+            squeeze=False,
+        )
+        for ax, (name, part) in zip(axes[:, 0], parts, strict=True):
+            q = part["quality"].to_numpy(dtype=float)
+            lo = np.nan_to_num(q - part["low"].to_numpy(dtype=float), nan=0.0)
+            hi = np.nan_to_num(part["high"].to_numpy(dtype=float) - q, nan=0.0)
+            y = np.arange(len(part))
+            ax.errorbar(q, y, xerr=[lo, hi], fmt="o", ms=3, capsize=2)
+            ax.set_yticks(y, [str(i) for i in part.index], fontsize=6)
+            ax.invert_yaxis()
+            ax.set_xlabel("quality")
+            ax.set_title(name if len(parts) > 1 else title, fontsize=9)
+        fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         return fig
     go = _plotly()
-    fig = go.Figure(
-        go.Scatter(
-            x=q,
-            y=names,
-            mode="markers",
-            error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
-            customdata=np.stack([t["n_labels"].to_numpy()], axis=1),
-            hovertemplate="%{y}: %{x:.3f} (%{customdata[0]} labels)<extra></extra>",
-        )
+    from plotly.subplots import make_subplots
+
+    sizes = [max(len(p), 1) for _, p in parts]
+    fig = make_subplots(
+        rows=len(parts),
+        cols=1,
+        shared_xaxes=True,
+        row_heights=sizes,
+        vertical_spacing=0.06 if len(parts) > 1 else 0.02,
+        subplot_titles=[f"{len(p)} {name}" for name, p in parts] if len(parts) > 1 else None,
     )
+    colours = {"worst": "#d62728", "best": "#2ca02c", "all": "#1f77b4"}
+    for row, (name, part) in enumerate(parts, start=1):
+        q = part["quality"].to_numpy(dtype=float)
+        lo = np.nan_to_num(q - part["low"].to_numpy(dtype=float), nan=0.0)
+        hi = np.nan_to_num(part["high"].to_numpy(dtype=float) - q, nan=0.0)
+        gold = (
+            part["gold_accuracy"].to_numpy(dtype=float)
+            if "gold_accuracy" in part
+            else np.full(len(part), np.nan)
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=q,
+                y=[str(i) for i in part.index],
+                mode="markers",
+                name=name,
+                showlegend=False,
+                marker={"color": colours[name], "size": 7},
+                error_x={"type": "data", "symmetric": False, "array": hi, "arrayminus": lo},
+                customdata=np.stack([part["n_labels"].to_numpy(dtype=float), gold], axis=1),
+                hovertemplate="%{y}: %{x:.3f} (%{customdata[0]} labels, "
+                "gold accuracy %{customdata[1]:.3f})<extra></extra>",
+            ),
+            row=row,
+            col=1,
+        )
+        fig.update_yaxes(autorange="reversed", type="category", automargin=True, row=row, col=1)
+    fig.update_xaxes(title_text="quality", row=len(parts), col=1)
     fig.update_layout(
-        title=title,
-        xaxis_title="quality",
-        yaxis={"autorange": "reversed", "type": "category"},
-        height=max(300, 16 * len(names) + 120),
-        margin={"t": 50, "b": 40},
+        title={"text": title, "font": {"size": 14}},
+        height=max(300, 16 * sum(sizes) + 140),
+        margin={"t": 60, "b": 40, "l": 10, "r": 10},
     )
     return fig
+
+
+def annotator_confusions(model: Aggregator) -> tuple[np.ndarray, str]:
+    """Every annotator's confusion matrix ``[W, K, K]`` (annotators in the fitted data's
+    order; rows the true class, columns the label given) and what it is, in words.
+
+    Models with fitted confusion matrices (the Dawid–Skene family) give theirs; others
+    the share of each annotator's labels against gold where known, else against the
+    aggregated label (rows without labels are zeros)."""
+    check_is_fitted(model)
+    ann = model.annotations_
+    K, W = ann.n_classes, ann.n_workers
+    fitted = getattr(model, "confusion_", None)
+    if isinstance(fitted, np.ndarray) and fitted.shape == (W, K, K):
+        return np.asarray(fitted, dtype=float), "fitted confusion matrix"
+    ref = np.where(ann.gold >= 0, ann.gold, np.asarray(model.label_codes_))[ann.task]
+    flat = (ann.worker.astype(np.int64) * K + ref) * K + ann.label
+    counts = np.bincount(flat, minlength=W * K * K).reshape(W, K, K).astype(float)
+    rows = counts.sum(axis=2, keepdims=True)
+    return counts / np.where(rows > 0, rows, 1.0), "label shares (true: gold or aggregated)"
 
 
 def _confusion(model: Aggregator, worker: Any) -> tuple[pd.DataFrame, str]:
