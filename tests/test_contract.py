@@ -115,6 +115,27 @@ def test_get_params_round_trips(key: str) -> None:
     assert again.set_params(**changed).get_params() == {**params, **changed}
 
 
+@pytest.mark.parametrize("key", KEYS)
+def test_scikit_learn_clones_and_checks_fitted(key: str) -> None:
+    """scikit-learn's protocol, without depending on it: ``clone`` (parameters),
+    ``get_tags`` (``__sklearn_tags__``) and ``check_is_fitted`` (``__sklearn_is_fitted__``)."""
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils import get_tags
+    from sklearn.utils.validation import check_is_fitted
+
+    model = fitted(key)
+    check_is_fitted(model)
+    copy = clone(model)
+    assert type(copy) is type(model) and copy.get_params() == model.get_params()
+    assert get_tags(copy).requires_fit and not get_tags(copy).target_tags.required
+    with pytest.raises(NotFittedError):
+        check_is_fitted(copy)
+    with pytest.raises(NotFittedError):
+        check_is_fitted(MODELS[key].build())
+
+
 # ---------------------------------------------------------------------- fitted state
 @pytest.mark.parametrize("key", KEYS)
 def test_pickle_round_trips_a_fitted_model(key: str) -> None:

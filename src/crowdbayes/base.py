@@ -3,8 +3,10 @@
 An aggregator's constructor only stores its parameters; ``fit`` encodes the
 data once (:class:`~crowdbayes.data.Annotations`) and sets attributes ending in
 ``_``; results come back as pandas objects in the user's own ids and labels.
-``sklearn.base.clone`` works on every aggregator (it needs only
-``get_params``), but scikit-learn is not required.
+Aggregators speak scikit-learn's estimator protocol without depending on it:
+``get_params``/``set_params`` (so ``sklearn.base.clone`` works), ``__sklearn_tags__``
+(scikit-learn's tags, built only when scikit-learn asks) and ``__sklearn_is_fitted__``
+(so ``sklearn.utils.validation.check_is_fitted`` works).
 
 Every public method of an aggregator that takes an ``interval`` checks it before
 anything else: a credible level strictly between 0 and 1 (or ``None`` where the method
@@ -138,6 +140,27 @@ class Aggregator:
                 )
             setattr(self, key, value)
         return self
+
+    # ------------------------------------------------- scikit-learn protocol
+    def __sklearn_is_fitted__(self) -> bool:
+        """Whether ``fit`` has run (what :func:`check_is_fitted` checks)."""
+        return getattr(self, "proba_", None) is not None
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags (scikit-learn >= 1.6 asks for them; imported only then):
+        an estimator of no scikit-learn type that needs fitting, takes a table (long or
+        wide, labels of any type, missing labels as NaN in a wide one) and no target
+        (gold, where a model takes it, is a keyword of ``fit``); seeded, so
+        deterministic."""
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            input_tags=InputTags(two_d_array=True, categorical=True, string=True, allow_nan=True),
+            requires_fit=True,
+            non_deterministic=False,
+        )
 
     def __repr__(self) -> str:
         defaults = {
