@@ -38,7 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
@@ -79,7 +79,9 @@ class DistributedFit:
     sorted vocabularies), ``params`` (the family's params, numpy, the same in every
     process), ``confusion`` ``[W, K, K]`` and ``class_prior`` ``[K]``; ``history``,
     ``n_iter``, ``converged``; ``process_id``, ``num_processes``; ``n_labels`` (this
-    process's) and ``n_labels_total``."""
+    process's) and ``n_labels_total``; ``timings`` (seconds: ``read_s`` Parquet to this
+    process's rows, ``encode_s`` vocabularies and codes, ``layout_s`` segment layouts
+    on the devices, ``em_s`` the EM loop)."""
 
     tasks: Any
     proba: np.ndarray
@@ -96,6 +98,7 @@ class DistributedFit:
     num_processes: int
     n_labels: int
     n_labels_total: int
+    timings: dict[str, float] = field(default_factory=dict)
 
     def table(self) -> Any:
         """This process's tasks as a pyarrow Table: ``task``, ``label`` (the user's
@@ -282,8 +285,9 @@ def fit(
     import jax
 
     P, pid = jax.process_count(), jax.process_index()
-    table = read_share(source, pid, P, (task, worker, label))
-    result = _fit_table(est, table, P, pid)
+    start = time.perf_counter()
+    # the table is held by _fit_table alone, which drops it once encoded
+    result = _fit_table(est, read_share(source, pid, P, (task, worker, label)), P, pid, start)
     if out is not None:
         write_part(result.table(), out, pid)
         if pid == 0:
@@ -311,7 +315,7 @@ def _write_params(result: DistributedFit, out: Path) -> None:
     )
 
 
-def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
+def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> DistributedFit:
     import jax
     import pyarrow.compute as pc
     from jax.sharding import NamedSharding
@@ -321,6 +325,7 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
     from .inference.segments import MAX_WIDTH, Segments
     from .inference.sharding import AXIS, ShardedSegments
 
+    timings = {"read_s": time.perf_counter() - start}
     mesh, device = _mesh()
     workers = _vocabulary(table.column("worker"))
     classes = _vocabulary(table.column("label"))
@@ -331,14 +336,21 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
     task = np.asarray(tasks.indices, dtype=np.int32)
     worker = np.asarray(pc.index_in(table.column("worker"), value_set=workers), np.int32)
     label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
+    del table  # the codes are all that is kept of the labels (and the tasks' ids)
     T, N = len(tasks.dictionary), int(task.shape[0])
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
-    N_local = max(int(sizes[:, 1].max()), 1)
     n_total = int(sizes[:, 1].sum())
     if n_total == 0:
         raise AnnotationsError("the Parquet data holds no labels")
-    wl = (worker.astype(np.int64) * K + label).astype(np.int32)
+    wl = worker * np.int32(K) + label  # int32: W * K < 2**31
+    counts = _allgather(np.bincount(worker, minlength=W).astype(np.int64)).sum(0)
+    # EM starts from the vote shares, as the estimators do
+    votes = np.zeros((T_local, K), np.float64)
+    for k in range(K):  # [N] bool per class, not an [N] int64 key
+        votes[:, k] = np.bincount(task[label == k], minlength=T_local)
+    del worker, label
+    timings["encode_s"] = time.perf_counter() - start - timings["read_s"]
 
     def sharded(local: np.ndarray, axis: int = 0) -> jax.Array:
         shape = list(local.shape)
@@ -363,12 +375,6 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
     top = max(int(_allgather(np.asarray([np.bincount(task).max(initial=0)], np.int64)).max()), 2)
     by_task = _blocked(task, T_local, wl, W * K, top, False, sharded)
     by_wl = _blocked(wl, W * K, task, T_local, MAX_WIDTH, True, sharded)
-    counts = _allgather(np.bincount(worker, minlength=W).astype(np.int64)).sum(0)
-
-    def per_label(values: np.ndarray) -> jax.Array:
-        out = np.zeros(N_local, np.int32)
-        out[:N] = values
-        return sharded(out)
 
     gold = np.full(T_local, -1, np.int32)
     mask = np.zeros(T_local, np.float32)
@@ -383,10 +389,14 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         n = np.maximum(n_per_task, 1).astype(np.float64)
         tau_em = float(est.em_temperature) * n ** float(est.label_power)
         temperature = sharded(np.where(mask > 0, tau_em, 1.0).astype(np.float32))
+    del wl
+    # the families run here read the labels through the layouts alone: the per-label
+    # arrays are one-entry stand-ins (ItemDifficulty, which reads them, does not run here)
+    stand_in = sharded(np.zeros(1, np.int32))
     data = EMData(
-        task=per_label(task + pid * T_local),
-        worker=per_label(worker),
-        label=per_label(label),
+        task=stand_in,
+        worker=stand_in,
+        label=stand_in,
         gold=sharded(gold),
         by_task=cast(Segments, ShardedSegments(by_task, mesh, P * T_local, False, True)),
         by_worker_label=cast(Segments, ShardedSegments(by_wl, mesh, W * K, True, False)),
@@ -400,9 +410,6 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         n_classes=K, n_workers=W, n_tasks=int(sizes[:, 0].sum()), n_labels=n_total
     )
     hyper = jax.tree_util.tree_map(lambda x: replicated(np.asarray(x)), est._hyper(shape))
-    # EM starts from the vote shares, as the estimators do
-    votes = np.bincount(task.astype(np.int64) * K + label, minlength=T_local * K)
-    votes = votes.reshape(T_local, K).astype(np.float64)
     init = votes / np.maximum(votes.sum(1, keepdims=True), 1.0)
     post0 = sharded(np.ascontiguousarray(init.T, dtype=np.float32), axis=1)
     family = est._family
@@ -418,6 +425,8 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         replicated(np.full((max(max_iter, 1),), np.nan, np.float32)),
     )
     bound_programs()
+    timings["layout_s"] = time.perf_counter() - start - timings["read_s"] - timings["encode_s"]
+    em_start = time.perf_counter()
     state = _em_chunk_jit(
         family, state, data, hyper, replicated(np.int32(max_iter)), replicated(np.float32(est.tol))
     )
@@ -425,7 +434,8 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
     def local(x: jax.Array) -> np.ndarray:
         return np.asarray(x.addressable_data(0))
 
-    n_iter = int(local(state.n_iter))
+    n_iter = int(local(state.n_iter))  # waits for the loop
+    timings["em_s"] = time.perf_counter() - em_start
     gain = float(local(state.gain))
     tol = float(est.tol)
     converged = n_iter >= 2 and tol > 0 and gain / n_total < tol
@@ -454,6 +464,7 @@ def _fit_table(est: Any, table: Any, P: int, pid: int) -> DistributedFit:
         num_processes=P,
         n_labels=N,
         n_labels_total=n_total,
+        timings=timings,
     )
 
 
