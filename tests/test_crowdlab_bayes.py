@@ -1,5 +1,7 @@
 """The Bayesian CROWDLAB: better than CROWDLAB on the curation lab's data, honest intervals."""
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -90,3 +92,31 @@ def test_as_good_as_crowdlab_on_other_draws_of_the_lab():
         acc = np.mean(bcl.predict().to_numpy() == d.truth)
         assert acc >= np.mean(cl.predict().to_numpy() == d.truth), seed
     assert found >= found_cl and found >= 70
+
+
+@pytest.mark.slow  # two small NUTS fits (the program with the bar compiles on its own)
+def test_progress_shows_a_bar_for_nuts_and_leaves_the_draws_alone(capsys):
+    from crowdbayes.inference.nuts import ConvergenceWarning
+
+    wide, pp, _ = case("two_class")
+    kw = {"method": "nuts", "num_warmup": 30, "num_samples": 20, "num_chains": 2, "seed": 1}
+    with warnings.catch_warnings():  # 20 draws: low ESS
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        quiet = BayesianCrowdLab(**kw).fit(wide, pred_probs=pp)
+        assert "NUTS" not in capsys.readouterr().err
+        shown = BayesianCrowdLab(progress=True, **kw).fit(wide, pred_probs=pp)
+    err = capsys.readouterr().err
+    assert "NUTS 2 chain(s) x (30 warm-up + 20)" in err and "100/100" in err  # 2 x 50 steps
+    for site, draws in quiet.draws_.items():
+        np.testing.assert_array_equal(shown.draws_[site], draws)
+
+
+def test_annotator_quality_in_the_annotations_order_as_every_model():
+    """Rows in the order of the encoded annotators (first appearance), as DawidSkene and
+    every other model but CrowdLab (which follows cleanlab: worst first)."""
+    import crowdbayes as cb
+
+    wide, pp, _ = case("two_class")
+    q = BayesianCrowdLab().fit(wide, pred_probs=pp).annotator_quality(interval=None)
+    assert list(q.index) == list(cb.as_annotations(wide).worker_ids)
+    assert list(q.index) == list(cb.DawidSkene().fit(wide).annotator_quality().index)

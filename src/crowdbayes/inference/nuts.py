@@ -113,10 +113,12 @@ def _sample_chains(
     target_accept_prob: float,
     max_tree_depth: int,
     chain_method: str,
+    progress: bool = False,
 ) -> tuple[Any, jnp.ndarray]:
     """All chains (one per key; vmapped, or one after another by ``lax.map``) from
     ``init_params``: warm-up, then draws of the unconstrained parameters and the number
-    of leapfrog steps of each draw."""
+    of leapfrog steps of each draw. ``progress`` ticks :data:`_PROGRESS`'s bar once per
+    step of the loop (a host callback; the draws are the same)."""
     from numpyro.infer.hmc import hmc
 
     def chain(key: jnp.ndarray) -> tuple[Any, jnp.ndarray]:
@@ -129,12 +131,16 @@ def _sample_chains(
             rng_key=key,
         )
 
-        def draw(s: Any, _: None) -> tuple[Any, tuple[Any, jnp.ndarray]]:
+        def draw(s: Any, i: Any) -> tuple[Any, tuple[Any, jnp.ndarray]]:
             s = sample_kernel(s)
+            if progress:
+                jax.debug.callback(_tick, i)
             return s, (s.z, s.num_steps)
 
         # one loop over warm-up and draws: the kernel is traced and compiled once
-        out = jax.lax.scan(draw, state, None, length=num_warmup + num_samples)[1]
+        n = num_warmup + num_samples
+        steps = jnp.arange(n) if progress else None
+        out = jax.lax.scan(draw, state, steps, length=n)[1]
         return jax.tree_util.tree_map(lambda x: x[num_warmup:], out)
 
     if chain_method == "vectorized":
@@ -151,8 +157,17 @@ _sample_chains_jit = jax.jit(
         "target_accept_prob",
         "max_tree_depth",
         "chain_method",
+        "progress",
     ),
 )
+
+#: The progress bars of the NUTS runs under way (innermost last), ticked by :func:`_tick`.
+_PROGRESS: list[Any] = []
+
+
+def _tick(step: Any) -> None:
+    if _PROGRESS:
+        _PROGRESS[-1].update(1)
 
 
 def run_nuts_potential(
@@ -166,6 +181,7 @@ def run_nuts_potential(
     target_accept_prob: float = 0.8,
     max_tree_depth: int = 10,
     chain_method: str = "sequential",
+    progress: bool = False,
 ) -> tuple[Any, np.ndarray]:
     """NUTS on ``potential(z, *args)`` (minus the log density of unconstrained ``z``, a
     pytree), every chain started at ``init_params``: numpyro's NUTS kernel with its
@@ -175,7 +191,9 @@ def run_nuts_potential(
     inside that program (``lax.map``): on the CPU it traces and compiles faster than
     ``"vectorized"`` (``vmap``), whose tree building runs every chain as long as the
     longest one. Returns draws of ``z`` (leaves ``[chains, draws, ...]``) and the leapfrog
-    steps of each draw ``[chains, draws]``.
+    steps of each draw ``[chains, draws]``. ``progress`` shows a progress bar (tqdm, as
+    numpyro's ``progress_bar``) of the warm-up and draws of every chain; the draws do not
+    depend on it (the program with the bar is compiled on its own).
 
     >>> def potential(z, y):
     ...     return 0.5 * ((z - y) ** 2).sum() + 0.005 * (z**2).sum()
@@ -189,18 +207,34 @@ def run_nuts_potential(
     if chain_method not in ("vectorized", "sequential"):
         raise ValueError(f"chain_method must be 'vectorized' or 'sequential', got {chain_method!r}")
     keys = jax.random.split(jax.random.PRNGKey(int(seed)), int(num_chains))
-    z, steps = _sample_chains_jit(
-        potential,
-        keys,
-        init_params,
-        tuple(args),
-        num_warmup=int(num_warmup),
-        num_samples=int(num_samples),
-        target_accept_prob=float(target_accept_prob),
-        max_tree_depth=int(max_tree_depth),
-        chain_method=chain_method,
-    )
-    return jax.tree_util.tree_map(np.asarray, z), np.asarray(steps)
+    kwargs: dict[str, Any] = {}
+    if progress:
+        from tqdm.auto import tqdm
+
+        kwargs["progress"] = True
+        per_chain = int(num_warmup) + int(num_samples)
+        chains = int(num_chains) if chain_method == "sequential" else 1
+        desc = f"NUTS {int(num_chains)} chain(s) x ({int(num_warmup)} warm-up + {int(num_samples)})"
+        _PROGRESS.append(tqdm(total=per_chain * chains, desc=desc, unit="step"))
+    try:
+        z, steps = _sample_chains_jit(
+            potential,
+            keys,
+            init_params,
+            tuple(args),
+            num_warmup=int(num_warmup),
+            num_samples=int(num_samples),
+            target_accept_prob=float(target_accept_prob),
+            max_tree_depth=int(max_tree_depth),
+            chain_method=chain_method,
+            **kwargs,
+        )
+        out = jax.tree_util.tree_map(np.asarray, z), np.asarray(steps)
+    finally:
+        if progress:
+            jax.effects_barrier()  # every tick has landed
+            _PROGRESS.pop().close()
+    return out
 
 
 def convergence_table(draws: Mapping[str, np.ndarray]) -> pd.DataFrame:

@@ -102,11 +102,13 @@ def nuts_draws(
     num_samples: int = 1000,
     num_chains: int = 4,
     seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """NUTS on the posterior of :func:`marginal_model`, every chain started at the EM
     estimate ``em_params``; the chains run one after another in one jitted program
     (:func:`~crowdbayes.inference.nuts.run_nuts_potential`), compiled once per family and
-    shapes. Returns draws of the sites, ``[chains, draws, ...]``.
+    shapes. Returns draws of the sites, ``[chains, draws, ...]``. ``progress`` shows a
+    progress bar of the chains (the draws do not depend on it).
 
     The coordinates are numpyro's unconstrained ones (its transforms and their Jacobians),
     unless the family has its own, cheaper ones:
@@ -135,6 +137,7 @@ def nuts_draws(
         num_samples=num_samples,
         num_chains=num_chains,
         seed=seed,
+        progress=progress,
     )
     return {k: np.asarray(v) for k, v in _sites_jit(family, z, data, hyper).items()}
 
@@ -304,7 +307,8 @@ class BayesianAggregator(Aggregator):
 
     Subclasses set ``_family`` and implement ``_hyper(ann)``; their constructors take the
     common parameters ``method``, ``num_warmup``, ``num_samples``, ``num_chains``,
-    ``seed``, ``max_iter``, ``tol``, ``progress``; those that take ``devices`` (a count
+    ``seed``, ``max_iter``, ``tol``, ``progress`` (a progress bar of EM's iterations, or
+    of NUTS's chains with ``method="nuts"``); those that take ``devices`` (a count
     or a list of JAX devices) shard their EM fit's labels across those devices
     (:mod:`crowdbayes.inference.sharding`); NUTS ignores it.
 
@@ -434,6 +438,7 @@ class BayesianAggregator(Aggregator):
             num_samples=int(self.num_samples),
             num_chains=int(self.num_chains),
             seed=int(self.seed),
+            progress=bool(self.progress),
         )
         self.draws_ = draws
         C, D = next(iter(draws.values())).shape[:2]
