@@ -13,6 +13,16 @@ iteration and the ratio, and crowdbayes' peak memory above the label arrays'.
     python benchmarks/scale.py --sizes 500000 --iters 50
     python benchmarks/scale.py --host-devices 2      # EM sharded over 2 CPU devices
     python benchmarks/scale.py --devices 1           # on a GPU machine: its first device
+    python benchmarks/scale.py --sizes 10000000 --parquet 1 2   # from Parquet: 1, 2 processes
+
+``--parquet N ...`` writes each size's crowd to a Parquet dataset (4 files, row groups of
+2**20 rows; integer ids) in a temporary folder, then fits it with
+``crowdbayes.distributed.fit`` in ``N`` local processes on JAX's distributed runtime
+(one row per ``N``): each process reads its hashed share of the rows, encodes it with
+pyarrow and fits; a first fit compiles, the second is timed. Printed per row: the
+slowest process's whole fit (read + encode + layouts + EM), its phases, and the
+largest peak resident memory of a process above its own resident size before the
+fit, also as a multiple of that process's three int32 label arrays.
 """
 
 from __future__ import annotations
@@ -110,6 +120,122 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     return out
 
 
+def write_parquet(args: argparse.Namespace, size: int, folder: Path) -> Path:
+    """The crowd of ``size`` labels as a Parquet dataset of 4 files (integer ids)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from _common import synthetic
+
+    data = synthetic(
+        size, args.workers, args.classes, args.labels_per_task, quality_spread=args.spread, seed=0
+    )
+    ann = data.ann
+    out = folder / f"labels-{size}"
+    out.mkdir(parents=True, exist_ok=True)
+    bounds = np.linspace(0, ann.n_labels, 5).astype(np.int64)
+    for i in range(4):
+        part = slice(int(bounds[i]), int(bounds[i + 1]))
+        table = pa.table(
+            {"task": ann.task[part], "worker": ann.worker[part], "label": ann.label[part]}
+        )
+        pq.write_table(table, out / f"part-{i}.parquet", row_group_size=1 << 20)
+    return out
+
+
+def dist_child(args: argparse.Namespace) -> dict[str, float]:
+    """One process of a ``--parquet`` row: two fits (the first compiles), the second timed."""
+    import gc
+    import time
+
+    import crowdbayes as cb
+
+    kw: dict[str, object] = {}
+    if args.num_processes > 1:
+        kw = dict(
+            coordinator_address=f"127.0.0.1:{args.port}",
+            num_processes=args.num_processes,
+            process_id=args.process_id,
+        )
+    cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0, **kw)
+    gc.collect()
+    base = _vm("VmRSS")
+    _peak_reset()
+    t0 = time.perf_counter()
+    res = cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0)
+    out: dict[str, float] = {"fit_s": time.perf_counter() - t0, **res.timings}
+    out["peak_extra_mb"] = _vm("VmHWM") - base
+    out["label_mb"] = 3 * 4 * res.n_labels / 2**20
+    out["n_labels"] = res.n_labels
+    out["n_iter"] = res.n_iter
+    return out
+
+
+def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str, float]]:
+    """``--parquet``: each size from Parquet in each number of local processes."""
+    import socket
+    import tempfile
+
+    print(
+        f"\nFrom Parquet (crowdbayes.distributed.fit, ds), {args.iters} iterations; the "
+        "slowest process's times, the largest peak memory of a process"
+    )
+    print(
+        "| labels | processes | fit (s) | read (s) | encode (s) | layout (s) | EM (s) "
+        "| ms/iteration | peak memory above start, per process (MB) |"
+    )
+    print("|---:" * 9 + "|")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="crowdbayes-scale-") as tmp:
+        for size in args.sizes:
+            data = write_parquet(args, size, Path(tmp))
+            for n in args.parquet:
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "dist",
+                       "--data", str(data), "--iters", str(args.iters),
+                       "--num-processes", str(n), "--port", str(port)]  # fmt: skip
+                procs = [
+                    subprocess.Popen(
+                        [*cmd, "--process-id", str(i)],
+                        env=env,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.PIPE,
+                        text=True,
+                    )
+                    for i in range(n)
+                ]
+                results, failed = [], False
+                for proc in procs:
+                    try:
+                        stdout, stderr = proc.communicate(timeout=1800)
+                    except subprocess.TimeoutExpired:
+                        for q in procs:
+                            q.kill()
+                        stdout, stderr = proc.communicate()
+                    if proc.returncode != 0:
+                        failed = True
+                        print(stderr[-2000:], file=sys.stderr)
+                        continue
+                    results.append(json.loads(stdout.strip().splitlines()[-1]))
+                if failed:
+                    print(f"| {size:,} | {n} | failed |")
+                    continue
+                slow = max(results, key=lambda r: r["fit_s"])
+                mem = max(results, key=lambda r: r["peak_extra_mb"])
+                row = {"size": size, "processes": n, **slow, "peak_extra_mb": mem["peak_extra_mb"]}
+                rows.append(row)
+                print(
+                    f"| {size:,} | {n} | {slow['fit_s']:.2f} | {slow['read_s']:.2f} "
+                    f"| {slow['encode_s']:.2f} | {slow['layout_s']:.2f} | {slow['em_s']:.2f} "
+                    f"| {1e3 * slow['em_s'] / args.iters:.1f} | {mem['peak_extra_mb']:.0f} "
+                    f"({mem['peak_extra_mb'] / mem['label_mb']:.1f}x {mem['label_mb']:.0f}) |",
+                    flush=True,
+                )
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
@@ -127,10 +253,25 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p.add_argument("--host-devices", type=int, default=0, help="CPU host devices for sharding")
     p.add_argument("--devices", type=int, default=0, help="shard EM over this many devices")
     p.add_argument("--no-peer", action="store_true")
+    p.add_argument(
+        "--parquet",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="N",
+        help="only rows from Parquet, fitted in N local processes (crowdbayes.distributed)",
+    )
     p.add_argument("--json", type=Path, help="also write the rows here")
-    p.add_argument("--child", choices=["crowdbayes", "crowdkit"], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=["crowdbayes", "crowdkit", "dist"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--data", help=argparse.SUPPRESS)
+    p.add_argument("--num-processes", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--process-id", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.child == "dist":
+        print(json.dumps(dist_child(args)))
+        return []
     if args.child:
         args.lib = args.child
         print(json.dumps(child(args)))
@@ -142,6 +283,11 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " " + flag).strip()
         if not args.devices:
             args.devices = args.host_devices
+    if args.parquet:
+        rows = parquet_rows(args, env)
+        if args.json:
+            args.json.write_text(json.dumps(rows, indent=1))
+        return rows
     common = [
         "--iters",
         str(args.iters),
