@@ -87,3 +87,17 @@ def test_compare_adds_psis_loo_for_nuts_models():
     ll = cb.DawidSkene().fit(df).log_likelihood().sum()
     assert ll - 60 < table.loc["nuts", "elpd_loo"] < ll
     assert table.loc["nuts", "loo_se"] > 0
+
+
+def test_compare_fixes_empirical_bayes_scales_at_the_full_data_fit():
+    sim = simulate_population("spammers", n_classes=2, n_tasks=300, n_workers=30, seed=5)
+    model = cb.HierarchicalDawidSkene()
+    fold = model._fold_estimator(sim.annotations)
+    full = cb.HierarchicalDawidSkene().fit(sim.annotations)
+    assert fold.population_scale == pytest.approx(full.population_scale_)
+    assert fold.ability_scale == pytest.approx(full.ability_scale_)
+    assert model.population_scale is None  # the caller's estimator is left as it was
+    # fixed scales give the same fit as the empirical-Bayes one they came from
+    again = fold.fit(sim.annotations)
+    assert (again.predict() == full.predict()).all()
+    np.testing.assert_allclose(again.confusion_, full.confusion_, atol=1e-3)

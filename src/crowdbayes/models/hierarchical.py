@@ -690,6 +690,18 @@ class HierarchicalDawidSkene(BayesianAggregator):
             conf = jax.nn.softmax(full_logits(mu), axis=-1)
             self.population_confusion_ = np.asarray(conf, np.float64).mean(axis=0)
 
+    def _fold_estimator(self, ann: Annotations) -> HierarchicalDawidSkene:
+        """The estimator :func:`crowdbayes.compare` refits on each fold: the scales this
+        model would estimate by empirical Bayes are estimated once, on all of ``ann``, and
+        held fixed (an EM fit at fixed scales takes a tenth of a second where the
+        empirical-Bayes rounds take seconds)."""
+        params = self.get_params()
+        if self.method == "em" and (self.population_scale is None or self.ability_scale is None):
+            full = type(self)(**params).fit(ann)
+            params["population_scale"] = full.population_scale_
+            params["ability_scale"] = full.ability_scale_
+        return type(self)(**params)
+
     def _grid(self, fixed: float | None, low: float) -> jnp.ndarray:
         if fixed is not None:
             return jnp.asarray([fixed], jnp.float32)
