@@ -697,7 +697,8 @@ class HierarchicalDawidSkene(BayesianAggregator):
         empirical-Bayes rounds take seconds)."""
         params = self.get_params()
         if self.method == "em" and (self.population_scale is None or self.ability_scale is None):
-            full = type(self)(**params).fit(ann)
+            full = type(self)(**params)
+            full.fit(ann)
             params["population_scale"] = full.population_scale_
             params["ability_scale"] = full.ability_scale_
         return type(self)(**params)
