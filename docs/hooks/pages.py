@@ -1,0 +1,153 @@
+"""mkdocs hook: the pages that live outside ``docs/``, generated at build time.
+
+- ``index.md`` and ``guide/<section>.md``: the README, its introduction and each ``##``
+  section a page (so the README stays the one source);
+- ``models/<card>.md``: every model card of the repository's ``models/`` folder, and
+  ``models/index.md`` listing them by their registry names;
+- ``developers.md``: DEVELOPERS.md.
+
+Links between those files are rewritten to the pages they became (a link that has no page
+stays as it is, and ``mkdocs build --strict`` reports it).
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = {
+    "docs/examples/quality_control.py": "tutorials/quality_control.md",
+    "docs/examples/curation_with_classifier.py": "tutorials/curation.md",
+}
+_LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\))")
+
+
+def slug(title: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+
+
+def readme_sections() -> list[tuple[str, str]]:
+    """The README as (title, markdown) pairs: its introduction, then each ``##`` section
+    (headings inside fenced code blocks are not sections)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    sections: list[tuple[str, list[str]]] = [("crowdbayes", [])]
+    fenced = False
+    for line in text.splitlines():
+        if line.startswith("# ") and not sections[0][1] and len(sections) == 1:
+            continue  # the README's title: the home page has its own
+        if line.startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("## "):
+            sections.append((line[3:].strip(), []))
+            continue
+        sections[-1][1].append(line)
+    return [(title, "\n".join(lines).strip() + "\n") for title, lines in sections]
+
+
+def _targets() -> dict[str, str]:
+    """Repository path -> page, for every file that becomes a page."""
+    out = {"docs/benchmarks.md": "benchmarks.md", "DEVELOPERS.md": "developers.md"}
+    out["models/"] = out["models"] = "models/index.md"
+    for card in sorted((ROOT / "models").glob("*.md")):
+        out[f"models/{card.name}"] = f"models/{card.name}"
+    out.update(EXAMPLES)
+    return out
+
+
+def rewrite_links(markdown: str, source: str, page: str) -> str:
+    """Links of ``source`` (a repository path) rewritten for ``page`` (a site path)."""
+    targets = _targets()
+    base = posixpath.dirname(source)
+
+    def one(m: re.Match[str]) -> str:
+        target = m.group(2)
+        if re.match(r"^[a-z]+:", target):
+            return m.group(0)
+        repo_path = posixpath.normpath(posixpath.join(base, target))
+        if target.endswith("/"):
+            repo_path += "/"
+        new = targets.get(repo_path)
+        if new is None:
+            return m.group(0)
+        rel = posixpath.relpath(new, posixpath.dirname(page) or ".")
+        return f"{m.group(1)}{rel}{m.group(3) or ''}{m.group(4)}"
+
+    return _LINK.sub(one, markdown)
+
+
+API = {
+    "Estimators": "api/estimators.md",
+    "Annotations and input": "api/data.md",
+    "Quality control": "api/quality.md",
+    "Model choice, NUTS, registry": "api/model_choice.md",
+    "Simulation and datasets": "api/simulate.md",
+}
+TUTORIALS = {
+    "Quality control of a labelling batch": "tutorials/quality_control.md",
+    "Dataset curation with a classifier": "tutorials/curation.md",
+}
+
+
+def on_config(config: Any) -> Any:
+    """The navigation, in the README's order (so that a new README section is a page)."""
+    from crowdbayes.registry import MODELS
+
+    cards = [{spec.estimator: f"models/{spec.card}"} for spec in MODELS.values()]
+    config["nav"] = [
+        {"Home": "index.md"},
+        {"Guide": [{t: f"guide/{slug(t)}.md"} for t, _ in readme_sections()[1:]]},
+        {"Tutorials": [{k: v} for k, v in TUTORIALS.items()]},
+        {"Models": [{"All models": "models/index.md"}, *cards]},
+        {"Benchmarks": "benchmarks.md"},
+        {"API reference": [{k: v} for k, v in API.items()]},
+        {"Developers": "developers.md"},
+    ]
+    return config
+
+
+def _add(files: Files, config: Any, uri: str, content: str) -> None:
+    files.append(File.generated(config, uri, content=content))
+
+
+def on_files(files: Files, config: Any) -> Files:
+    sections = readme_sections()
+    intro_title, intro = sections[0]
+    guide = [f"- [{t}](guide/{slug(t)}.md)" for t, _ in sections[1:]]
+    index = rewrite_links(intro, "README.md", "index.md")
+    index = f"# {intro_title}\n\n{index}\n## The guide\n\n" + "\n".join(guide) + "\n"
+    _add(files, config, "index.md", index)
+    for title, body in sections[1:]:
+        page = f"guide/{slug(title)}.md"
+        _add(files, config, page, f"# {title}\n\n" + rewrite_links(body, "README.md", page))
+    rows = []
+    from crowdbayes.registry import MODELS  # standard library only
+
+    for name, spec in MODELS.items():
+        rows.append(f"| `{name}` | [{spec.estimator}]({spec.card}) | {spec.line()} |")
+    for card in sorted((ROOT / "models").glob("*.md")):
+        page = f"models/{card.name}"
+        text = card.read_text(encoding="utf-8")
+        _add(files, config, page, rewrite_links(text, page, page))
+    listing = (
+        "# Model cards\n\nEvery model of the library by its command-line name "
+        "(`crowdbayes aggregate --model NAME`), with its card: the generative story, "
+        "when to use it, its priors, references and results.\n\n"
+        "| name | estimator | what it is |\n| --- | --- | --- |\n" + "\n".join(rows) + "\n"
+    )
+    _add(files, config, "models/index.md", listing)
+    dev = (ROOT / "DEVELOPERS.md").read_text(encoding="utf-8")
+    _add(files, config, "developers.md", rewrite_links(dev, "DEVELOPERS.md", "developers.md"))
+    return files
+
+
+def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
+    """``docs/benchmarks.md`` is a page as it is; its links to the repository's other
+    files are rewritten like the generated pages'."""
+    if page.file.src_uri == "benchmarks.md":
+        return rewrite_links(markdown, "docs/benchmarks.md", "benchmarks.md")
+    return markdown
