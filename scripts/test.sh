@@ -18,3 +18,4 @@ fi
 .venv/bin/mypy
 # tests in parallel, one worker per core (most of the time is single-threaded XLA compiles)
 .venv/bin/python -m pytest -q -n auto
+.venv/bin/python -m pip install -q -e ".[docs]" && NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict -q --site-dir "$(mktemp -d)"  # the reference site (mkdocs.yml, docs extra), warnings as errors
