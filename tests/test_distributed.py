@@ -175,6 +175,31 @@ def test_stable_hash_is_fixed() -> None:
     assert np.bincount(owner(pa.array([f"t{i}" for i in range(4000)]), 4)).min() > 900
 
 
+@pytest.mark.parametrize("max_width", [3, 40])
+def test_lean_layout_is_segments_layout(max_width: int) -> None:
+    """distributed.lean_layout builds the arrays of Segments._layout (chunked or not)."""
+    from crowdbayes.inference.segments import Segments, _chunks, choose_widths
+
+    rng = np.random.default_rng(0)
+    group = np.sort(rng.integers(0, 50, 400)).astype(np.int32)
+    group[group == 7] = 8  # an empty group
+    values = rng.integers(0, 30, 400).astype(np.int32)
+    widths = choose_widths(_chunks(np.bincount(group, minlength=60), max_width)[2])
+    sizes = _chunks(np.bincount(group, minlength=60), max_width)[2]
+    rows = np.bincount(np.searchsorted(widths, sizes), minlength=widths.size) + 2  # padded
+    ref = Segments._layout(group, 60, values, 30, max_width, widths, rows)
+    blocks, keys, inverse = distributed.lean_layout(group, values, 60, 30, max_width, widths, rows)
+    assert len(blocks) == len(ref.blocks)
+    for a, b, ka, kb in zip(blocks, ref.blocks, keys, ref.row_keys, strict=True):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ka, kb)
+    if ref.inner is None:
+        assert inverse is not None
+        np.testing.assert_array_equal(inverse, ref.inverse)
+    else:
+        assert inverse is None and max_width == 3
+
+
 def test_read_share_partitions_the_rows(dataset: Path, crowd: pd.DataFrame) -> None:
     shares = [read_share(dataset, i, 3) for i in range(3)]
     assert sum(t.num_rows for t in shares) == len(crowd)

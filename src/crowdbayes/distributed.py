@@ -332,11 +332,15 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
     W, K = len(workers), len(classes)
     if K < 2:
         raise AnnotationsError(f"the labels hold {K} class(es); EM needs at least 2")
-    tasks = pc.dictionary_encode(table.column("task").combine_chunks())
-    task = np.asarray(tasks.indices, dtype=np.int32)
+    # column by column, each dropped once encoded: the codes are all that is kept of
+    # the labels (and the tasks' distinct ids)
     worker = np.asarray(pc.index_in(table.column("worker"), value_set=workers), np.int32)
+    table = table.drop_columns(["worker"])
     label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
-    del table  # the codes are all that is kept of the labels (and the tasks' ids)
+    table = table.drop_columns(["label"])
+    tasks = pc.dictionary_encode(table.column("task").combine_chunks())
+    del table
+    task = np.asarray(tasks.indices, dtype=np.int32)
     T, N = len(tasks.dictionary), int(task.shape[0])
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
@@ -373,8 +377,12 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
     # and rows per block everywhere (agreed by two small all-gathers), as the sharded
     # layouts of devices= stack one per device
     top = max(int(_allgather(np.asarray([np.bincount(task).max(initial=0)], np.int64)).max()), 2)
-    by_task = _blocked(task, T_local, wl, W * K, top, False, sharded)
-    by_wl = _blocked(wl, W * K, task, T_local, MAX_WIDTH, True, sharded)
+    if N and not bool(np.all(task[1:] >= task[:-1])):  # the layouts group labels by task
+        order = np.argsort(task, kind="stable")
+        task, wl = task[order], wl[order]
+        del order
+    by_task = _blocked(task, wl, T_local, W * K, top, False, sharded)
+    by_wl = _blocked(task, wl, T_local, W * K, MAX_WIDTH, True, sharded)
 
     gold = np.full(T_local, -1, np.int32)
     mask = np.zeros(T_local, np.float32)
@@ -469,37 +477,105 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
 
 
 def _blocked(
-    seg_ids: np.ndarray,
-    n_segments: int,
-    keys: np.ndarray,
+    task: np.ndarray,
+    wl: np.ndarray,
+    n_tasks: int,
     n_keys: int,
     max_width: int,
     scatter: bool,
     place: Callable[[np.ndarray], Any],
 ) -> Any:
-    """This process's :class:`~crowdbayes.inference.segments.Segments` layout (the
-    gather layout, or the scatter one grouped by ``keys``), with the block widths chosen
-    from every process's chunk sizes and each block padded to the most rows any process
-    has, so that the layouts of all processes share one structure; every array gets a
-    leading process axis and is placed by ``place``."""
+    """This process's :class:`~crowdbayes.inference.segments.Segments` layout of its
+    labels grouped by task (``task`` sorted; ``wl`` each label's annotator-label key):
+    the gather layout (per-task sums of a ``[.., n_keys]`` table) or the scatter one
+    (per-key sums of a ``[.., n_tasks]`` source), as ``Segments.build`` lays them out,
+    with the block widths chosen from every process's chunk sizes and each block padded
+    to the most rows any process has, so that the layouts of all processes share one
+    structure; every array gets a leading process axis and is placed by ``place``."""
     import jax
 
     from .inference.segments import Segments, _chunks, choose_widths
 
-    group, n_group = (keys, n_keys) if scatter else (seg_ids, n_segments)
-    sizes = _chunks(np.bincount(group, minlength=n_group), max_width)[2]
+    sizes = _chunks(np.bincount(task, minlength=n_tasks), max_width)[2]
     hist = _allgather(np.bincount(sizes, minlength=max_width + 1).astype(np.int64)).sum(0)
     widths = choose_widths(np.repeat(np.arange(hist.size), hist))  # a multiset function
     mine = np.bincount(np.searchsorted(widths, sizes), minlength=widths.size)
     rows = _allgather(mine.astype(np.int64)).max(0)
+    blocks, row_keys, inverse = lean_layout(task, wl, n_tasks, n_keys, max_width, widths, rows)
     if scatter:
-        lay = Segments._layout(keys, n_keys, seg_ids, n_segments, max_width, widths, rows)
-        lay = Segments(lay.blocks, np.zeros(n_segments, np.int32), None, lay.row_keys)
+        lay = Segments(blocks, np.zeros(n_keys, np.int32), None, row_keys)
     else:
-        lay = Segments._layout(seg_ids, n_segments, keys, n_keys, max_width, widths, rows)
-        lay = lay._replace(row_keys=None)
-    assert lay.inner is None
+        assert inverse is not None  # max_width holds every task's labels: no chunks
+        lay = Segments(blocks, inverse, None, None)
     return jax.tree_util.tree_map(lambda a: place(np.asarray(a)[None]), lay)
+
+
+def lean_layout(
+    group: np.ndarray,
+    values: np.ndarray,
+    n_groups: int,
+    pad: int,
+    max_width: int,
+    widths: np.ndarray,
+    rows: np.ndarray,
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray | None]:
+    """The blocks, row groups and inverse of ``Segments._layout(group, n_groups, values,
+    pad, max_width, widths, rows)`` for ``group`` sorted (items in group order), built
+    with int32 item temporaries (at most three at a time besides the inputs) where
+    ``_layout`` holds several int64 ones: the same arrays, in a third of the memory.
+    ``inverse`` is None when some group was cut into chunks of ``max_width``."""
+    from .inference.segments import _chunks
+
+    idx_t = np.int32 if int((widths * rows).sum()) < 2**31 - 1 else np.int64
+    counts = np.bincount(group, minlength=n_groups)
+    chunk_group, first_chunk, chunk_size = _chunks(counts, max_width)
+    C = chunk_group.size
+    bucket = np.searchsorted(widths, chunk_size)
+    n_real = np.bincount(bucket, minlength=widths.size)
+    n_rows = np.asarray(rows, np.int64)
+    if (n_real > n_rows).any():
+        raise ValueError("rows must hold every block's chunks")
+    real_start, row_start = np.cumsum(n_real) - n_real, np.cumsum(n_rows) - n_rows
+    row_order = np.argsort(bucket, kind="stable")
+    b_of = bucket[row_order]
+    row_of_chunk = np.empty(C, np.int64)
+    row_of_chunk[row_order] = np.arange(C) - real_start[b_of] + row_start[b_of]
+    total_rows = int(n_rows.sum())
+    row_group = np.zeros(total_rows, np.int32)
+    row_group[row_of_chunk] = chunk_group
+    sizes = widths * n_rows
+    block_start = np.cumsum(sizes) - sizes
+    chunk_base = ((block_start - row_start)[bucket] + row_of_chunk).astype(idx_t)
+    chunk_stride = n_rows[bucket].astype(idx_t)
+    seg_start = (np.cumsum(counts) - counts).astype(idx_t)
+    # per item: its place in its group, its chunk, then its place in the flat buffer
+    pos: np.ndarray = np.arange(group.shape[0], dtype=idx_t)
+    pos -= seg_start[group]
+    chunked = C != np.count_nonzero(counts)
+    item_chunk = first_chunk.astype(idx_t)[group]
+    if chunked:
+        item_chunk += pos // max_width
+        pos %= max_width
+    place = chunk_stride[item_chunk]
+    place *= pos
+    del pos
+    place += chunk_base[item_chunk]
+    del item_chunk
+    flat = np.full(int(sizes.sum()), pad, np.int32)
+    flat[place] = values
+    del place
+    blocks, keys = [], []
+    for b in range(widths.size):
+        if n_rows[b] == 0:
+            continue
+        start = int(block_start[b])
+        blocks.append(flat[start : start + int(sizes[b])].reshape(int(widths[b]), int(n_rows[b])))
+        keys.append(row_group[int(row_start[b]) : int(row_start[b] + n_rows[b])])
+    inverse = None
+    if not chunked:
+        inverse = np.full(n_groups, total_rows, np.int32)
+        inverse[chunk_group] = row_of_chunk
+    return tuple(blocks), tuple(keys), inverse
 
 
 def _calibrate(
