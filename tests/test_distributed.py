@@ -109,12 +109,12 @@ def test_one_and_two_processes_write_the_same_mapping(two: Path, dataset: Path) 
 
 
 def test_in_process_models_equal_their_estimators(crowd: pd.DataFrame) -> None:
-    """One process through the same code: every multi-process model equals its
-    estimator (recommended() with its vote correlation from the merged vote rows)."""
+    """One process through the same code: recommended() (tempered EM, its vote
+    correlation from the merged distinct vote rows) equals its estimator."""
     from crowdbayes.registry import MODELS
 
     table = pa.Table.from_pandas(crowd, preserve_index=False)
-    for name in ("mace", "recommended"):
+    for name in ("recommended",):
         res = distributed.fit(table, name)
         est = MODELS[name].build().fit(crowd)
         ids = res.tasks.to_pylist()
@@ -153,14 +153,28 @@ def test_a_killed_process_is_a_clear_error(dataset: Path, tmp_path: Path) -> Non
     assert not list((tmp_path / "out").glob("part-*.parquet"))
 
 
-def test_launch_names_a_failing_process(tmp_path: Path) -> None:
+def test_a_missing_column_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Checked before a process waits for its peers (no launch needed to see it)."""
     bad = tmp_path / "bad.parquet"
     pq.write_table(pa.table({"task": ["a", "b"], "worker": ["x", "y"], "lab": [0, 1]}), bad)
     with pytest.raises(
-        distributed.DistributedError,
-        match=r"(?s)process \d of 2 exited with code 2.*error: the Parquet data has no column 'label'",
+        cb.AnnotationsError, match=r"no column 'label' \(columns: task, worker, lab\)"
     ):
-        distributed.launch(2, bad, tmp_path / "out", "ds", timeout=120)
+        distributed.fit(bad, num_processes=2, coordinator_address="127.0.0.1:1", process_id=0)
+    argv = [
+        "aggregate",
+        str(bad),
+        "--model",
+        "ds",
+        "--processes",
+        "1",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main(argv) == cli.EXIT_BAD_INPUT
+    assert "error: the Parquet data has no column 'label'" in capsys.readouterr().err
 
 
 def test_stable_hash_is_fixed() -> None:
