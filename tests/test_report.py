@@ -273,6 +273,8 @@ def test_report_at_50_and_2000_annotators_in_headless_chromium(
     # the plot stays readable: the 20 worst and the 20 best, the worst at the top
     assert f"The 20 worst and 20 best of {n_workers:,} annotators" in text
     assert text.count('<option value="') == n_workers  # the picker has every annotator
+    # no gold here: the rule stated is the one applied, the share alone
+    assert "Flagged: the 10% of tasks with the highest score (1 - consistency). Ranked" in text
 
 
 def test_picker_sorting_and_search_work_offline(tmp_path: Path) -> None:

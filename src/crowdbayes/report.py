@@ -535,7 +535,7 @@ def build_report(
         if _IMAGE_COLUMN.search(str(c))
         or shown[c].astype(str).str.contains(_IMAGE_EXT, regex=True).any()
     )
-    rule = html.escape(describe_rule(**rules))
+    rule = html.escape(describe_rule(**rules, gold_disagreement=ann.has_gold))
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     note_html = "".join(f'<div class="note">{html.escape(n)}</div>' for n in notes)
