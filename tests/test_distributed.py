@@ -95,6 +95,7 @@ def test_two_processes_equal_one(two: Path, one: cb.DawidSkene, crowd: pd.DataFr
     saved = np.load(two / "params.npz")
     np.testing.assert_allclose(saved["class_prior"], one.class_prior_, atol=1e-5)
     assert int(saved["n_iter"]) == one.n_iter_ and bool(saved["converged"])
+    assert bool(saved["shuffled"])  # each process read its row groups, then all-to-all
 
 
 def test_one_and_two_processes_write_the_same_mapping(two: Path, dataset: Path) -> None:

@@ -29,6 +29,7 @@ distributed search). See ``docs/distributed.md``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -81,7 +82,8 @@ class DistributedFit:
     ``n_iter``, ``converged``; ``process_id``, ``num_processes``; ``n_labels`` (this
     process's) and ``n_labels_total``; ``timings`` (seconds: ``read_s`` Parquet to this
     process's rows, ``encode_s`` vocabularies and codes, ``layout_s`` segment layouts
-    on the devices, ``em_s`` the EM loop)."""
+    on the devices, ``em_s`` the EM loop); ``shuffled`` (whether the labels came by the
+    all-to-all shuffle or by every process reading every row group)."""
 
     tasks: Any
     proba: np.ndarray
@@ -99,6 +101,7 @@ class DistributedFit:
     n_labels: int
     n_labels_total: int
     timings: dict[str, float] = field(default_factory=dict)
+    shuffled: bool = False
 
     def table(self) -> Any:
         """This process's tasks as a pyarrow Table: ``task``, ``label`` (the user's
@@ -251,6 +254,7 @@ def fit(
     process_id: int | None = None,
     initialization_timeout: int = 120,
     heartbeat_timeout_seconds: int = 30,
+    shuffle: bool | None = None,
     **params: Any,
 ) -> DistributedFit:
     """Fit ``model`` (a name of :data:`MODELS` with its ``params``, or an unfitted
@@ -261,6 +265,11 @@ def fit(
     ``out/annotators.parquet``: the annotators with their confusion matrices, and
     ``out/params.npz``). ``task``, ``worker``, ``label`` name the columns.
 
+    ``shuffle`` (default: when there are several processes and the files hold the three
+    columns): each process reads its share of the row groups and sends every label to
+    its task's owner by an all-to-all over the collectives; ``shuffle=False``: each
+    process reads every row group and keeps the rows of its own tasks.
+
     >>> import crowdbayes as cb, pyarrow as pa
     >>> df = cb.datasets.load("rte")[0]
     >>> res = cb.distributed.fit(pa.Table.from_pandas(df, preserve_index=False))
@@ -269,7 +278,7 @@ def fit(
     ...       == one.predict().loc[res.tasks.to_pylist()]).all())
     True
     """
-    from .parquet import check_columns, read_share, write_part
+    from .parquet import can_split, check_columns, read_row_groups, read_share, write_part
 
     # what every process can see alone is checked before it waits for the others
     check_columns(source, (task, worker, label))
@@ -286,8 +295,14 @@ def fit(
 
     P, pid = jax.process_count(), jax.process_index()
     start = time.perf_counter()
+    cols = (task, worker, label)
+    if shuffle is None:
+        shuffle = P > 1 and can_split(source, cols)
     # the table is held by _fit_table alone, which drops it once encoded
-    result = _fit_table(est, read_share(source, pid, P, (task, worker, label)), P, pid, start)
+    if shuffle:  # its own row groups, then each label to its task's owner
+        result = _fit_table(est, read_row_groups(source, pid, P, cols), P, pid, start, True)
+    else:  # every row group, keeping the rows of its own tasks
+        result = _fit_table(est, read_share(source, pid, P, cols), P, pid, start, False)
     if out is not None:
         write_part(result.table(), out, pid)
         if pid == 0:
@@ -312,10 +327,13 @@ def _write_params(result: DistributedFit, out: Path) -> None:
         history=result.history,
         n_iter=result.n_iter,
         converged=result.converged,
+        shuffled=result.shuffled,
     )
 
 
-def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> DistributedFit:
+def _fit_table(
+    est: Any, table: Any, P: int, pid: int, start: float, shuffle: bool = False
+) -> DistributedFit:
     import jax
     import pyarrow.compute as pc
     from jax.sharding import NamedSharding
@@ -338,10 +356,15 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
     table = table.drop_columns(["worker"])
     label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
     table = table.drop_columns(["label"])
-    tasks = pc.dictionary_encode(table.column("task").combine_chunks())
+    if shuffle:
+        task_ids, task, worker, label = _shuffle(table.column("task"), worker, label, mesh, device)
+    else:
+        encoded = pc.dictionary_encode(table.column("task").combine_chunks())
+        task_ids = encoded.dictionary
+        task = np.asarray(encoded.indices, dtype=np.int32)
+        del encoded
     del table
-    task = np.asarray(tasks.indices, dtype=np.int32)
-    T, N = len(tasks.dictionary), int(task.shape[0])
+    T, N = len(task_ids), int(task.shape[0])
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
     n_total = int(sizes[:, 1].sum())
@@ -457,7 +480,7 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
     if tau_em is not None:
         post = _calibrate(est, post, votes[:T], n_per_task[:T], tau_em[:T])
     return DistributedFit(
-        tasks=tasks.dictionary,
+        tasks=task_ids,
         proba=post,
         label_codes=np.argmax(post, axis=1),
         classes=classes,
@@ -473,7 +496,106 @@ def _fit_table(est: Any, table: Any, P: int, pid: int, start: float) -> Distribu
         n_labels=N,
         n_labels_total=n_total,
         timings=timings,
+        shuffled=shuffle,
     )
+
+
+def _all_to_all(send: list[np.ndarray], mesh: Any, device: Any) -> list[np.ndarray]:
+    """``send[d]`` (1-D, one dtype) goes to process ``d``; returns what each process sent
+    here, by ``jax.lax.all_to_all`` over the mesh (padded to the longest message)."""
+    import jax
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as Spec
+
+    from .inference.sharding import AXIS
+
+    P, pid = len(send), jax.process_index()
+    lengths = _allgather(np.asarray([x.size for x in send], np.int64))  # [from, to]
+    M = max(int(lengths.max()), 1)
+    buf = np.zeros((1, P, M), send[0].dtype)
+    for d, x in enumerate(send):
+        buf[0, d, : x.size] = x
+    glob = jax.make_array_from_single_device_arrays(
+        (P, P, M), NamedSharding(mesh, Spec(AXIS)), [jax.device_put(buf, device)]
+    )
+    del buf
+    out = np.asarray(_exchange(mesh)(glob).addressable_data(0))[0]
+    return [out[s, : int(lengths[s, pid])] for s in range(P)]
+
+
+@functools.lru_cache(maxsize=8)
+def _exchange(mesh: Any) -> Any:
+    import jax
+    from jax.sharding import PartitionSpec as Spec
+
+    from .inference.sharding import AXIS
+
+    def swap(x: Any) -> Any:
+        return jax.lax.all_to_all(x, AXIS, 1, 1, tiled=True)
+
+    return jax.jit(jax.shard_map(swap, mesh=mesh, in_specs=Spec(AXIS), out_specs=Spec(AXIS)))
+
+
+def _shuffle(
+    task_col: Any, worker: np.ndarray, label: np.ndarray, mesh: Any, device: Any
+) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+    """Send each label read here to its task's owner (all-to-all): per owner, the
+    distinct task ids of its labels (Arrow IPC bytes) and, per label, the index of its
+    task among them, its annotator and its class codes. Returns this process's task ids
+    and its labels' task, annotator and class codes."""
+    import jax
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .parquet import owner
+
+    P = jax.process_count()
+    ids = task_col.combine_chunks() if isinstance(task_col, pa.ChunkedArray) else task_col
+    dest = owner(ids, P) if len(ids) else np.zeros(0, np.int32)
+    order = np.argsort(dest, kind="stable")
+    bounds = np.searchsorted(dest[order], np.arange(P + 1))
+    codes, dicts = [], []
+    for d in range(P):
+        rows = order[bounds[d] : bounds[d + 1]]
+        enc = pc.dictionary_encode(ids.take(pa.array(rows)))
+        codes.append(np.concatenate([np.asarray(enc.indices, np.int32), worker[rows], label[rows]]))
+        dicts.append(_ipc_bytes(enc.dictionary))
+    del order, dest, worker, label
+    got = _all_to_all(codes, mesh, device)
+    del codes
+    parts = [_from_ipc(b) for b in _all_to_all(dicts, mesh, device)]
+    union = pc.dictionary_encode(pa.concat_arrays([p.cast(ids.type) for p in parts]))
+    where = np.asarray(union.indices, np.int32)
+    offsets = np.cumsum([0] + [len(p) for p in parts])
+    task, worker_out, label_out = [], [], []
+    for s, g in enumerate(got):
+        n = g.size // 3
+        task.append(where[offsets[s] + g[:n]])
+        worker_out.append(g[n : 2 * n])
+        label_out.append(g[2 * n :])
+    return (
+        union.dictionary,
+        np.concatenate(task).astype(np.int32),
+        np.concatenate(worker_out).astype(np.int32),
+        np.concatenate(label_out).astype(np.int32),
+    )
+
+
+def _ipc_bytes(values: Any) -> np.ndarray:
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    table = pa.table({"v": values})
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return np.frombuffer(sink.getvalue(), np.uint8)
+
+
+def _from_ipc(raw: np.ndarray) -> Any:
+    import pyarrow as pa
+
+    with pa.ipc.open_stream(pa.py_buffer(raw.tobytes())) as reader:
+        return reader.read_all().column("v").combine_chunks()
 
 
 def _blocked(

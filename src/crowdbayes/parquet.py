@@ -34,7 +34,16 @@ import numpy as np
 
 from .data import AnnotationsError
 
-__all__ = ["check_columns", "owner", "read_share", "stable_hash", "write_part"]
+__all__ = [
+    "can_split",
+    "check_columns",
+    "owner",
+    "read_row_groups",
+    "read_share",
+    "row_groups",
+    "stable_hash",
+    "write_part",
+]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -153,6 +162,65 @@ def read_share(
     if not kept:
         return schema.empty_table()
     table = pa.Table.from_batches(kept)
+    return table.rename_columns(["task", "worker", "label"]).cast(schema)
+
+
+def row_groups(source: Any) -> list[Any]:
+    """Every row group of a Parquet ``source`` as a fragment, in a fixed order (by file
+    path, then row group), the same in every process."""
+    frags = []
+    for frag in _dataset(source).get_fragments():
+        for group in frag.split_by_row_group():
+            frags.append((frag.path, group.row_groups[0].id, group))
+    frags.sort(key=lambda x: (x[0], x[1]))
+    return [g for _, _, g in frags]
+
+
+def can_split(source: Any, columns: Sequence[str]) -> bool:
+    """Whether :func:`read_row_groups` can read ``source``: Parquet files (not a pyarrow
+    Table) whose files hold ``columns`` themselves (not as hive partition keys)."""
+    import pyarrow as pa
+
+    if isinstance(source, pa.Table):
+        return False
+    groups = row_groups(source)
+    if not groups:
+        return False
+    physical = groups[0].physical_schema.names
+    return all(c in physical for c in columns)
+
+
+def read_row_groups(
+    source: Any,
+    process_id: int = 0,
+    num_processes: int = 1,
+    columns: Sequence[str] = ("task", "worker", "label"),
+) -> Any:
+    """This process's share of the row groups of ``source`` (row group ``j`` of
+    :func:`row_groups` goes to process ``j % num_processes``): every label of them,
+    whichever process owns its task, as one Table (``task``, ``worker``, ``label``)."""
+    import pyarrow as pa
+
+    cols = list(columns)
+    check_columns(source, cols)
+    mine = row_groups(source)[process_id::num_processes]
+    tables = []
+    for group in mine:
+        part = group.to_table(columns=cols)
+        for name in cols:
+            n_null = part.column(name).null_count
+            if n_null:
+                raise AnnotationsError(f"column {name!r} has {n_null} missing value(s)")
+        tables.append(part)
+    schema = pa.schema(
+        [
+            (n, f.type)
+            for n, f in zip(("task", "worker", "label"), _schema(source, cols), strict=True)
+        ]
+    )
+    if not tables:
+        return schema.empty_table()
+    table = pa.concat_tables(tables)
     return table.rename_columns(["task", "worker", "label"]).cast(schema)
 
 
