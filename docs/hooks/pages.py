@@ -24,7 +24,9 @@ EXAMPLES = {
     "docs/examples/quality_control.py": "tutorials/quality_control.md",
     "docs/examples/curation_with_classifier.py": "tutorials/curation.md",
 }
-_LINK = re.compile(r"(\]\()([^)\s#]+)(#[^)\s]*)?(\))")
+_LINK = re.compile(r"(!?)\[([^\]]*)\]\(([^)\s#]+)(#[^)\s]*)?\)")
+#: folders of docs/ that are not part of the site (mkdocs.yml's exclude_docs)
+EXCLUDED = ("docs/hooks/", "docs/examples/")
 
 
 def slug(title: str) -> str:
@@ -60,22 +62,31 @@ def _targets() -> dict[str, str]:
 
 
 def rewrite_links(markdown: str, source: str, page: str) -> str:
-    """Links of ``source`` (a repository path) rewritten for ``page`` (a site path)."""
+    """Links of ``source`` (a repository path) rewritten for ``page`` (a site path): to
+    the page a file became; to a file of the site as it is; a repository file that is
+    no page (a script, a folder) becomes its path as code, so the site has no broken
+    link. Other links (absolute, anchors, missing files) are left for mkdocs to check."""
     targets = _targets()
     base = posixpath.dirname(source)
+    here = posixpath.dirname(page) or "."
 
     def one(m: re.Match[str]) -> str:
-        target = m.group(2)
-        if re.match(r"^[a-z]+:", target):
+        bang, text, target, anchor = m.group(1), m.group(2), m.group(3), m.group(4) or ""
+        if re.match(r"^[a-z]+:", target) or target.startswith("/"):
             return m.group(0)
         repo_path = posixpath.normpath(posixpath.join(base, target))
         if target.endswith("/"):
             repo_path += "/"
         new = targets.get(repo_path)
-        if new is None:
-            return m.group(0)
-        rel = posixpath.relpath(new, posixpath.dirname(page) or ".")
-        return f"{m.group(1)}{rel}{m.group(3) or ''}{m.group(4)}"
+        if new is None and repo_path.startswith("docs/") and not repo_path.startswith(EXCLUDED):
+            if (ROOT / repo_path).is_file():
+                new = repo_path.removeprefix("docs/")
+        if new is not None:
+            return f"{bang}[{text}]({posixpath.relpath(new, here)}{anchor})"
+        if not bang and (ROOT / repo_path.rstrip("/")).exists():
+            code = f"`{repo_path}`"
+            return code if text.strip("`") == repo_path.rstrip("/") else f"{text} ({code})"
+        return m.group(0)
 
     return _LINK.sub(one, markdown)
 
