@@ -53,6 +53,7 @@ from ..inference.nuts import (
     run_nuts_potential,
     to_inference_data,
 )
+from .confusion import ConfusionModel, ConfusionParams
 
 __all__ = [
     "MIN_PSEUDO",
@@ -611,15 +612,13 @@ class BayesianAggregator(Aggregator):
     def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
         """Score new tasks with each annotator's fitted (typical) confusion matrix; new
         annotators get the average confusion matrix."""
-        from .dawid_skene import DawidSkeneModel, DSParams
-
         W = ann.n_workers  # known workers first, then new ones
         conf = self.confusion_
         n_new = W - conf.shape[0]
         if n_new > 0:
             conf = np.concatenate([conf, np.repeat(conf.mean(axis=0, keepdims=True), n_new, 0)])
         log_conf = np.log(np.maximum(conf, np.finfo(np.float32).tiny))
-        params = DSParams(
+        params = ConfusionParams(
             jnp.asarray(log_conf, jnp.float32), jnp.asarray(np.log(self.class_prior_), jnp.float32)
         )
-        return posterior(DawidSkeneModel, params, em_data(ann, n_workers=W))
+        return posterior(ConfusionModel, params, em_data(ann, n_workers=W))

@@ -66,15 +66,11 @@ from ._bayes import (
     dirichlet_draws,
     interval_bounds,
     marginal_model,
-)
-from .pred_probs import PredProbsLike, align_pred_probs
-from .dawid_skene import (
-    DawidSkeneModel,
-    DSParams,
-    _expected_counts_jit,
-    confusion_pseudo_counts,
     vote_shares,
 )
+from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
+from .dawid_skene import confusion_pseudo_counts
+from .pred_probs import PredProbsLike, align_pred_probs
 
 __all__ = [
     "BCLHyper",
@@ -178,13 +174,13 @@ def _fit_mu(counts: jnp.ndarray, hyper: BCLHyper, n_newton: int = 24) -> jnp.nda
 
 
 class BayesianCrowdLabModel:
-    """Static EM functions of the Bayesian CROWDLAB (class-major arrays)."""
+    """Static EM functions of the Bayesian CROWDLAB (class-major arrays; the labels'
+    likelihood and ``confusion`` are the confusion family's)."""
 
     __name__ = "BayesianCrowdLab"
 
-    @staticmethod
-    def log_lik(params: BCLParams, data: EMData) -> jnp.ndarray:
-        return DawidSkeneModel.log_lik(DSParams(params.log_confusion, params.log_pi), data)
+    log_lik = staticmethod(ConfusionModel.log_lik)
+    confusion = staticmethod(ConfusionModel.confusion)
 
     @staticmethod
     def log_class_prior(params: BCLParams, data: EMData) -> jnp.ndarray:
@@ -194,7 +190,7 @@ class BayesianCrowdLabModel:
     def m_step(post: jnp.ndarray, data: EMData, hyper: BCLHyper) -> BCLParams:
         L = hyper.base_counts.shape[1]
         W = data.by_worker_label.inverse.shape[0] // L
-        counts = DawidSkeneModel.expected_counts(post, data, W)  # [W, K, L]
+        counts = expected_counts(post, data, W)  # [W, K, L]
         mu = _fit_mu(counts, hyper)
         rows = counts + hyper.pooling * mu[None]
         conf = rows / rows.sum(-1, keepdims=True)
@@ -256,10 +252,6 @@ class BayesianCrowdLabModel:
             "mu": jnp.exp(params.log_mu),
             "confusion": jnp.exp(params.log_confusion),
         }
-
-    @staticmethod
-    def confusion(params: BCLParams) -> jnp.ndarray:
-        return jnp.exp(params.log_confusion)
 
     @staticmethod
     def mean_class_prior(params: BCLParams) -> jnp.ndarray:
@@ -365,7 +357,7 @@ class BayesianCrowdLab(BayesianAggregator):
         NUTS warm-up and draws per chain, and chains (one after another, in one compiled
         program).
     progress : bool, default False
-        Show a progress bar for EM.
+        Show a progress bar for EM, or for NUTS's chains with ``method="nuts"``.
 
     Attributes
     ----------
@@ -493,15 +485,6 @@ class BayesianCrowdLab(BayesianAggregator):
             self.class_bias_ = bias.mean(axis=(0, 1))
         _warn_if_adversarial(self)
         return self
-
-    def fit_predict(  # type: ignore[override]
-        self,
-        annotations: Annotations | pd.DataFrame | str,
-        pred_probs: PredProbsLike | None = None,
-        **columns: str,
-    ) -> pd.Series:
-        """``fit`` then ``predict``."""
-        return self.fit(annotations, pred_probs, **columns).predict()
 
     def classifier_weight(self, interval: float = 0.9) -> pd.Series:
         """The classifier's weight ``beta``: ``estimate`` (EM: MAP; NUTS: posterior mean),

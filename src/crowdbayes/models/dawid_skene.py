@@ -38,7 +38,6 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData, e_step
-from ..inference.segments import Segments, transposed_sum
 from ._bayes import (
     MIN_PSEUDO,
     PRIOR_LABELS,
@@ -47,6 +46,7 @@ from ._bayes import (
     marginal_model,
     vote_shares,
 )
+from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
 
 __all__ = [
     "DSHyper",
@@ -101,29 +101,14 @@ def _safe_log(x: jnp.ndarray) -> jnp.ndarray:
     return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
 
 
-class DawidSkeneModel:
-    """Static likelihood and EM updates of the Dawid–Skene model (class-major arrays)."""
+class DawidSkeneModel(ConfusionModel):
+    """Static likelihood and EM updates of the Dawid–Skene model (class-major arrays; the
+    likelihood, class prior and ``confusion`` are :class:`ConfusionModel`'s)."""
 
     __name__ = "DawidSkene"
 
-    @staticmethod
-    def log_lik(params: DSParams, data: EMData) -> jnp.ndarray:
-        W, K, L = params.log_confusion.shape
-        table = jnp.transpose(params.log_confusion, (1, 0, 2)).reshape(K, W * L)
-        if isinstance(data.by_task, Segments):  # gradients (NUTS) by the per-annotator layout
-            return transposed_sum(data.by_task, data.by_worker_label, table)
-        return data.by_task.sum(table)
-
-    @staticmethod
-    def log_class_prior(params: DSParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
-
-    @staticmethod
-    def expected_counts(post: jnp.ndarray, data: EMData, n_workers: int) -> jnp.ndarray:
-        """``[W, K, L]``: expected number of labels ``l`` from annotator ``w`` on class-``k`` tasks."""
-        K = post.shape[0]
-        counts = data.by_worker_label.sum(post)  # [K, W * L]
-        return jnp.transpose(counts.reshape(K, n_workers, -1), (1, 0, 2))
+    #: ``[W, K, L]``: expected labels ``l`` from annotator ``w`` on class-``k`` tasks
+    expected_counts = staticmethod(expected_counts)
 
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: DSHyper) -> DSParams:
@@ -162,10 +147,6 @@ class DawidSkeneModel:
     @staticmethod
     def sites_from_params(params: DSParams, hyper: DSHyper) -> dict[str, jnp.ndarray]:
         return {"confusion": jnp.exp(params.log_confusion), "pi": jnp.exp(params.log_pi)}
-
-    @staticmethod
-    def confusion(params: DSParams) -> jnp.ndarray:
-        return jnp.exp(params.log_confusion)
 
     # ---- NUTS on log-ratio coordinates (see models/_bayes.py: nuts_draws)
     @staticmethod
@@ -214,9 +195,6 @@ class DawidSkeneModel:
         conf = dirichlet_draws(np.asarray(counts, np.float64), rng, n)
         pi = dirichlet_draws(np.asarray(class_counts, np.float64), rng, n)
         return conf, pi
-
-
-_expected_counts_jit = jax.jit(DawidSkeneModel.expected_counts, static_argnums=2)
 
 
 def numpyro_model(data: EMData, hyper: DSHyper) -> None:
