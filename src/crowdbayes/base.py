@@ -199,10 +199,11 @@ class Aggregator:
         raise NotImplementedError
 
     def fit_predict(
-        self, annotations: Annotations | pd.DataFrame | str, gold: GoldLike = None, **columns: str
+        self, annotations: Annotations | pd.DataFrame | str, *args: Any, **kwargs: Any
     ) -> pd.Series:
-        """``fit`` then ``predict``."""
-        return self.fit(annotations, gold=gold, **columns).predict()
+        """``fit`` then ``predict``, with ``fit``'s arguments (``gold``, a CROWDLAB
+        model's ``pred_probs``, the column names)."""
+        return self.fit(annotations, *args, **kwargs).predict()
 
     # --------------------------------------------------------------- outputs
     @property

@@ -322,6 +322,17 @@ def quality_summary(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFr
 
 
 # -------------------------------------------------------------- agreement
+def _multi_label_votes(data: AnswersLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Vote counts ``[n, K]`` and label counts ``[n]`` of the tasks with two labels or more
+    (an error naming ``what`` where there is none)."""
+    votes = _annotations(data).vote_counts().astype(float)
+    m = votes.sum(axis=1)
+    keep = m >= 2
+    if not keep.any():
+        raise AnnotationsError(f"{what} needs at least one task with two labels")
+    return votes[keep], m[keep]
+
+
 def krippendorff_alpha(data: AnswersLike) -> float:
     """Krippendorff's alpha for nominal labels (tasks with one label are left out).
 
@@ -333,14 +344,8 @@ def krippendorff_alpha(data: AnswersLike) -> float:
     >>> round(krippendorff_alpha(df), 6)
     0.444444
     """
-    ann = _annotations(data)
-    votes = ann.vote_counts().astype(float)
-    m = votes.sum(axis=1)
-    pairable = m >= 2
-    v, m = votes[pairable], m[pairable]
+    v, m = _multi_label_votes(data, "Krippendorff's alpha")
     n = m.sum()
-    if n < 2:
-        raise AnnotationsError("Krippendorff's alpha needs at least one task with two labels")
     n_c = v.sum(axis=0)
     observed = ((m**2 - (v**2).sum(axis=1)) / (m - 1)).sum()
     expected = n**2 - (n_c**2).sum()
@@ -365,13 +370,7 @@ def fleiss_kappa(data: AnswersLike) -> float:
     >>> round(fleiss_kappa(df), 3)
     0.21
     """
-    ann = _annotations(data)
-    votes = ann.vote_counts().astype(float)
-    m = votes.sum(axis=1)
-    keep = m >= 2
-    v, m = votes[keep], m[keep]
-    if len(m) == 0:
-        raise AnnotationsError("Fleiss' kappa needs at least one task with two labels")
+    v, m = _multi_label_votes(data, "Fleiss' kappa")
     p_i = ((v**2).sum(axis=1) - m) / (m * (m - 1))
     p_bar = p_i.mean()
     p_j = v.sum(axis=0) / m.sum()

@@ -42,24 +42,10 @@ import numpy as np
 from .data import Annotations
 from .inference.em import EMData, em_data
 from .models.dawid_skene import DawidSkene
+from .models.temperature import temper  # one definition, NumPy only (CROWDLAB's too)
 from .models.vote_correlation import vote_correlation
 
 __all__ = ["CalibratedDawidSkene", "recommended"]
-
-
-def temper(proba: np.ndarray, temperature: float | np.ndarray) -> np.ndarray:
-    """Rows of ``proba`` raised to ``1 / temperature`` and renormalised (``temperature``
-    a number, or one per row with shape ``[n_rows, 1]``).
-
-    >>> temper(np.array([[0.9, 0.1]]), 2.0).round(3).tolist()
-    [[0.75, 0.25]]
-    >>> temper(np.array([[0.9, 0.1], [0.9, 0.1]]), np.array([[1.0], [2.0]])).round(3).tolist()
-    [[0.9, 0.1], [0.75, 0.25]]
-    """
-    logp = np.log(np.clip(proba, 1e-300, 1.0)) / temperature
-    logp -= logp.max(axis=1, keepdims=True)
-    out = np.exp(logp)
-    return out / out.sum(axis=1, keepdims=True)
 
 
 def task_temperatures(

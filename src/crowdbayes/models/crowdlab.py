@@ -157,16 +157,6 @@ class CrowdLab(Aggregator):
     def _fit(self, ann: Annotations) -> None:  # pragma: no cover - fit is overridden
         raise TypeError("CrowdLab.fit needs pred_probs")
 
-    def fit_predict(  # type: ignore[override]
-        self,
-        annotations: Annotations | pd.DataFrame | str,
-        pred_probs: PredProbsLike | None = None,
-        gold: Any = None,
-        **columns: str,
-    ) -> pd.Series:
-        """``fit`` then ``predict``."""
-        return self.fit(annotations, pred_probs, gold, **columns).predict()
-
     # ------------------------------------------------------------- outputs
     def label_quality(self) -> pd.DataFrame:
         """Per task (cleanlab's ``label_quality``): ``consensus_label``,
