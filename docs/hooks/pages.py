@@ -7,7 +7,9 @@
 - ``developers.md``: DEVELOPERS.md.
 
 Links between those files are rewritten to the pages they became (a link that has no page
-stays as it is, and ``mkdocs build --strict`` reports it).
+stays as it is, and ``mkdocs build --strict`` reports it). TeX between ``$`` signs (the model
+cards' formulas) becomes MathML at build time (latex2mathml), which browsers draw without
+any script, so the site needs nothing from the network.
 """
 
 from __future__ import annotations
@@ -156,9 +158,35 @@ def on_files(files: Files, config: Any) -> Files:
     return files
 
 
+_CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.DOTALL)
+_MATH = re.compile(
+    r"\$\$(?P<block>.+?)\$\$|(?<![\\$\w])\$(?=\S)(?P<inline>[^$\n]+?)(?<=\S)\$(?![\w$])",
+    re.DOTALL,
+)
+
+
+def math_to_mathml(markdown: str) -> str:
+    """``$...$`` (inline) and ``$$...$$`` (display) outside code as MathML; a formula
+    latex2mathml cannot read stays as it was."""
+    from latex2mathml.converter import convert
+
+    def one(m: re.Match[str]) -> str:
+        block = m.group("block") is not None
+        tex = m.group("block") if block else m.group("inline")
+        try:
+            mathml = convert(tex.strip(), display="block" if block else "inline")
+        except Exception:  # any parse error: keep the TeX
+            return m.group(0)
+        # in a span: Markdown takes a line that starts with <math> for a block of HTML
+        return mathml if block else f'<span class="math">{mathml}</span>'
+
+    parts = _CODE.split(markdown)
+    return "".join(p if i % 2 else _MATH.sub(one, p) for i, p in enumerate(parts))
+
+
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """``docs/benchmarks.md`` is a page as it is; its links to the repository's other
-    files are rewritten like the generated pages'."""
+    files are rewritten like the generated pages'. On every page, formulas become MathML."""
     if page.file.src_uri == "benchmarks.md":
-        return rewrite_links(markdown, "docs/benchmarks.md", "benchmarks.md")
-    return markdown
+        markdown = rewrite_links(markdown, "docs/benchmarks.md", "benchmarks.md")
+    return math_to_mathml(markdown)
