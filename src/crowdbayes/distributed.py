@@ -356,14 +356,16 @@ def _fit_table(
     table = table.drop_columns(["worker"])
     label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
     table = table.drop_columns(["label"])
-    if shuffle:
-        task_ids, task, worker, label = _shuffle(table.column("task"), worker, label, mesh, device)
+    if shuffle:  # the arrays go in a list that _shuffle empties, so that it frees them
+        held = [table.column("task"), worker, label]
+        del table, worker, label
+        task_ids, task, worker, label = _shuffle(held, mesh, device)
     else:
         encoded = pc.dictionary_encode(table.column("task").combine_chunks())
+        del table
         task_ids = encoded.dictionary
         task = np.asarray(encoded.indices, dtype=np.int32)
         del encoded
-    del table
     T, N = len(task_ids), int(task.shape[0])
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
@@ -500,27 +502,30 @@ def _fit_table(
     )
 
 
-def _all_to_all(send: list[np.ndarray], mesh: Any, device: Any) -> list[np.ndarray]:
-    """``send[d]`` (1-D, one dtype) goes to process ``d``; returns what each process sent
-    here, by ``jax.lax.all_to_all`` over the mesh (padded to the longest message)."""
+def _all_to_all(values: np.ndarray, bounds: np.ndarray, mesh: Any, device: Any) -> list[np.ndarray]:
+    """``values[bounds[d]:bounds[d + 1]]`` goes to process ``d``; returns what each
+    process sent here (compact copies), by ``jax.lax.all_to_all`` over the mesh (every
+    message padded to the longest)."""
     import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
 
     from .inference.sharding import AXIS
 
-    P, pid = len(send), jax.process_index()
-    lengths = _allgather(np.asarray([x.size for x in send], np.int64))  # [from, to]
+    P, pid = bounds.size - 1, jax.process_index()
+    lengths = _allgather(np.diff(bounds).astype(np.int64))  # [from, to]
     M = max(int(lengths.max()), 1)
-    buf = np.zeros((1, P, M), send[0].dtype)
-    for d, x in enumerate(send):
-        buf[0, d, : x.size] = x
+    buf = np.zeros((1, P, M), values.dtype)
+    for d in range(P):
+        buf[0, d, : bounds[d + 1] - bounds[d]] = values[bounds[d] : bounds[d + 1]]
     glob = jax.make_array_from_single_device_arrays(
         (P, P, M), NamedSharding(mesh, Spec(AXIS)), [jax.device_put(buf, device)]
     )
     del buf
-    out = np.asarray(_exchange(mesh)(glob).addressable_data(0))[0]
-    return [out[s, : int(lengths[s, pid])] for s in range(P)]
+    out = _exchange(mesh)(glob)
+    del glob
+    got = np.asarray(out.addressable_data(0))[0]
+    return [got[s, : int(lengths[s, pid])].copy() for s in range(P)]
 
 
 @functools.lru_cache(maxsize=8)
@@ -537,12 +542,14 @@ def _exchange(mesh: Any) -> Any:
 
 
 def _shuffle(
-    task_col: Any, worker: np.ndarray, label: np.ndarray, mesh: Any, device: Any
+    held: list[Any], mesh: Any, device: Any
 ) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
     """Send each label read here to its task's owner (all-to-all): per owner, the
     distinct task ids of its labels (Arrow IPC bytes) and, per label, the index of its
-    task among them, its annotator and its class codes. Returns this process's task ids
-    and its labels' task, annotator and class codes."""
+    task among them, its annotator and its class codes (one exchange per array, each
+    freed once sent). Returns this process's task ids and its labels' task, annotator
+    and class codes. ``held``: the task ids, annotator and class codes of the labels
+    read here, emptied (each array freed once sent)."""
     import jax
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -550,34 +557,40 @@ def _shuffle(
     from .parquet import owner
 
     P = jax.process_count()
+    task_col, worker, label = held
+    held.clear()
     ids = task_col.combine_chunks() if isinstance(task_col, pa.ChunkedArray) else task_col
     dest = owner(ids, P) if len(ids) else np.zeros(0, np.int32)
     order = np.argsort(dest, kind="stable")
     bounds = np.searchsorted(dest[order], np.arange(P + 1))
-    codes, dicts = [], []
+    del dest
+    index = np.empty(order.size, np.int32)  # per label, in send order: its task's index
+    dicts, dict_bounds = [], [0]
     for d in range(P):
-        rows = order[bounds[d] : bounds[d + 1]]
-        enc = pc.dictionary_encode(ids.take(pa.array(rows)))
-        codes.append(np.concatenate([np.asarray(enc.indices, np.int32), worker[rows], label[rows]]))
+        enc = pc.dictionary_encode(ids.take(pa.array(order[bounds[d] : bounds[d + 1]])))
+        index[bounds[d] : bounds[d + 1]] = np.asarray(enc.indices, np.int32)
         dicts.append(_ipc_bytes(enc.dictionary))
-    del order, dest, worker, label
-    got = _all_to_all(codes, mesh, device)
-    del codes
-    parts = [_from_ipc(b) for b in _all_to_all(dicts, mesh, device)]
-    union = pc.dictionary_encode(pa.concat_arrays([p.cast(ids.type) for p in parts]))
+        dict_bounds.append(dict_bounds[-1] + dicts[-1].size)
+    del ids, task_col
+    parts = [
+        _from_ipc(b)
+        for b in _all_to_all(np.concatenate(dicts), np.asarray(dict_bounds), mesh, device)
+    ]
+    got_index = _all_to_all(index, bounds, mesh, device)
+    del index
+    got_worker = _all_to_all(worker[order], bounds, mesh, device)
+    del worker
+    got_label = _all_to_all(label[order], bounds, mesh, device)
+    del label, order
+    union = pc.dictionary_encode(pa.concat_arrays([p.cast(parts[0].type) for p in parts]))
     where = np.asarray(union.indices, np.int32)
     offsets = np.cumsum([0] + [len(p) for p in parts])
-    task, worker_out, label_out = [], [], []
-    for s, g in enumerate(got):
-        n = g.size // 3
-        task.append(where[offsets[s] + g[:n]])
-        worker_out.append(g[n : 2 * n])
-        label_out.append(g[2 * n :])
+    task = np.concatenate([where[offsets[s] + g] for s, g in enumerate(got_index)])
     return (
         union.dictionary,
-        np.concatenate(task).astype(np.int32),
-        np.concatenate(worker_out).astype(np.int32),
-        np.concatenate(label_out).astype(np.int32),
+        task.astype(np.int32, copy=False),
+        np.concatenate(got_worker).astype(np.int32, copy=False),
+        np.concatenate(got_label).astype(np.int32, copy=False),
     )
 
 
