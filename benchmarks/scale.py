@@ -157,12 +157,16 @@ def dist_child(args: argparse.Namespace) -> dict[str, float]:
             num_processes=args.num_processes,
             process_id=args.process_id,
         )
+    if args.no_shuffle:
+        kw["shuffle"] = False
     cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0, **kw)
     gc.collect()
     base = _vm("VmRSS")
     _peak_reset()
     t0 = time.perf_counter()
-    res = cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0)
+    res = cb.distributed.fit(
+        args.data, "ds", max_iter=args.iters, tol=0.0, shuffle=False if args.no_shuffle else None
+    )
     out: dict[str, float] = {"fit_s": time.perf_counter() - t0, **res.timings}
     out["peak_extra_mb"] = _vm("VmHWM") - base
     out["label_mb"] = 3 * 4 * res.n_labels / 2**20
@@ -177,7 +181,9 @@ def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str
     import tempfile
 
     print(
-        f"\nFrom Parquet (crowdbayes.distributed.fit, ds), {args.iters} iterations; the "
+        f"\nFrom Parquet (crowdbayes.distributed.fit, ds, "
+        f"{'every process reads everything' if args.no_shuffle else 'all-to-all shuffle'}), "
+        f"{args.iters} iterations; the "
         "slowest process's times, the largest peak memory of a process"
     )
     print(
@@ -195,7 +201,8 @@ def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str
                     port = sock.getsockname()[1]
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "dist",
                        "--data", str(data), "--iters", str(args.iters),
-                       "--num-processes", str(n), "--port", str(port)]  # fmt: skip
+                       "--num-processes", str(n), "--port", str(port),
+                       *(["--no-shuffle"] if args.no_shuffle else [])]  # fmt: skip
                 procs = [
                     subprocess.Popen(
                         [*cmd, "--process-id", str(i)],
@@ -262,6 +269,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         help="only rows from Parquet, fitted in N local processes (crowdbayes.distributed)",
     )
     p.add_argument("--json", type=Path, help="also write the rows here")
+    p.add_argument(
+        "--no-shuffle",
+        action="store_true",
+        help="--parquet: every process reads every row group, keeping its tasks' rows "
+        "(default: each reads its share of the row groups, then an all-to-all)",
+    )
     p.add_argument("--child", choices=["crowdbayes", "crowdkit", "dist"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
