@@ -144,7 +144,8 @@ def write_parquet(args: argparse.Namespace, size: int, folder: Path) -> Path:
 
 
 def dist_child(args: argparse.Namespace) -> dict[str, float]:
-    """One process of a ``--parquet`` row: two fits (the first compiles), the second timed."""
+    """One process of a ``--parquet`` row: two fits (the first compiles), the second timed
+    (``--once``: one fit, timed with its compile and the runtime start)."""
     import gc
     import time
 
@@ -159,14 +160,14 @@ def dist_child(args: argparse.Namespace) -> dict[str, float]:
         )
     if args.no_shuffle:
         kw["shuffle"] = False
-    cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0, **kw)
+    if not args.once:  # a first fit compiles (and starts the distributed runtime)
+        cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0, **kw)
+        kw = {"shuffle": kw["shuffle"]} if "shuffle" in kw else {}
     gc.collect()
     base = _vm("VmRSS")
     _peak_reset()
     t0 = time.perf_counter()
-    res = cb.distributed.fit(
-        args.data, "ds", max_iter=args.iters, tol=0.0, shuffle=False if args.no_shuffle else None
-    )
+    res = cb.distributed.fit(args.data, "ds", max_iter=args.iters, tol=0.0, **kw)
     out: dict[str, float] = {"fit_s": time.perf_counter() - t0, **res.timings}
     out["peak_extra_mb"] = _vm("VmHWM") - base
     out["label_mb"] = 3 * 4 * res.n_labels / 2**20
@@ -202,7 +203,8 @@ def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str
                 cmd = [sys.executable, str(Path(__file__).resolve()), "--child", "dist",
                        "--data", str(data), "--iters", str(args.iters),
                        "--num-processes", str(n), "--port", str(port),
-                       *(["--no-shuffle"] if args.no_shuffle else [])]  # fmt: skip
+                       *(["--no-shuffle"] if args.no_shuffle else []),
+                       *(["--once"] if args.once else [])]  # fmt: skip
                 procs = [
                     subprocess.Popen(
                         [*cmd, "--process-id", str(i)],
@@ -274,6 +276,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         action="store_true",
         help="--parquet: every process reads every row group, keeping its tasks' rows "
         "(default: each reads its share of the row groups, then an all-to-all)",
+    )
+    p.add_argument(
+        "--once",
+        action="store_true",
+        help="--parquet: time the first fit (compile included) and skip the warm-up fit "
+        "(for the largest sizes)",
     )
     p.add_argument("--child", choices=["crowdbayes", "crowdkit", "dist"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
