@@ -2,8 +2,42 @@
 file for any path below the repository root)."""
 
 import os
+import shutil
+import tempfile
+from pathlib import Path
 
-# No persistent compilation cache in test runs: nothing written to the user's home, no
-# programs shared between concurrent xdist workers, every run compiles as a fresh user's
-# would. tests/test_cold_start.py checks the cache itself in subprocesses.
-os.environ.setdefault("CROWDBAYES_NO_CACHE", "1")
+# The persistent compilation cache of a test run is its own: a fresh directory under the
+# system's temporary directory (never the user's cache), made by the process pytest
+# starts and inherited by its pytest-xdist workers (through the environment), so that a
+# program one worker compiled is read back by the others; removed when the run ends.
+# Tests of the cache itself (tests/test_cold_start.py) run subprocesses with directories
+# of their own. CROWDBAYES_NO_CACHE=1 in the environment runs the tests without a cache;
+# CROWDBAYES_TEST_CACHE_DIR=DIR keeps one across runs (never removed).
+_OWNED = False
+if os.environ.get("CROWDBAYES_NO_CACHE"):
+    _CACHE: Path | None = None
+elif os.environ.get("CROWDBAYES_TEST_CACHE_DIR"):  # ours (inherited) or the caller's
+    _CACHE = Path(os.environ["CROWDBAYES_TEST_CACHE_DIR"])
+else:
+    _CACHE = Path(tempfile.mkdtemp(prefix="crowdbayes-test-cache-"))
+    os.environ["CROWDBAYES_TEST_CACHE_DIR"] = str(_CACHE)
+    _OWNED = True
+if _CACHE is not None:
+    os.environ["CROWDBAYES_CACHE_DIR"] = str(_CACHE)
+    # nothing from the user's shell reaches JAX's own cache settings
+    os.environ.pop("JAX_COMPILATION_CACHE_DIR", None)
+
+
+def pytest_configure(config):
+    # JAX writes its entries without a lock: two workers compiling one program at once may
+    # read half an entry; JAX warns and compiles it again (no wrong result)
+    for what in ("reading", "writing"):
+        config.addinivalue_line(
+            "filterwarnings",
+            f"ignore:Error {what} persistent compilation cache entry:UserWarning",
+        )
+
+
+def pytest_unconfigure(config):
+    if _OWNED and _CACHE is not None:  # the process that made the directory removes it
+        shutil.rmtree(_CACHE, ignore_errors=True)

@@ -52,6 +52,12 @@ def data():
     return cb.as_annotations(sim.annotations, gold=gold)
 
 
+def n_programs() -> int:
+    """Compiled EM loops held in this process: by the jitted loop (no persistent cache) or
+    by crowdbayes' program cache (a persistent cache on: keyed without tracing)."""
+    return em._em_chunk_jit._cache_size() + len(em._programs)
+
+
 def exact(est):
     est._buckets = False
     return est
@@ -83,8 +89,10 @@ def test_bucketed_fit_matches_exact_fit(data, name):
 
 def test_bucketed_fit_converges_like_exact_fit(data):
     padded, plain = DawidSkene().fit(data), exact(DawidSkene()).fit(data)
-    assert padded.converged_ and plain.converged_ and abs(padded.n_iter_ - plain.n_iter_) <= 1
-    # at most one iteration apart: an EM step this late moves a posterior by < 0.02
+    # the stopping gain (1e-6 per label) is a few float32 roundings of the objective, whose
+    # sums run over differently padded arrays: the fits stop at most two iterations apart
+    assert padded.converged_ and plain.converged_ and abs(padded.n_iter_ - plain.n_iter_) <= 2
+    # an EM step this late moves a posterior by < 0.02
     np.testing.assert_allclose(padded.proba_, plain.proba_, atol=0.02)
 
 
@@ -121,7 +129,7 @@ def test_one_program_per_bucket():
 
     for make in (DawidSkene, MACE, ItemDifficulty, recommended):
         make().fit(first)
-        before_programs = em._em_chunk_jit._cache_size()
+        before_programs = n_programs()
         jax.monitoring.register_event_duration_secs_listener(listen)
         try:
             n_before = len(compiles)
@@ -129,19 +137,20 @@ def test_one_program_per_bucket():
             assert len(compiles) == n_before, make  # nothing compiles for the second size
         finally:
             jax.monitoring.unregister_event_duration_listener(listen)
-        assert em._em_chunk_jit._cache_size() == before_programs
+        assert n_programs() == before_programs
         assert fit.proba_.shape == (170, 3)
 
 
 def test_programs_stay_bounded_over_many_shapes(monkeypatch):
     em._em_chunk_jit.clear_cache()
+    em._programs.clear()
     # 50 datasets of different sizes in a few buckets: one program per bucket
     buckets = set()
     for i in range(50):
         df = crowd(100 + 2 * i, 20 + i % 4, i)
         buckets.add(bucket_sizes(len(df), df.task.nunique(), df.worker.nunique(), 3))
         OneCoinDawidSkene(max_iter=5).fit(df)
-    assert em._em_chunk_jit._cache_size() == len(buckets) <= 5
+    assert n_programs() == len(buckets) <= 5
     # beyond MAX_PROGRAMS programs a cache is cleared: never more than that many, for the
     # EM loop and for every other jitted function (here confusion_ and the intervals')
     from crowdbayes.models import _bayes, one_coin
@@ -150,7 +159,7 @@ def test_programs_stay_bounded_over_many_shapes(monkeypatch):
     for n_tasks in (20, 40, 80, 160, 320, 640):
         fit = OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
         fit.annotator_quality(n_draws=10)  # exact shapes: one program per dataset
-        assert em._em_chunk_jit._cache_size() <= 3
+        assert n_programs() <= 3
         assert _bayes._confusion_jit._cache_size() <= 3
         assert one_coin._expected_jit._cache_size() <= 3
 

@@ -40,7 +40,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["configure", "default_cache_dir"]
+__all__ = [
+    "code_tag",
+    "configure",
+    "default_cache_dir",
+    "load_program",
+    "program_dir",
+    "save_program",
+]
 
 # JAX writes a program to the cache only if it took this long to compile (JAX's default 1 s
 # would skip most of ours: an EM program compiles in 0.1-1 s, and they add up)
@@ -155,3 +162,157 @@ def _quiet_cache_reads() -> None:
 
     quiet_read._crowdbayes_quiet = True  # type: ignore[attr-defined]
     compilation_cache.get_executable_and_time = quiet_read
+
+
+# ------------------------------------------------------------------ compiled EM programs
+#: Where :func:`load_program` / :func:`save_program` keep whole compiled programs, under
+#: crowdbayes' cache directory (per host CPU, as JAX's entries).
+PROGRAM_DIR = "crowdbayes-programs"
+#: jax.monitoring events recorded on a program read back / compiled (tests count them).
+PROGRAM_HIT, PROGRAM_MISS = "/crowdbayes/program_cache/hits", "/crowdbayes/program_cache/misses"
+
+
+def program_dir() -> Path | None:
+    """The directory of crowdbayes' own compiled programs, or None: only where
+    :func:`configure` set JAX's cache to crowdbayes' directory (a cache the user set up,
+    or none, is left to JAX)."""
+    return _configured / PROGRAM_DIR if isinstance(_configured, Path) else None
+
+
+_file_hashes: dict[tuple[str, int, int], bytes] = {}
+
+
+def _closure(module_names: list[str]) -> list[str]:
+    """The files of the named crowdbayes modules and of every crowdbayes module they
+    reach through their module-level names (imported modules, functions, classes)."""
+    seen: set[str] = set()
+    stack = list(module_names)
+    while stack:
+        name = stack.pop()
+        module = sys.modules.get(name)
+        if name in seen or module is None:
+            continue
+        seen.add(name)
+        for value in list(vars(module).values()):
+            ref = (
+                value.__name__
+                if isinstance(value, type(sys))
+                else getattr(value, "__module__", None)
+            )
+            if isinstance(ref, str) and ref.startswith("crowdbayes.") and ref not in seen:
+                stack.append(ref)
+    return sorted({f for n in seen if (f := getattr(sys.modules[n], "__file__", None))})
+
+
+def code_tag(module: str) -> str:
+    """What a program compiled for a family of ``module`` depends on besides its
+    arguments: the source of ``module``, of ``crowdbayes.inference`` and of the crowdbayes
+    modules they reach (:func:`_closure`), the jax and jaxlib versions, the flags that
+    change what is traced or compiled (x64, ``XLA_FLAGS``) and the device."""
+    import jax
+    import jaxlib
+
+    h = hashlib.sha256()
+    names = [module, "crowdbayes.inference.em", "crowdbayes.inference.segments"]
+    for file in _closure(names):
+        try:
+            st = os.stat(file)
+            mark = (file, st.st_mtime_ns, st.st_size)
+            if mark not in _file_hashes:
+                _file_hashes[mark] = hashlib.sha256(Path(file).read_bytes()).digest()
+            digest = _file_hashes[mark]
+        except OSError:
+            digest = b"?"
+        h.update(Path(file).name.encode() + b"\0" + digest)
+    device = jax.devices()[0]
+    for part in (
+        jax.__version__,
+        jaxlib.__version__,
+        str(getattr(jax.config, "jax_enable_x64", None)),
+        str(getattr(jax.config, "jax_default_matmul_precision", None)),
+        os.environ.get("XLA_FLAGS", ""),
+        device.platform,
+        getattr(device, "device_kind", ""),
+    ):
+        h.update(b"\0" + part.encode())
+    return h.hexdigest()
+
+
+def load_program(key: str) -> Any | None:
+    """The compiled program (a ``jax.stages.Compiled``) saved under ``key``, or None (no
+    cache, not saved, unreadable: the caller compiles it)."""
+    folder = program_dir()
+    if folder is None:
+        return None
+    path = folder / f"{key}.pkl"
+    if not path.is_file():
+        return None
+    import pickle
+
+    from jax._src.lib import utils
+    from jax.experimental import serialize_executable
+
+    set_level = getattr(utils, "absl_set_min_log_level", None)
+    try:
+        if set_level is not None:
+            set_level(3)  # XLA's spurious CPU-loader ERROR lines (see the module docstring)
+        blob, in_tree, out_tree = pickle.loads(path.read_bytes())
+        return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+    except Exception:  # an unreadable entry: dropped, the caller compiles the program
+        path.unlink(missing_ok=True)
+        return None
+    finally:
+        if set_level is not None:
+            set_level(_cpp_log_level())
+
+
+_jax_cache_hits = 0
+
+
+def _count_jax_cache_hits(event: str, **kwargs: str | int) -> None:
+    global _jax_cache_hits
+    if event == "/jax/compilation_cache/cache_hits":
+        _jax_cache_hits += 1
+
+
+def compile_fresh(lowered: Any) -> tuple[Any, bool]:
+    """``lowered.compile()`` and whether it was compiled here (not read from JAX's
+    persistent cache: an executable JAX read back serialises without its code, so
+    only a fresh one may be saved by :func:`save_program`)."""
+    import jax
+
+    global _listening
+    if not _listening:
+        jax.monitoring.register_event_listener(_count_jax_cache_hits)
+        _listening = True
+    before = _jax_cache_hits
+    compiled = lowered.compile()
+    return compiled, _jax_cache_hits == before
+
+
+_listening = False
+
+
+def save_program(key: str, compiled: Any) -> None:
+    """Save ``compiled`` (compiled in this process: see :func:`compile_fresh`) under
+    ``key``, written to a temporary file and renamed, so a concurrent reader never sees
+    half an entry; does nothing without a cache or where it cannot be serialised."""
+    folder = program_dir()
+    if folder is None:
+        return
+    import pickle
+    import tempfile
+
+    from jax.experimental import serialize_executable
+
+    tmp = None
+    try:
+        data = pickle.dumps(serialize_executable.serialize(compiled))
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, folder / f"{key}.pkl")
+    except Exception:  # pragma: no cover - serialisation unsupported, disk full
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)

@@ -9,8 +9,9 @@ one jitted ``lax.while_loop``, compiled once per model and array shapes; it
 runs in chunks only so that a progress bar can move between them.
 
 *Shape buckets* (``em_data(..., devices=BUCKETS)``, what the estimators use for EM fits
-of up to :data:`BUCKET_MAX_LABELS` labels): the labels, tasks and annotators are padded
-up the ladder 8, 12, 16, 24, 32, 48, ... (:func:`bucket_sizes`) and laid out by
+of up to :data:`BUCKET_MAX_LABELS` labels): the labels are padded to a power of two,
+the tasks to the same size and the annotators up the ladder 8, 64, 512, ...
+(:func:`bucket_sizes`), and laid out by
 :class:`~crowdbayes.inference.segments.FlatSegments`, whose shapes depend only on the
 padded sizes, so one compiled program per model and bucket serves every dataset in
 it. Padding labels are summed nowhere; padding tasks have no labels, ``gold = -1`` and
@@ -75,6 +76,9 @@ def bound_programs() -> int:
             if type(value).__name__ == "PjitFunction" and value._cache_size() >= MAX_PROGRAMS:
                 value.clear_cache()
                 cleared += 1
+    if len(_programs) >= MAX_PROGRAMS:
+        _programs.clear()
+        cleared += 1
     return cleared
 
 
@@ -88,35 +92,46 @@ class _Buckets:
 BUCKETS: Any = _Buckets()
 
 
-def _rung(n: int, minimum: int) -> int:
-    """The smallest of 8, 12, 16, 24, 32, 48, ... (``2**k`` and ``3 * 2**(k-1)``) that is
-    at least ``max(n, minimum)``."""
-    n = max(int(n), int(minimum), 1)
-    k = max(int(n - 1).bit_length(), 2)  # 2**k >= n
-    three = 3 << (k - 2)  # 3 * 2**(k-2) lies in (2**(k-1), 2**k)
-    return three if three >= n else 1 << k
+def _rung(n: int, minimum: int, step: int = 1) -> int:
+    """The smallest power of ``2**step`` times ``minimum`` that is at least ``n``
+    (``minimum`` a power of two)."""
+    r = max(int(minimum), 1)
+    while r < n:
+        r <<= step
+    return r
+
+
+#: A padded annotator axis moves up by 8x (so most crowds share a rung) while the
+#: annotators' ``[W, K, K]`` arrays stay under this many entries, by 2x above.
+_COARSE_WORKER_ENTRIES = 1 << 20
 
 
 def bucket_sizes(n_labels: int, n_tasks: int, n_workers: int, n_classes: int) -> tuple[int, ...]:
     """Padded ``(n_labels, n_tasks, n_workers, n_classes)`` of a bucket (classes are not
-    padded). The padded task and annotator counts differ from each other and from
-    ``n_classes`` and ``n_classes - 1`` (a rung up where they would meet), so that an
-    axis of a params array is known by its length alone (:func:`run_em` cuts the
+    padded). Labels go up by powers of two (at least 64); tasks are padded to the labels'
+    size (a crowd has at most one task per label, so the task axis adds no rung of its
+    own, and arrays over tasks cost no more than those over labels); annotators go up by
+    8x from 8 (by 2x where ``[W, K, K]`` arrays would grow large). The padded task and
+    annotator counts differ from each other and from ``n_classes`` and ``n_classes - 1``
+    (the tasks, or the annotators for the classes, a rung up where they would meet), so
+    that an axis of a params array is known by its length alone (:func:`run_em` cuts the
     padding off by it).
 
-    >>> bucket_sizes(1000, 100, 20, 3), bucket_sizes(900, 90, 24, 3)
-    ((1024, 128, 24, 3), (1024, 96, 24, 3))
-    >>> bucket_sizes(50, 10, 10, 2)   # tasks and annotators apart, 12 and 16
-    (64, 12, 16, 2)
+    >>> bucket_sizes(1000, 100, 20, 3), bucket_sizes(900, 90, 30, 3)
+    ((1024, 1024, 64, 3), (1024, 1024, 64, 3))
+    >>> bucket_sizes(50, 10, 10, 2)   # tasks and annotators apart, 128 and 64
+    (64, 128, 64, 2)
     """
     taken = {n_classes, n_classes - 1}
-    T = _rung(n_tasks, 8)
-    while T in taken:
-        T = _rung(T + 1, 8)
-    W = _rung(n_workers, 8)
-    while W in taken or W == T:
-        W = _rung(W + 1, 8)
-    return _rung(n_labels, 64), T, W, int(n_classes)
+    N = _rung(n_labels, 64)
+    step = 3 if _rung(n_workers, 8, 3) * n_classes**2 <= _COARSE_WORKER_ENTRIES else 1
+    W = _rung(n_workers, 8, step)
+    while W in taken:
+        W = _rung(W + 1, 8, step)
+    T = _rung(max(n_tasks, N), 64)
+    while T in taken or T == W:
+        T = _rung(T + 1, 64)
+    return N, T, W, int(n_classes)
 
 
 class EMData(NamedTuple):
@@ -167,16 +182,16 @@ def em_data(
     if devices is BUCKETS:
         return _bucketed_em_data(ann, n_workers, per_label, task_temperature)
     if devices is not None:
-        from .sharding import sharded_em_data
+        from .sharding import sharded_em_fields
 
-        data: EMData = sharded_em_data(
+        fields = sharded_em_fields(
             ann,
             devices,
             n_workers=n_workers,
             per_label=per_label,
             task_temperature=task_temperature,
         )
-        return data
+        return EMData(**fields)
     W = ann.n_workers if n_workers is None else n_workers
     L = ann.n_classes
     wl = ann.worker.astype(np.int64) * L + ann.label
@@ -401,6 +416,63 @@ def _em_chunk(
 _em_chunk_jit: Callable[..., _State] = jax.jit(_em_chunk, static_argnums=0)
 _e_step_jit = jax.jit(e_step, static_argnums=0)
 
+#: Compiled EM loops by :func:`_program_key` (with crowdbayes' persistent cache on):
+#: a process that saw a bucket before, or read its program from the cache, neither
+#: traces nor lowers it again. Cleared by :func:`bound_programs` at MAX_PROGRAMS.
+_programs: dict[str, Any] = {}
+
+
+def _program_key(model: Any, args: Any) -> str | None:
+    """A key naming the EM loop compiled for ``model`` and ``args`` (everything but the
+    params, which follow from them): the family, the arguments' structure, shapes and
+    dtypes and :func:`~crowdbayes._compile_cache.code_tag`; None where the program
+    cannot be saved (no crowdbayes cache, a family defined inside a function, arrays on
+    several devices)."""
+    from .. import _compile_cache
+
+    if _compile_cache.program_dir() is None or "<locals>" in model.__qualname__:
+        return None
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    parts = [model.__module__, model.__qualname__, str(tree)]
+    parts.append(_compile_cache.code_tag(model.__module__))
+    for x in leaves:
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) != 1:
+            return None
+        parts.append(str(jax.typeof(x)))
+    import hashlib
+
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _saved_em_chunk(key: str) -> Any | None:
+    """The EM loop compiled for ``key``, held in this process or read from crowdbayes'
+    cache (a jax.monitoring event either way, for tests), or None."""
+    from .. import _compile_cache
+
+    compiled = _programs.get(key)
+    if compiled is None:
+        compiled = _compile_cache.load_program(key)
+        if compiled is None:
+            jax.monitoring.record_event(_compile_cache.PROGRAM_MISS)
+            return None
+        jax.monitoring.record_event(_compile_cache.PROGRAM_HIT)
+        _programs[key] = compiled
+    return compiled
+
+
+def _compile_em_chunk(model: Any, key: str, state: _State, data: EMData, hyper: Any) -> Any:
+    """Compile the EM loop for ``key`` (``state`` only needs the right shapes), keep it
+    in this process and save it in crowdbayes' cache."""
+    from .. import _compile_cache
+
+    stop, tol = jax.ShapeDtypeStruct((), jnp.int32), jax.ShapeDtypeStruct((), jnp.float32)
+    lowered = cast(Any, _em_chunk_jit).lower(model, state, data, hyper, stop, tol)
+    compiled, fresh = _compile_cache.compile_fresh(lowered)
+    if fresh:  # one JAX read back from its own cache stays in JAX's (see compile_fresh)
+        _compile_cache.save_program(key, compiled)
+    _programs[key] = compiled
+    return compiled
+
 
 class EMResult(NamedTuple):
     params: Any
@@ -439,8 +511,16 @@ def run_em(
         from .sharding import place_tasks
 
         post0 = place_tasks(data, np.asarray(init_post.T, dtype=np.float32))
-    # the loop starts with an M-step, so params only need the right structure here
-    shapes = jax.eval_shape(model.m_step, post0, data, hyper)
+    history0 = put(np.full((max(max_iter, 1),), np.nan, np.float32))
+    bound_programs()
+    # with crowdbayes' cache, the compiled loop is looked up by a key of its arguments
+    # (no tracing or lowering where it was compiled before, in this process or another)
+    key = _program_key(model, (post0, data, hyper, history0))
+    compiled = _saved_em_chunk(key) if key is not None else None
+    if compiled is not None:  # the params' shapes are the program's
+        shapes = compiled.args_info[0][0].params
+    else:  # the loop starts with an M-step, so params only need the right structure here
+        shapes = jax.eval_shape(model.m_step, post0, data, hyper)
     params0 = jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), shapes)
     state = _State(
         params0,
@@ -448,10 +528,21 @@ def run_em(
         put(np.float32(-np.inf)),
         put(np.float32(np.inf)),
         put(np.int32(0)),
-        put(np.full((max(max_iter, 1),), np.nan, np.float32)),
+        history0,
     )
     tol_arr = put(np.float32(tol))
-    bound_programs()
+    if key is not None:
+        if compiled is None:
+            compiled = _compile_em_chunk(model, key, state, data, hyper)
+
+        def advance(state: _State, stop_at: jax.Array) -> _State:
+            out: _State = compiled(state, data, hyper, stop_at, tol_arr)
+            return out
+    else:
+
+        def advance(state: _State, stop_at: jax.Array) -> _State:
+            return _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
+
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -461,7 +552,7 @@ def run_em(
     done = 0
     while True:
         stop_at = put(np.int32(min(done + step, max_iter)))
-        state = _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
+        state = advance(state, stop_at)
         n_iter = int(state.n_iter)
         if bar is not None:
             bar.update(n_iter - done)

@@ -44,7 +44,7 @@ __all__ = [
     "label_segments",
     "place_tasks",
     "resolve_devices",
-    "sharded_em_data",
+    "sharded_em_fields",
 ]
 
 AXIS = "shards"
@@ -175,7 +175,7 @@ def _split_labels(ann: Annotations, D: int) -> tuple[int, list[np.ndarray], int]
 
 def label_segments(data: Any, ann: Annotations, seg_ids: np.ndarray, n_segments: int) -> Segments:
     """Per-segment sums of per-label values laid out like ``data``'s labels (``data``
-    from :func:`sharded_em_data` for ``ann``), replicated on every device (``psum``):
+    from :func:`sharded_em_fields` for ``ann``), replicated on every device (``psum``):
     the sharded ``Segments.build(seg_ids, n_segments)``, ``seg_ids`` one per label of
     ``ann`` in its order. Padding labels are summed nowhere.
 
@@ -207,20 +207,20 @@ def label_segments(data: Any, ann: Annotations, seg_ids: np.ndarray, n_segments:
     return cast(Segments, ShardedSegments(stacked, mesh, n_segments, True, False))
 
 
-def sharded_em_data(
+def sharded_em_fields(
     ann: Annotations,
     devices: int | Sequence[Any],
     n_workers: int | None = None,
     per_label: bool = False,
     task_temperature: np.ndarray | None = None,
-) -> Any:
-    """:class:`~crowdbayes.inference.em.EMData` with the labels split across ``devices``.
+) -> dict[str, Any]:
+    """The fields of :class:`~crowdbayes.inference.em.EMData` with the labels split
+    across ``devices`` (``em_data(..., devices=...)`` builds it from them; this module
+    does not import ``em``, so the two import no cycle).
 
     Task-level arrays (``gold``, ``task_mask``, ``task_temperature``, the posterior)
     have ``D * ceil(T / D)`` entries, sharded along tasks; per-label arrays have ``D * max_labels_per_device``
     entries (padding labels are never summed); ``task`` keeps global task codes."""
-    from .em import EMData
-
     devs = resolve_devices(devices)
     D = len(devs)
     mesh = Mesh(np.asarray(devs, dtype=object), (AXIS,))
@@ -269,7 +269,7 @@ def sharded_em_data(
         padded = np.ones(D * T_local, dtype=np.float32)
         padded[:T] = task_temperature
         temperature = _place(mesh, padded, True)
-    return EMData(
+    return dict(
         task=per_label_array(ann.task, np.arange(D) * T_local),
         worker=per_label_array(ann.worker, np.zeros(D, np.int64)),
         label=per_label_array(ann.label, np.zeros(D, np.int64)),
