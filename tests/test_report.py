@@ -255,13 +255,43 @@ def _crowd_report(tmp_path: Path, n_workers: int) -> tuple[Path, cb.Aggregator, 
     return out, model, accuracy
 
 
+#: Drives the page as a user would, after its own check ran: picks an annotator's
+#: confusion matrix, sorts the annotator table best first, searches it, records what it
+#: showed in ``#cb-test``, then sorts it back (worst first) and clears the search, so
+#: that the screenshot of the same run shows the page as it opens.
+DRIVER = """<script>
+window.addEventListener('load', function () { setTimeout(function () {
+  var pick = document.getElementById('cb-pick');
+  pick.value = 'PICK'; pick.dispatchEvent(new Event('change'));
+  var head = document.querySelectorAll('#cb-annotators th')[1];
+  head.click(); head.click();  // quality, then highest first
+  var best = document.querySelector('#cb-annotators tbody tr').getAttribute('data-id');
+  var search = document.querySelector('input.cb-filter');
+  search.value = '4'; search.dispatchEvent(new Event('input'));
+  var shown = document.getElementById('cb-annotators-count').textContent;
+  head.click();  // lowest first again
+  search.value = ''; search.dispatchEvent(new Event('input'));
+  var out = document.createElement('div');
+  out.id = 'cb-test';
+  out.setAttribute('data-title', document.querySelector('#cb-confusion .gtitle').textContent);
+  out.setAttribute('data-best', best);
+  out.setAttribute('data-shown', shown);
+  out.setAttribute('data-first', document.querySelector('#cb-annotators tbody tr').getAttribute('data-id'));
+  document.body.appendChild(out);
+}, 50); });
+</script></body>"""
+
+
 @pytest.mark.parametrize("n_workers", [50, 2000])
 def test_report_at_50_and_2000_annotators_in_headless_chromium(
     tmp_path: Path, n_workers: int
 ) -> None:
     page, model, true_accuracy = _crowd_report(tmp_path, n_workers)
     text = page.read_text(encoding="utf-8")
-    attrs, _ = _status(page, tmp_path / f"report_{n_workers}.png")
+    ids = [str(w) for w in model.annotations_.worker_ids]
+    driven = text.replace("</body>", DRIVER.replace("PICK", str(ids.index("7"))))
+    page.write_text(driven, encoding="utf-8")
+    attrs, dom = _status(page, tmp_path / f"report_{n_workers}.png")
     assert attrs["data-drawn"] == attrs["data-plots"] == "3"
     assert attrs["data-wide"] == "0", attrs["data-wide-text"]  # no table wider than the page
     assert int(attrs["data-page-width"]) <= int(attrs["data-viewport"])
@@ -272,49 +302,21 @@ def test_report_at_50_and_2000_annotators_in_headless_chromium(
     assert true_accuracy[int(worst)] < 0.5  # the worst shown is one of the random answerers
     # the plot stays readable: the 20 worst and the 20 best, the worst at the top
     assert f"The 20 worst and 20 best of {n_workers:,} annotators" in text
-    assert text.count('<option value="') == n_workers  # the picker has every annotator
     # no gold here: the rule stated is the one applied, the share alone
     assert "Flagged: the 10% of tasks with the highest score (1 - consistency). Ranked" in text
-
-
-def test_picker_sorting_and_search_work_offline(tmp_path: Path) -> None:
-    page, model, _ = _crowd_report(tmp_path, 50)
-    ids = [str(w) for w in model.annotations_.worker_ids]
-    data = re.search(
-        r'<script type="application/json" id="cb-confusion-data">(.*?)</script>',
-        page.read_text(encoding="utf-8"),
-    )
+    # the picker has every annotator, with every confusion matrix inlined (offline)
+    assert text.count('<option value="') == n_workers
+    data = re.search(r'<script type="application/json" id="cb-confusion-data">(.*?)</script>', text)
     confusion = json.loads(data.group(1))  # type: ignore[union-attr]
-    assert confusion["ids"] == ids and np.asarray(confusion["z"]).shape == (50, 3, 3)
-    pick = ids.index("7")
-    # drive the page as a user would, after its own check ran, and record what it shows
-    script = f"""<script>
-window.addEventListener('load', function () {{ setTimeout(function () {{
-  var pick = document.getElementById('cb-pick');
-  pick.value = '{pick}'; pick.dispatchEvent(new Event('change'));
-  var head = document.querySelectorAll('#cb-annotators th')[1];
-  head.click(); head.click();  // quality, then highest first
-  var search = document.querySelector('input.cb-filter');
-  search.value = '4'; search.dispatchEvent(new Event('input'));
-  var out = document.createElement('div');
-  out.id = 'cb-test';
-  out.setAttribute('data-title', document.querySelector('#cb-confusion .gtitle').textContent);
-  out.setAttribute('data-first', document.querySelector('#cb-annotators tbody tr').getAttribute('data-id'));
-  out.setAttribute('data-shown', document.getElementById('cb-annotators-count').textContent);
-  document.body.appendChild(out);
-}}, 50); }});
-</script></body>"""
-    driven = tmp_path / "driven.html"
-    driven.write_text(page.read_text(encoding="utf-8").replace("</body>", script), "utf-8")
-    _, dom = _status(driven)
+    assert confusion["ids"] == ids and np.asarray(confusion["z"]).shape == (n_workers, 3, 3)
+    # what the page showed when driven: the picked matrix, sorting, search
     found = re.search(r'<div id="cb-test"([^>]*)>', dom)
     assert found is not None
-    out = dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', found.group(1)))
-    assert out["data-title"].startswith("Annotator 7: fitted confusion matrix")
-    quality = model.annotator_quality()["accuracy"]  # type: ignore[attr-defined]
-    assert out["data-first"] == str(quality.idxmax())  # sorted best first on demand
-    n_match = sum("4" in w for w in ids)
-    assert out["data-shown"] == f"{n_match} of 50 shown"
+    shown = dict(re.findall(r'(data-[a-z-]+)="([^"]*)"', found.group(1)))
+    assert shown["data-title"].startswith("Annotator 7: fitted confusion matrix")
+    assert shown["data-best"] == str(quality.idxmax())  # sorted best first on demand
+    assert shown["data-shown"] == f"{sum('4' in w for w in ids):,} of {n_workers:,} shown"
+    assert shown["data-first"] == worst  # and back
 
 
 @pytest.fixture

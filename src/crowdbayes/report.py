@@ -187,7 +187,10 @@ function cbFilter(input) {
     shown += hit ? 1 : 0;
   });
   var count = document.getElementById(input.getAttribute('data-count'));
-  if (count) { count.textContent = shown + ' of ' + table.tBodies[0].rows.length + ' shown'; }
+  var n = table.tBodies[0].rows.length;
+  if (count) {
+    count.textContent = shown.toLocaleString('en-US') + ' of ' + n.toLocaleString('en-US') + ' shown';
+  }
 }
 var cbConfusion = null;
 function cbShowConfusion(i) {
@@ -422,7 +425,7 @@ def build_report(
         fitted = data
         if gold is not None or pred_probs is not None:
             raise ValueError("gold= and pred_probs= are for fitting: pass them to the model's fit")
-        chosen = "given, fitted"
+        chosen = "fitted by the caller"
     else:
         if isinstance(data, Annotations):
             ann = data if gold is None else data.with_gold(gold)
