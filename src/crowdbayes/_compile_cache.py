@@ -170,6 +170,8 @@ def _quiet_cache_reads() -> None:
 PROGRAM_DIR = "crowdbayes-programs"
 #: jax.monitoring events recorded on a program read back / compiled (tests count them).
 PROGRAM_HIT, PROGRAM_MISS = "/crowdbayes/program_cache/hits", "/crowdbayes/program_cache/misses"
+#: jax.monitoring event recorded when a program read back fails to run and is dropped.
+PROGRAM_DROPPED = "/crowdbayes/program_cache/dropped"
 
 
 def program_dir() -> Path | None:
@@ -264,6 +266,13 @@ def load_program(key: str) -> Any | None:
     finally:
         if set_level is not None:
             set_level(_cpp_log_level())
+
+
+def drop_program(key: str) -> None:
+    """Remove the program saved under ``key`` (one that was read back but does not run)."""
+    folder = program_dir()
+    if folder is not None:
+        (folder / f"{key}.pkl").unlink(missing_ok=True)
 
 
 _jax_cache_hits = 0

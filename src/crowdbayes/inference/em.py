@@ -460,6 +460,15 @@ def _saved_em_chunk(key: str) -> Any | None:
     return compiled
 
 
+def _drop_em_chunk(key: str) -> None:
+    """Forget the EM loop saved under ``key``, in this process and in crowdbayes' cache."""
+    from .. import _compile_cache
+
+    _programs.pop(key, None)
+    _compile_cache.drop_program(key)
+    jax.monitoring.record_event(_compile_cache.PROGRAM_DROPPED)
+
+
 def _compile_em_chunk(model: Any, key: str, state: _State, data: EMData, hyper: Any) -> Any:
     """Compile the EM loop for ``key`` (``state`` only needs the right shapes), keep it
     in this process and save it in crowdbayes' cache."""
@@ -532,11 +541,24 @@ def run_em(
     )
     tol_arr = put(np.float32(tol))
     if key is not None:
+        read_back = compiled is not None
         if compiled is None:
             compiled = _compile_em_chunk(model, key, state, data, hyper)
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
-            out: _State = compiled(state, data, hyper, stop_at, tol_arr)
+            nonlocal compiled, read_back
+            try:
+                out: _State = compiled(state, data, hyper, stop_at, tol_arr)
+            except jax.errors.JaxRuntimeError:
+                if not read_back:
+                    raise
+                # a program read back from the cache that does not run (seen once under
+                # load: "NOT_FOUND: Function broadcast_compare_fusion not found"): dropped,
+                # compiled here and run again (no state is donated, so state is intact)
+                _drop_em_chunk(cast(str, key))
+                compiled = _compile_em_chunk(model, cast(str, key), state, data, hyper)
+                read_back = False
+                out = compiled(state, data, hyper, stop_at, tol_arr)
             return out
     else:
 

@@ -1,0 +1,59 @@
+"""A compiled EM program read back from crowdbayes' cache that does not run is dropped,
+compiled afresh and run again: the fit is the one a fresh compile gives."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+import crowdbayes as cb
+from crowdbayes import _compile_cache
+from crowdbayes.inference import em
+from crowdbayes.simulate import simulate_dawid_skene
+
+
+class _BrokenProgram:
+    """Stands for an executable read back whole whose code is missing a function (seen
+    once under load: ``NOT_FOUND: Function broadcast_compare_fusion not found``)."""
+
+    def __init__(self, real: object) -> None:
+        self.args_info = real.args_info  # type: ignore[attr-defined]
+        self.calls = 0
+
+    def __call__(self, *args: object) -> object:
+        self.calls += 1
+        raise jax.errors.JaxRuntimeError("NOT_FOUND: Function broadcast_compare_fusion not found")
+
+
+def test_a_program_read_back_that_does_not_run_is_dropped_and_compiled_again(monkeypatch):
+    if _compile_cache.program_dir() is None:
+        pytest.skip("crowdbayes' program cache is off (CROWDBAYES_NO_CACHE)")
+    sim = simulate_dawid_skene(n_tasks=150, n_workers=12, n_classes=3, labels_per_task=4, seed=3)
+    expected = cb.DawidSkene().fit(sim.annotations)  # compiles and saves the program
+    saved = dict(em._programs)
+    assert saved, "the fit kept its program"
+    broken = {key: _BrokenProgram(prog) for key, prog in saved.items()}
+    dropped: list[str] = []
+    monkeypatch.setattr(em, "_saved_em_chunk", lambda key: broken.get(key))
+    monkeypatch.setattr(_compile_cache, "drop_program", dropped.append)
+    got = cb.DawidSkene().fit(sim.annotations)
+    assert sum(b.calls for b in broken.values()) == 1
+    assert dropped and set(dropped) <= set(broken)
+    np.testing.assert_allclose(got.proba_, expected.proba_, atol=1e-6)
+    np.testing.assert_allclose(got.confusion_, expected.confusion_, atol=1e-6)
+    assert got.n_iter_ == expected.n_iter_
+
+
+def test_an_error_of_a_program_compiled_here_is_not_swallowed(monkeypatch):
+    if _compile_cache.program_dir() is None:
+        pytest.skip("crowdbayes' program cache is off (CROWDBAYES_NO_CACHE)")
+    sim = simulate_dawid_skene(n_tasks=60, n_workers=7, n_classes=2, labels_per_task=3, seed=4)
+
+    def broken_compile(model, key, state, data, hyper):
+        return _BrokenProgram(jax.jit(lambda: 0).lower().compile())
+
+    monkeypatch.setattr(em, "_saved_em_chunk", lambda key: None)
+    monkeypatch.setattr(em, "_compile_em_chunk", broken_compile)
+    with pytest.raises(jax.errors.JaxRuntimeError, match="NOT_FOUND"):
+        cb.DawidSkene().fit(sim.annotations)
