@@ -542,13 +542,14 @@ def run_em(
     tol_arr = put(np.float32(tol))
     if key is not None:
         read_back = compiled is not None
-        if compiled is None:
-            compiled = _compile_em_chunk(model, key, state, data, hyper)
+        program: Any = (
+            compiled if compiled is not None else _compile_em_chunk(model, key, state, data, hyper)
+        )
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
-            nonlocal compiled, read_back
+            nonlocal program, read_back
             try:
-                out: _State = compiled(state, data, hyper, stop_at, tol_arr)
+                out: _State = program(state, data, hyper, stop_at, tol_arr)
             except jax.errors.JaxRuntimeError:
                 if not read_back:
                     raise
@@ -556,9 +557,9 @@ def run_em(
                 # load: "NOT_FOUND: Function broadcast_compare_fusion not found"): dropped,
                 # compiled here and run again (no state is donated, so state is intact)
                 _drop_em_chunk(cast(str, key))
-                compiled = _compile_em_chunk(model, cast(str, key), state, data, hyper)
+                program = _compile_em_chunk(model, cast(str, key), state, data, hyper)
                 read_back = False
-                out = compiled(state, data, hyper, stop_at, tol_arr)
+                out = program(state, data, hyper, stop_at, tol_arr)
             return out
     else:
 
