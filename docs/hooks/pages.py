@@ -117,10 +117,26 @@ def on_config(config: Any) -> Any:
         {"Tutorials": [{k: v} for k, v in TUTORIALS.items()]},
         {"Models": [{"All models": "models/index.md"}, *cards]},
         {"Benchmarks": "benchmarks.md"},
+        *([{"More": more}] if (more := _other_pages()) else []),
         {"API reference": [{k: v} for k, v in API.items()]},
         {"Developers": "developers.md"},
     ]
     return config
+
+
+def _other_pages() -> list[dict[str, str]]:
+    """Every other page written in docs/ (e.g. a guide that is not a README section), by
+    its first heading: a new page is in the navigation without an edit here."""
+    known = {"benchmarks.md", *API.values(), *TUTORIALS.values()}
+    docs = ROOT / "docs"
+    out = []
+    for path in sorted(docs.rglob("*.md")):
+        rel = path.relative_to(docs).as_posix()
+        if rel in known or f"docs/{rel}".startswith(EXCLUDED):
+            continue
+        heads = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln.startswith("# ")]
+        out.append({heads[0][2:].strip() if heads else path.stem: rel})
+    return out
 
 
 def _add(files: Files, config: Any, uri: str, content: str) -> None:
@@ -185,8 +201,10 @@ def math_to_mathml(markdown: str) -> str:
 
 
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
-    """``docs/benchmarks.md`` is a page as it is; its links to the repository's other
-    files are rewritten like the generated pages'. On every page, formulas become MathML."""
-    if page.file.src_uri == "benchmarks.md":
-        markdown = rewrite_links(markdown, "docs/benchmarks.md", "benchmarks.md")
+    """A page written in docs/ (``benchmarks.md``, ...) is served as it is, its links to the
+    repository's other files rewritten like the generated pages'. On every page, formulas
+    become MathML."""
+    uri = page.file.src_uri
+    if (ROOT / "docs" / uri).is_file():
+        markdown = rewrite_links(markdown, f"docs/{uri}", uri)
     return math_to_mathml(markdown)
