@@ -161,6 +161,28 @@ def test_a_broken_program_entry_is_dropped_and_compiled_again(tmp_path):
     assert third["program_misses"] == 1 and third["misses"] == 0 and not saved.exists()
 
 
+def test_a_program_jax_kept_in_memory_is_not_saved(tmp_path):
+    # the same program under a second key (crowdbayes' source edited while a process
+    # runs): JAX hands back the executable it holds in memory, which was read from its
+    # cache and serialises without its code, so it is not saved
+    env = {"CROWDBAYES_CACHE_DIR": str(tmp_path)}
+    fit_in_fresh_process(env)  # fills JAX's cache
+    for entry in tmp_path.rglob("crowdbayes-programs/*.pkl"):
+        entry.unlink()
+    twice = FIT.replace(
+        "cb.DawidSkene(max_iter=5).fit(labels)",
+        "cb.DawidSkene(max_iter=5).fit(labels)\n"
+        "from crowdbayes import _compile_cache\n"
+        "from crowdbayes.inference import em\n"
+        "_compile_cache.code_tag = lambda module: 'edited'\n"
+        "em._programs.clear()\n"
+        "cb.DawidSkene(max_iter=5).fit(labels)",
+    )
+    assert twice != FIT
+    result = fit_in_fresh_process(env, twice)
+    assert result["program_misses"] == 2 and not list(tmp_path.rglob("crowdbayes-programs/*.pkl"))
+
+
 @pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="XDG_CACHE_HOME is Linux's")
 def test_cache_defaults_to_xdg_cache_home_and_turns_off(tmp_path):
     home = fit_in_fresh_process({"XDG_CACHE_HOME": str(tmp_path), "CROWDBAYES_CACHE_DIR": None})

@@ -275,28 +275,33 @@ def drop_program(key: str) -> None:
         (folder / f"{key}.pkl").unlink(missing_ok=True)
 
 
-_jax_cache_hits = 0
+_jax_cache_events = {"hits": 0, "misses": 0}
 
 
-def _count_jax_cache_hits(event: str, **kwargs: str | int) -> None:
-    global _jax_cache_hits
-    if event == "/jax/compilation_cache/cache_hits":
-        _jax_cache_hits += 1
+def _count_jax_cache_events(event: str, **kwargs: str | int) -> None:
+    for what in _jax_cache_events:
+        if event == f"/jax/compilation_cache/cache_{what}":
+            _jax_cache_events[what] += 1
 
 
 def compile_fresh(lowered: Any) -> tuple[Any, bool]:
-    """``lowered.compile()`` and whether it was compiled here (not read from JAX's
-    persistent cache: an executable JAX read back serialises without its code, so
-    only a fresh one may be saved by :func:`save_program`)."""
+    """``lowered.compile()`` and whether XLA compiled it just now: JAX's persistent cache
+    missed it (every compile with the cache on is one miss) and did not read it back. An
+    executable JAX read from its cache, or kept in memory after reading it, serialises
+    without its code, so only a fresh one may be saved by :func:`save_program`."""
     import jax
 
     global _listening
     if not _listening:
-        jax.monitoring.register_event_listener(_count_jax_cache_hits)
+        jax.monitoring.register_event_listener(_count_jax_cache_events)
         _listening = True
-    before = _jax_cache_hits
+    before = dict(_jax_cache_events)
     compiled = lowered.compile()
-    return compiled, _jax_cache_hits == before
+    fresh = (
+        _jax_cache_events["hits"] == before["hits"]
+        and _jax_cache_events["misses"] > before["misses"]
+    )
+    return compiled, fresh
 
 
 _listening = False
