@@ -355,9 +355,15 @@ def _eb_scales(
         hard = hard * data.task_mask[None, :]
     E = _expected(hard, data)
     W, K, _ = E.shape
-    k1, k2 = jax.random.split(key)
-    eps = jax.random.normal(k1, (_IS_DRAWS, W, K, K - 1), E.dtype)
-    eps_a = jax.random.normal(k2, (_IS_DRAWS, W), E.dtype)
+
+    # each annotator's draws from a key of its own (folded in by its row), so that the
+    # padding rows of a shape bucket leave the real annotators' draws as they are
+    def row_draws(w: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
+        k1, k2 = jax.random.split(jax.random.fold_in(key, w))
+        e = jax.random.normal(k1, (_IS_DRAWS, K, K - 1), E.dtype)
+        return e, jax.random.normal(k2, (_IS_DRAWS,), E.dtype)
+
+    eps, eps_a = jax.vmap(row_draws, out_axes=1)(jnp.arange(W))  # [S, W, K, K-1], [S, W]
 
     def best(s_grid: jnp.ndarray, t_grid: jnp.ndarray) -> jnp.ndarray:
         pairs = jnp.stack(jnp.broadcast_arrays(s_grid[:, None], t_grid[None, :]), -1)
@@ -646,14 +652,16 @@ class HierarchicalDawidSkene(BayesianAggregator):
                 1.0 if self.population_scale is None else float(self.population_scale),
                 1.0 if self.ability_scale is None else float(self.ability_scale),
             )
-        f32 = jnp.float32
+        # numpy, then one transfer each: eager jnp calls would compile a small program
+        # per class count in a fresh process
+        f32, put = np.float32, jax.device_put
         return HDSHyper(
-            jnp.asarray(np.log((1.0 - q) / ((K - 1) * q)), f32),
-            jnp.asarray(self.prior_logit_scale, f32),
-            jnp.asarray(self.scale_prior, f32),
-            jnp.asarray(scales[0], f32),
-            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32),
-            jnp.asarray(scales[1], f32),
+            put(f32(np.log((1.0 - q) / ((K - 1) * q)))),
+            put(f32(self.prior_logit_scale)),
+            put(f32(self.scale_prior)),
+            put(f32(scales[0])),
+            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
+            put(f32(scales[1])),
         )
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
