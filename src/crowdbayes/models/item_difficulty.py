@@ -379,13 +379,15 @@ class ItemDifficulty(BayesianAggregator):
             raise ValueError(
                 "need ability_scale > 0, difficulty_scale > 0, class_prior_strength >= 0"
             )
-        f32 = jnp.float32
+        # numpy, then one transfer each: eager jnp calls would compile a small program
+        # per class count in a fresh process
+        f32, put = np.float32, jax.device_put
         knows = (q - 1.0 / K) / (1.0 - 1.0 / K)  # accuracy q: knows with this probability
         return IDHyper(
-            jnp.asarray(np.log(knows / (1.0 - knows)), f32),
-            jnp.asarray(self.ability_scale, f32),
-            jnp.asarray(self.difficulty_scale, f32),
-            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32),
+            put(f32(np.log(knows / (1.0 - knows)))),
+            put(f32(self.ability_scale)),
+            put(f32(self.difficulty_scale)),
+            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
             Segments.build(ann.worker, ann.n_workers) if by_worker is None else by_worker,
         )
 

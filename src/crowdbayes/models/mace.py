@@ -273,11 +273,14 @@ class MACE(BayesianAggregator):
         if s < 0 or not 0.0 <= q <= 1.0 or self.spam_prior_strength < 0:
             raise ValueError("need prior_strength >= 0, 0 <= prior_competence <= 1")
         K = ann.n_classes
+        # numpy, then one transfer each: eager jnp calls would compile a small program
+        # per class count in a fresh process
+        f32, put = np.float32, jax.device_put
         return MACEHyper(
-            jnp.asarray(max(s * q, MIN_PSEUDO), jnp.float32),
-            jnp.asarray(max(s * (1.0 - q), MIN_PSEUDO), jnp.float32),
-            jnp.full((K,), max(self.spam_prior_strength, MIN_PSEUDO), jnp.float32),
-            jnp.full((K,), max(self.class_prior_strength, MIN_PSEUDO), jnp.float32),
+            put(f32(max(s * q, MIN_PSEUDO))),
+            put(f32(max(s * (1.0 - q), MIN_PSEUDO))),
+            put(np.full((K,), max(self.spam_prior_strength, MIN_PSEUDO), f32)),
+            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
         )
 
     @property
