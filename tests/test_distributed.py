@@ -109,6 +109,19 @@ def test_one_and_two_processes_write_the_same_mapping(two: Path, dataset: Path) 
     pd.testing.assert_series_equal(a, b)
 
 
+def test_two_processes_reading_everything(two: Path, dataset: Path) -> None:
+    """shuffle=False (every process reads every row group, keeps its tasks' rows) writes
+    the shuffle's parts: the same tasks in each part, the same labels."""
+    out = two.parent / "everything"
+    distributed.launch(2, dataset, out, "ds", shuffle=False, timeout=120)
+    assert not bool(np.load(out / "params.npz")["shuffled"])
+    for pid in range(2):
+        a = pd.read_parquet(two / f"part-{pid:05d}.parquet").set_index("task").sort_index()
+        b = pd.read_parquet(out / f"part-{pid:05d}.parquet").set_index("task").sort_index()
+        pd.testing.assert_series_equal(a["label"], b["label"])
+        np.testing.assert_allclose(a["probability"], b["probability"], atol=1e-5)
+
+
 def test_in_process_models_equal_their_estimators(crowd: pd.DataFrame) -> None:
     """One process through the same code: recommended() (tempered EM, its vote
     correlation from the merged distinct vote rows) equals its estimator."""

@@ -803,6 +803,7 @@ def launch(
     worker: str = "worker",
     label: str = "label",
     timeout: float = 3600.0,
+    shuffle: bool | None = None,
     on_start: Callable[[list[int], int], None] | None = None,
     env: dict[str, str] | None = None,
 ) -> None:
@@ -810,7 +811,7 @@ def launch(
     a free port) and wait for them; the parts land in ``out``. If one process fails
     (or ``timeout`` seconds pass) the others are stopped and a
     :class:`DistributedError` names it, with the end of its error output.
-    ``on_start`` is called with the processes' ids and the coordinator's port once
+    ``shuffle`` is :func:`fit`'s. ``on_start`` is called with the processes' ids and the coordinator's port once
     they are started. Parts of an earlier fit in ``out`` are removed first."""
     num_processes = int(num_processes)
     if num_processes < 1:
@@ -823,6 +824,7 @@ def launch(
         "task": task,
         "worker": worker,
         "label": label,
+        "shuffle": shuffle,
     }
     clear_out(out)
     port = free_port()
@@ -923,6 +925,7 @@ def _fit_spec(spec: dict[str, Any]) -> None:
         task=spec["task"],
         worker=spec["worker"],
         label=spec["label"],
+        shuffle=spec.get("shuffle"),
         **spec["params"],
     )
 
