@@ -167,6 +167,56 @@ def test_a_killed_process_is_a_clear_error(dataset: Path, tmp_path: Path) -> Non
     assert not list((tmp_path / "out").glob("part-*.parquet"))
 
 
+_PEER = """
+import sys
+import crowdbayes as cb
+from crowdbayes import distributed
+pid, port, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+distributed._initialize(f"127.0.0.1:{port}", 2, pid, 60, 10)
+print("ready", flush=True)
+try:
+    cb.distributed.fit(data, "ds", max_iter=10**6, tol=0.0)
+except distributed.DistributedError as err:
+    print("DistributedError:", err, flush=True)
+"""
+
+
+def test_a_peer_killed_during_em_is_an_error_in_the_survivor(dataset: Path) -> None:
+    """Without the launcher (as under SLURM): a peer SIGKILLed inside the EM loop makes
+    the survivor's collective fail at once; fit raises DistributedError, and the process
+    ends (JAX's coordination service aborts it at exit) instead of hanging."""
+    import subprocess
+    import sys
+
+    port = distributed.free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PEER, str(i), str(port), str(dataset)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        for p in procs:
+            assert p.stdout is not None
+            assert p.stdout.readline().strip() == "ready"
+        time.sleep(3.0)  # compiled and inside the 10**6 iterations
+        procs[1].kill()
+        start = time.monotonic()
+        out, _ = procs[0].communicate(timeout=90)
+        assert time.monotonic() - start < 60
+        assert "DistributedError: process 0 of 2: a collective failed" in out
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+            if p.stdout is not None:
+                p.stdout.close()
+
+
 def test_a_missing_column_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -299,10 +299,19 @@ def fit(
     if shuffle is None:
         shuffle = P > 1 and can_split(source, cols)
     # the table is held by _fit_table alone, which drops it once encoded
-    if shuffle:  # its own row groups, then each label to its task's owner
-        result = _fit_table(est, read_row_groups(source, pid, P, cols), P, pid, start, True)
-    else:  # every row group, keeping the rows of its own tasks
-        result = _fit_table(est, read_share(source, pid, P, cols), P, pid, start, False)
+    try:
+        if shuffle:  # its own row groups, then each label to its task's owner
+            result = _fit_table(est, read_row_groups(source, pid, P, cols), P, pid, start, True)
+        else:  # every row group, keeping the rows of its own tasks
+            result = _fit_table(est, read_share(source, pid, P, cols), P, pid, start, False)
+    except jax.errors.JaxRuntimeError as err:
+        if P == 1:
+            raise
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DistributedError(
+            f"process {pid} of {P}: a collective failed ({first}); another process has "
+            "most likely died or was stopped: see its log"
+        ) from err
     if out is not None:
         write_part(result.table(), out, pid)
         if pid == 0:
