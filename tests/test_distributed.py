@@ -172,7 +172,7 @@ import sys
 import crowdbayes as cb
 from crowdbayes import distributed
 pid, port, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-distributed._initialize(f"127.0.0.1:{port}", 2, pid, 60, 10)
+distributed._initialize(f"127.0.0.1:{port}", 2, pid, 60, 4)
 print("ready", flush=True)
 try:
     cb.distributed.fit(data, "ds", max_iter=10**6, tol=0.0)
@@ -202,7 +202,7 @@ def test_a_peer_killed_during_em_is_an_error_in_the_survivor(dataset: Path) -> N
         for p in procs:
             assert p.stdout is not None
             assert p.stdout.readline().strip() == "ready"
-        time.sleep(3.0)  # compiled and inside the 10**6 iterations
+        time.sleep(2.0)  # compiled and inside the 10**6 iterations
         procs[1].kill()
         start = time.monotonic()
         out, _ = procs[0].communicate(timeout=90)
