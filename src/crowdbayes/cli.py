@@ -595,7 +595,8 @@ def _check_file(path: str, what: str) -> str | None:
     if not os.path.exists(path):
         return f"file {path!r} does not exist"  # the words of data.read_table
     if os.path.isdir(path):
-        return f"{what} {path!r} is a directory, not a file"
+        hint = " (a Parquet dataset? fit it with --processes N)" if what == "input" else ""
+        return f"{what} {path!r} is a directory, not a file{hint}"
     if not os.access(path, os.R_OK):
         return f"{what} {path!r} cannot be read (permission denied)"
     if path.lower().removesuffix(".gz").endswith((".parquet", ".pq")) and not _installed("pyarrow"):

@@ -184,24 +184,15 @@ def _allgather(x: np.ndarray) -> np.ndarray:
 def _allgather_arrow(values: Any) -> list[Any]:
     """Every process's pyarrow array ``values`` (any length), through Arrow IPC bytes."""
     import jax
-    import pyarrow as pa
 
     if jax.process_count() == 1:
         return [values]
-    sink = pa.BufferOutputStream()
-    table = pa.table({"v": values})
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    raw = np.frombuffer(sink.getvalue(), np.uint8)
+    raw = _ipc_bytes(values)
     sizes = _allgather(np.asarray([raw.size], np.int64))[:, 0]
     padded = np.zeros(int(sizes.max()), np.uint8)
     padded[: raw.size] = raw
     everyone = _allgather(padded)
-    out = []
-    for row, n in zip(everyone, sizes, strict=True):
-        with pa.ipc.open_stream(pa.py_buffer(row[: int(n)].tobytes())) as reader:
-            out.append(reader.read_all().column("v").combine_chunks())
-    return out
+    return [_from_ipc(row[: int(n)]) for row, n in zip(everyone, sizes, strict=True)]
 
 
 def _vocabulary(column: Any) -> Any:
