@@ -335,6 +335,7 @@ def _fit_table(
     est: Any, table: Any, P: int, pid: int, start: float, shuffle: bool = False
 ) -> DistributedFit:
     import jax
+    import pyarrow as pa
     import pyarrow.compute as pc
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
@@ -367,6 +368,7 @@ def _fit_table(
         task = np.asarray(encoded.indices, dtype=np.int32)
         del encoded
     T, N = len(task_ids), int(task.shape[0])
+    pa.default_memory_pool().release_unused()  # the pool keeps the freed table otherwise
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
     n_total = int(sizes[:, 1].sum())
