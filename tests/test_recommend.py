@@ -44,10 +44,20 @@ def test_recommended_is_unfitted_and_fixed():
     params = model.get_params()
     assert (params["em_temperature"], params["temperature"], params["label_power"]) == (
         0.4,
-        1.4,
+        1.5,
         0.5,
     )
-    assert params["prior_strength"] == 3.0 and params["label_correlation"] is None
+    assert params["prior_strength"] is None and params["prior_labels"] == 6.0
+    assert params["class_prior_strength"] == 1.0 and params["label_correlation"] is None
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_the_confusion_prior_is_worth_six_labels_per_annotator(n_classes):
+    counts = np.asarray(recommended()._hyper(n_classes).confusion_counts)
+    np.testing.assert_allclose(counts.sum(), 6.0, rtol=1e-6)  # over the K rows
+    np.testing.assert_allclose(np.diag(counts), 0.8 * 6.0 / n_classes, rtol=1e-6)
+    fixed = CalibratedDawidSkene(prior_strength=3.0)._hyper(n_classes).confusion_counts
+    np.testing.assert_allclose(np.asarray(fixed).sum(-1), 3.0, rtol=1e-6)  # per row
 
 
 @pytest.mark.parametrize(("name", "floor"), [("rte", 0.925), ("bluebirds", 0.89)])
@@ -59,7 +69,7 @@ def test_recommended_on_bundled_data(name, floor):
     assert np.all(np.diff(model.history_) >= -1e-4 * np.abs(model.history_[-1]))  # EM climbs
     proba = model.predict_proba().to_numpy()
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-9)
-    plain = cb.DawidSkene(prior_strength=3, prior_accuracy=0.8, class_prior_strength=10).fit(df)
+    plain = cb.DawidSkene(prior_strength=3, prior_accuracy=0.8).fit(df)  # 2 classes: 6 labels
     assert proba.max(axis=1).mean() < plain.predict_proba().to_numpy().max(axis=1).mean()
 
 
@@ -68,22 +78,23 @@ def test_posteriors_are_the_tempered_ones_at_the_fixed_point():
     model = recommended().fit(df)
     ann, joint = joint_log_prob(model, df)
     n = np.bincount(ann.task, minlength=ann.n_tasks)[:, None]
-    # reported: the posterior at temperature 1.4 * sqrt(n * (1 + (n - 1) * rho)), from the
+    # reported: the posterior at temperature 1.5 * sqrt(n * (1 + (n - 1) * rho)), from the
     # fitted params, rho estimated from the vote counts given the posterior at temperature
     # 1 (dog: 0.05)
     rho = model.label_correlation_
     assert abs(rho - vote_correlation(ann.vote_counts(), softmax(joint))) < 1e-3
     assert 0.03 < rho < 0.07
-    T = 1.4 * np.sqrt(n * (1 + (n - 1) * rho))
+    T = 1.5 * np.sqrt(n * (1 + (n - 1) * rho))
     np.testing.assert_allclose(model.proba_, softmax(joint / T), atol=2e-4)
     # EM's fixed point: the params are the M-step of the posterior at 0.4 * sqrt(n)
     q = softmax(joint / (0.4 * np.sqrt(n)))
-    prior = cb.models.dawid_skene.confusion_pseudo_counts(ann.n_classes, 3.0, 0.8)
+    prior = cb.models.dawid_skene.confusion_pseudo_counts(ann.n_classes, 6.0 / 4, 0.8)
     counts = np.zeros((ann.n_workers, ann.n_classes, ann.n_classes))
     np.add.at(counts, (ann.worker, slice(None), ann.label), q[ann.task])
     counts += prior
     expected = counts / counts.sum(-1, keepdims=True)
-    np.testing.assert_allclose(model.confusion_, expected, atol=5e-3)  # EM stops at tol=1e-6
+    # EM stops at tol=1e-6: 2 of 1744 cells 6e-3 away, the mean below 1e-4
+    np.testing.assert_allclose(model.confusion_, expected, atol=1e-2)
     assert np.abs(model.confusion_ - expected).mean() < 1e-4
     # log_likelihood() is the untempered likelihood of each task's labels
     np.testing.assert_allclose(
@@ -93,7 +104,7 @@ def test_posteriors_are_the_tempered_ones_at_the_fixed_point():
 
 def test_plain_settings_give_dawid_skene():
     df, _ = cb.datasets.load("wsd")
-    plain = cb.DawidSkene(prior_strength=3, prior_accuracy=0.8, class_prior_strength=10).fit(df)
+    plain = cb.DawidSkene(prior_strength=2, prior_accuracy=0.8).fit(df)  # 3 classes: 6 labels
     same = CalibratedDawidSkene(em_temperature=1.0, temperature=1.0, label_power=0.0).fit(df)
     np.testing.assert_allclose(same.proba_, plain.proba_, atol=1e-6)
     np.testing.assert_allclose(same.confusion_, plain.confusion_, atol=1e-6)
@@ -102,14 +113,14 @@ def test_plain_settings_give_dawid_skene():
 def test_new_tasks_are_tempered_by_their_own_label_counts():
     df, _ = cb.datasets.load("rte")
     model = recommended().fit(df)
-    first = df.groupby("task", sort=False).head(1)  # one label each -> temperature 1.4
+    first = df.groupby("task", sort=False).head(1)  # one label each -> temperature 1.5
     _, joint = joint_log_prob(model, first)
     np.testing.assert_allclose(
-        model.predict_proba(first).to_numpy(), softmax(joint / 1.4), atol=1e-5
+        model.predict_proba(first).to_numpy(), softmax(joint / 1.5), atol=1e-5
     )
-    two = df.groupby("task", sort=False).head(2)  # two labels: 1.4 * sqrt(2 * (1 + rho))
+    two = df.groupby("task", sort=False).head(2)  # two labels: 1.5 * sqrt(2 * (1 + rho))
     _, joint = joint_log_prob(model, two)
-    T = 1.4 * np.sqrt(2 * (1 + model.label_correlation_))
+    T = 1.5 * np.sqrt(2 * (1 + model.label_correlation_))
     np.testing.assert_allclose(model.predict_proba(two).to_numpy(), softmax(joint / T), atol=1e-5)
     ann = cb.as_annotations(df)
     np.testing.assert_allclose(task_temperatures(ann, 1.7, 0.5), 1.7 * np.sqrt(10))
@@ -136,8 +147,9 @@ def _ece_and_log_loss(model, gold):
 
 def test_label_correlation_calibrates_the_bundled_data():
     """The estimated label correlation lowers the mean ECE of the gold label over the
-    bundled datasets with gold from 0.043 (the last default: 1.7 * sqrt(n), no correlation)
-    to 0.038, and the mean log-loss from 0.244 to 0.239 (the labels do not change)."""
+    bundled datasets with gold from 0.043 (1.7 * sqrt(n), no correlation) to 0.041, and
+    the mean log-loss from 0.245 to 0.241 (the labels do not change). In-sample: these
+    datasets are among the 16 the constants were chosen on."""
     now, before = [], []
     for name in ("bluebirds", "dog", "rte", "temp", "wsd"):
         df, gold = cb.datasets.load(name)
@@ -147,5 +159,5 @@ def test_label_correlation_calibrates_the_bundled_data():
         now.append(_ece_and_log_loss(model, gold))
         before.append(_ece_and_log_loss(last, gold))
     (ece, log_loss), (ece_before, log_loss_before) = np.mean(now, 0), np.mean(before, 0)
-    assert ece < 0.04 and ece < ece_before - 0.003, (ece, ece_before)
+    assert ece < 0.042 and ece < ece_before - 0.002, (ece, ece_before)
     assert log_loss < log_loss_before - 0.003, (log_loss, log_loss_before)

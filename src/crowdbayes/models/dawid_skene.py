@@ -81,14 +81,16 @@ def confusion_pseudo_counts(n_classes: int, strength: float, accuracy: float) ->
     return counts
 
 
-def row_strength(prior_strength: float | None, n_classes: int) -> float:
-    """Pseudo-labels per confusion row: ``prior_strength``, or ``PRIOR_LABELS / K`` when
-    it is None (the default priors are worth ``PRIOR_LABELS`` labels per annotator).
+def row_strength(
+    prior_strength: float | None, n_classes: int, labels: float = PRIOR_LABELS
+) -> float:
+    """Pseudo-labels per confusion row: ``prior_strength``, or ``labels / K`` when it is
+    None (the default priors are worth ``PRIOR_LABELS`` labels per annotator).
 
-    >>> row_strength(None, 4), row_strength(3.0, 4)
-    (1.0, 3.0)
+    >>> row_strength(None, 4), row_strength(3.0, 4), row_strength(None, 3, labels=6.0)
+    (1.0, 3.0, 2.0)
     """
-    return PRIOR_LABELS / n_classes if prior_strength is None else float(prior_strength)
+    return labels / n_classes if prior_strength is None else float(prior_strength)
 
 
 def _log_softmax_pinned(logits: jnp.ndarray) -> jnp.ndarray:
@@ -287,9 +289,13 @@ class DawidSkene(BayesianAggregator):
         self.num_chains = num_chains
         self.seed = seed
 
+    def _row_strength(self, n_classes: int) -> float:
+        """Pseudo-labels in each row of the confusion prior."""
+        return row_strength(self.prior_strength, n_classes)
+
     def _hyper(self, ann: Annotations | int) -> DSHyper:
         n_classes = ann if isinstance(ann, int) else ann.n_classes
-        strength = row_strength(self.prior_strength, n_classes)
+        strength = self._row_strength(n_classes)
         if strength < 0 or self.class_prior_strength < 0:
             raise ValueError("prior_strength and class_prior_strength must be >= 0")
         if not 0.0 <= self.prior_accuracy <= 1.0:
