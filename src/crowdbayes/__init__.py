@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from . import datasets, io, metrics, plots, qc, report
     from .base import Aggregator, NotFittedError, check_is_fitted
     from .data import Annotations, AnnotationsError, as_annotations, read_table
+    from .engines import EM, NUTS
     from .inference.nuts import ConvergenceWarning
     from .io import read_platform_export
     from .model_choice import compare
@@ -48,6 +49,8 @@ _LAZY = {
     "AnnotationsError": ".data",
     "as_annotations": ".data",
     "read_table": ".data",
+    "EM": ".engines",
+    "NUTS": ".engines",
     "ConvergenceWarning": ".inference.nuts",
     "read_platform_export": ".io",
     "compare": ".model_choice",
@@ -73,6 +76,7 @@ _SUBMODULES = frozenset(
         "data",
         "datasets",
         "distributed",
+        "engines",
         "inference",
         "io",
         "metrics",
@@ -89,7 +93,9 @@ _SUBMODULES = frozenset(
 )
 
 __all__ = [
+    "EM",
     "MACE",
+    "NUTS",
     "Aggregator",
     "Annotations",
     "AnnotationsError",

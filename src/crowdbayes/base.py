@@ -127,18 +127,39 @@ class Aggregator:
         ]
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor parameters, as ``sklearn`` expects."""
-        return {name: getattr(self, name) for name in self._get_param_names()}
+        """The constructor parameters, as ``sklearn`` expects; with ``deep``, also those
+        of a parameter that has parameters itself (``inference__max_iter`` for
+        ``inference=EM(...)``)."""
+        out = {name: getattr(self, name) for name in self._get_param_names()}
+        if deep:
+            for name, value in list(out.items()):
+                if hasattr(value, "get_params") and not isinstance(value, type):
+                    out.update({f"{name}__{k}": v for k, v in value.get_params().items()})
+        return out
 
     def set_params(self, **params: Any) -> Aggregator:
-        """Set constructor parameters; unknown names raise ``ValueError``."""
+        """Set constructor parameters (``inference__max_iter=5``: a setting of the
+        ``inference`` engine); unknown names raise ``ValueError``."""
         valid = set(self._get_param_names())
+        nested: dict[str, dict[str, Any]] = {}
         for key, value in params.items():
-            if key not in valid:
+            name, _, sub = key.partition("__")
+            if name not in valid:
                 raise ValueError(
-                    f"{type(self).__name__} has no parameter {key!r}; valid: {sorted(valid)}"
+                    f"{type(self).__name__} has no parameter {name!r}; valid: {sorted(valid)}"
                 )
-            setattr(self, key, value)
+            if sub:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, key, value)
+        for name, sub_params in nested.items():
+            value = getattr(self, name)
+            if not hasattr(value, "set_params"):
+                raise ValueError(
+                    f"{type(self).__name__}.{name} is {value!r}, which has no parameters "
+                    f"to set ({', '.join(sorted(sub_params))})"
+                )
+            value.set_params(**sub_params)
         return self
 
     # ------------------------------------------------- scikit-learn protocol
@@ -167,7 +188,7 @@ class Aggregator:
             p.name: p.default for p in inspect.signature(type(self).__init__).parameters.values()
         }
         changed = []
-        for k, v in self.get_params().items():
+        for k, v in self.get_params(deep=False).items():
             default = defaults.get(k, inspect.Parameter.empty)
             try:
                 same = bool(default == v)

@@ -24,6 +24,7 @@ also get PSIS-LOO over tasks from their draws (``elpd_loo``, ``loo_se``, and
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -87,7 +88,11 @@ def held_out_log_lik(
 
 
 def _clone(model: Aggregator) -> Aggregator:
-    return type(model)(**model.get_params())
+    params = model.get_params(deep=False)
+    # an engine object (inference=EM(...)) is copied, not shared with the caller's model
+    return type(model)(
+        **{k: copy.deepcopy(v) if hasattr(v, "get_params") else v for k, v in params.items()}
+    )
 
 
 def stacking_weights(log_lik: np.ndarray, n_iter: int = 500) -> np.ndarray:

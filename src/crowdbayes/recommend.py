@@ -117,6 +117,7 @@ class CalibratedDawidSkene(DawidSkene):
         tol: float = 1e-6,
         progress: bool = False,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         super().__init__(
             prior_strength=prior_strength,
@@ -126,6 +127,7 @@ class CalibratedDawidSkene(DawidSkene):
             tol=tol,
             progress=progress,
             devices=devices,
+            inference=inference,
         )
         self.prior_labels = prior_labels
         self.em_temperature = em_temperature

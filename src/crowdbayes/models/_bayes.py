@@ -36,6 +36,7 @@ import pandas as pd
 
 from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations
+from ..engines import engine_settings
 from ..inference.em import (
     BUCKET_MAX_LABELS,
     BUCKETS,
@@ -347,9 +348,10 @@ class BayesianAggregator(Aggregator):
         """The devices this fit's EM shards its labels over (None: one device, exact
         shapes; ``BUCKETS``: one device, shapes padded to a bucket, what small EM fits
         use; NUTS runs on one device, exact shapes)."""
-        if self.method != "em":
+        settings = engine_settings(self)
+        if settings["method"] != "em":
             return None
-        devices = getattr(self, "devices", None)
+        devices = settings["devices"]
         if devices is None and self._buckets:
             ann = getattr(self, "annotations_", None)  # fit() sets it before _fit
             if ann is None or ann.n_labels <= BUCKET_MAX_LABELS:
@@ -373,10 +375,12 @@ class BayesianAggregator(Aggregator):
 
     # ---------------------------------------------------------------- fit
     def _fit(self, ann: Annotations) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
-        if int(self.max_iter) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {self.max_iter}")
+        settings = engine_settings(self)  # inference=EM(...)/NUTS(...) or the parameters
+        method = settings["method"]
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if int(settings["max_iter"]) < 1:
+            raise ValueError(f"max_iter must be >= 1, got {settings['max_iter']}")
         family = self._family
         devices = self._fit_devices()
         data = self._em_data(ann, devices)
@@ -396,9 +400,9 @@ class BayesianAggregator(Aggregator):
             data,
             self._init_post(ann),
             hyper,
-            max_iter=int(self.max_iter),
-            tol=float(self.tol),
-            progress=bool(self.progress) and self.method == "em",
+            max_iter=int(settings["max_iter"]),
+            tol=float(settings["tol"]),
+            progress=bool(settings["progress"]) and method == "em",
         )
         sharded = devices is not None and devices is not BUCKETS
         self.params_ = self._unpad_params(res.params, ann) if sharded else res.params
@@ -406,7 +410,7 @@ class BayesianAggregator(Aggregator):
         self.n_iter_ = res.n_iter
         self.converged_ = res.converged
         self.draws_: dict[str, np.ndarray] | None = None
-        if self.method == "em":
+        if method == "em":
             self.proba_ = res.post
             # jitted on the bucket's params (one program per bucket, not eager ops per shape)
             padded = res.padded_params if res.padded_params is not None else self.params_
@@ -430,16 +434,17 @@ class BayesianAggregator(Aggregator):
 
     def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
         family = self._family
+        settings = engine_settings(self)
         draws = nuts_draws(
             family,
             data,
             hyper,
             em_params,
-            num_warmup=int(self.num_warmup),
-            num_samples=int(self.num_samples),
-            num_chains=int(self.num_chains),
-            seed=int(self.seed),
-            progress=bool(self.progress),
+            num_warmup=int(settings["num_warmup"]),
+            num_samples=int(settings["num_samples"]),
+            num_chains=int(settings["num_chains"]),
+            seed=int(settings["seed"]),
+            progress=bool(settings["progress"]),
         )
         self.draws_ = draws
         C, D = next(iter(draws.values())).shape[:2]

@@ -394,6 +394,7 @@ class BayesianCrowdLab(BayesianAggregator):
         num_samples: int = 1000,
         num_chains: int = 4,
         progress: bool = False,
+        inference: Any = None,
     ) -> None:
         self.pooling = pooling
         self.prior_strength = prior_strength
@@ -410,6 +411,7 @@ class BayesianCrowdLab(BayesianAggregator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.progress = progress
+        self.inference = inference
 
     def _hyper(self, ann: Annotations, pp: np.ndarray | None = None) -> BCLHyper:
         if pp is None:

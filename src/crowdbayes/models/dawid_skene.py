@@ -275,6 +275,7 @@ class DawidSkene(BayesianAggregator):
         num_chains: int = 4,
         seed: int = 0,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         self.devices = devices
         self.prior_strength = prior_strength
@@ -288,6 +289,7 @@ class DawidSkene(BayesianAggregator):
         self.num_samples = num_samples
         self.num_chains = num_chains
         self.seed = seed
+        self.inference = inference
 
     def _row_strength(self, n_classes: int) -> float:
         """Pseudo-labels in each row of the confusion prior."""

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..data import Annotations
+from ..engines import engine_settings
 from ..inference.em import EMData, run_em
 from ..inference.sharding import place_tasks
 from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, vote_shares
@@ -615,6 +616,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         tol: float = 1e-6,
         progress: bool = False,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         self.prior_accuracy = prior_accuracy
         self.prior_logit_scale = prior_logit_scale
@@ -631,6 +633,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         self.tol = tol
         self.progress = progress
         self.devices = devices
+        self.inference = inference
 
     def _hyper(self, ann: Annotations, scales: tuple[float, float] | None = None) -> HDSHyper:
         K = ann.n_classes
@@ -703,8 +706,9 @@ class HierarchicalDawidSkene(BayesianAggregator):
         model would estimate by empirical Bayes are estimated once, on all of ``ann``, and
         held fixed (an EM fit at fixed scales takes a tenth of a second where the
         empirical-Bayes rounds take seconds)."""
-        params = self.get_params()
-        if self.method == "em" and (self.population_scale is None or self.ability_scale is None):
+        params = self.get_params(deep=False)
+        em = engine_settings(self)["method"] == "em"
+        if em and (self.population_scale is None or self.ability_scale is None):
             full = type(self)(**params)
             full.fit(ann)
             params["population_scale"] = full.population_scale_
@@ -728,11 +732,13 @@ class HierarchicalDawidSkene(BayesianAggregator):
             self._grid(self.ability_scale, _MIN_ABILITY),
         )
         post = vote_shares(ann)
+        settings = engine_settings(self)
+        max_iter, seed = int(settings["max_iter"]), int(settings["seed"])
         for _ in range(rounds):
             hyper = self._hyper(ann, scales)
-            res = run_em(self._family, data, post, hyper, max_iter=int(self.max_iter), tol=1e-5)
+            res = run_em(self._family, data, post, hyper, max_iter=max_iter, tol=1e-5)
             post = res.post
-            key = jax.random.PRNGKey(int(self.seed))
+            key = jax.random.PRNGKey(seed)
             if data.task_mask is None:
                 post_km = jnp.asarray(post.T, jnp.float32)
             else:  # padded and sharded like the tasks

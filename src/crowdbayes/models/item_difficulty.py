@@ -340,6 +340,7 @@ class ItemDifficulty(BayesianAggregator):
         tol: float = 1e-6,
         progress: bool = False,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         self.prior_accuracy = prior_accuracy
         self.ability_scale = ability_scale
@@ -354,6 +355,7 @@ class ItemDifficulty(BayesianAggregator):
         self.tol = tol
         self.progress = progress
         self.devices = devices
+        self.inference = inference
 
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, per_label=True, devices=devices)

@@ -253,6 +253,7 @@ class MACE(BayesianAggregator):
         tol: float = 1e-6,
         progress: bool = False,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         self.prior_strength = prior_strength
         self.prior_competence = prior_competence
@@ -267,6 +268,7 @@ class MACE(BayesianAggregator):
         self.tol = tol
         self.progress = progress
         self.devices = devices
+        self.inference = inference
 
     def _hyper(self, ann: Annotations) -> Any:
         s, q = float(self.prior_strength), float(self.prior_competence)

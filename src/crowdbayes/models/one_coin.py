@@ -175,6 +175,7 @@ class OneCoinDawidSkene(BayesianAggregator):
         tol: float = 1e-6,
         progress: bool = False,
         devices: Any = None,
+        inference: Any = None,
     ) -> None:
         self.prior_strength = prior_strength
         self.prior_accuracy = prior_accuracy
@@ -188,6 +189,7 @@ class OneCoinDawidSkene(BayesianAggregator):
         self.tol = tol
         self.progress = progress
         self.devices = devices
+        self.inference = inference
 
     def _strength(self, n_classes: int) -> float:
         """Pseudo-labels on each accuracy: ``prior_strength``, or 4 when None."""
