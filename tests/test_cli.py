@@ -391,3 +391,26 @@ def test_report_reads_wide_and_renamed_files(tmp_path: Path) -> None:
     assert main([*argv, "--worker-col", "rater"]) == 0
     for page in ("w.html", "r.html"):
         assert f"{labels['task'].nunique()}</b><span>tasks" in (tmp_path / page).read_text()
+
+
+def test_report_takes_every_model_and_checks_pred_probs(tmp_path: Path, capsys) -> None:
+    """``crowdbayes report --model`` is any registered model (it took gmv, ds and mv only),
+    with ``--pred-probs`` for the CROWDLAB pair, checked before anything is read."""
+    out = tmp_path / "r.html"
+    assert main(["report", "--dataset", "wsd", "--model", "mace", "--out", str(out)]) == 0
+    assert "MACE (--model mace)" in out.read_text()
+    assert main(["report", "--dataset", "wsd", "--model", "crowdlab", "--out", str(out)]) == 2
+    assert "--model crowdlab (CrowdLab) needs --pred-probs FILE" in capsys.readouterr().err
+    labels, _ = cb.datasets.load("wsd")
+    tasks = labels["task"].unique()
+    classes = sorted(labels["label"].unique())
+    pp = pd.DataFrame(np.full((len(tasks), len(classes)), 1 / len(classes)), columns=classes)
+    pp.insert(0, "task", tasks)
+    pp_file = tmp_path / "pp.csv"
+    pp.to_csv(pp_file, index=False)
+    argv = ["report", "--dataset", "wsd", "--pred-probs", str(pp_file), "--out", str(out)]
+    assert main([*argv, "--model", "ds"]) == 2
+    assert "--pred-probs is used only by --model crowdlab" in capsys.readouterr().err
+    assert main([*argv, "--model", "crowdlab"]) == 0  # fitted without the control tasks
+    page = out.read_text()
+    assert "CrowdLab (--model crowdlab)" in page and "crowd accuracy on 18 gold tasks" in page

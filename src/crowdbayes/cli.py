@@ -70,7 +70,6 @@ EXIT_BAD_INPUT = 2
 #: The models ``--processes`` fits (``crowdbayes.distributed.MODELS``; here so that the
 #: CLI imports only the standard library)
 DISTRIBUTED_MODELS = ("ds", "one-coin", "class-conditional", "mace", "recommended")
-REPORT_MODELS = ("gmv", "ds", "mv")  # report.MODELS, kept here so that parsing stays light
 
 
 def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
@@ -559,7 +558,16 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
         "held out to measure accuracy (default 0.1)",
     )
     rep.add_argument("--out", required=True, help="the HTML file to write")
-    rep.add_argument("--model", choices=REPORT_MODELS, help="default: gmv with gold, else ds")
+    rep.add_argument(
+        "--model",
+        choices=list(MODELS),
+        help="the model behind the report (default: recommended; `crowdbayes models` lists them)",
+    )
+    rep.add_argument(
+        "--pred-probs",
+        help="crowdlab, bayesian-crowdlab: a classifier's out-of-sample probabilities "
+        "(CSV/Parquet, one row per task: a task column, one column per class)",
+    )
     rep.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
     rep.add_argument("--task-col", default="task")
     rep.add_argument("--worker-col", default="worker")
@@ -683,6 +691,11 @@ def check_args(args: argparse.Namespace) -> str | None:
         return f"--gold-fraction must be in (0, 1], got {args.gold_fraction}"
     if command == "aggregate":
         return _check_models(args)
+    if command == "report":
+        model = getattr(args, "model", None)
+        return _check_models(
+            argparse.Namespace(**{**vars(args), "model": [model or "recommended"]})
+        )
     return None
 
 

@@ -41,6 +41,7 @@ import json
 import os
 import re
 import sys
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -436,7 +437,16 @@ def build_report(
         if REGISTRY[key].needs_pred_probs:
             if pred_probs is None:
                 raise ValueError(f"model {key} needs the classifier's pred_probs=")
-            fitted.fit(ann, pred_probs=pred_probs)  # type: ignore[call-arg]
+            if key == "crowdlab" and ann.has_gold:
+                # CROWDLAB has no place for gold: fitted without it, scored against it
+                fitted.fit(replace(ann, gold=np.full_like(ann.gold, -1)), pred_probs=pred_probs)  # type: ignore[call-arg]
+                known = ann.gold >= 0
+                gold_labels = pd.Series(
+                    np.asarray(ann.classes)[ann.gold[known]], index=ann.task_ids[known]
+                )
+                fitted.annotations_ = fitted.annotations_.with_gold(gold_labels)
+            else:
+                fitted.fit(ann, pred_probs=pred_probs)  # type: ignore[call-arg]
         else:
             if pred_probs is not None:
                 raise ValueError(f"model {key} does not use pred_probs=")
