@@ -26,9 +26,8 @@ class _BrokenProgram:
         raise jax.errors.JaxRuntimeError("NOT_FOUND: Function broadcast_compare_fusion not found")
 
 
-def test_a_program_read_back_that_does_not_run_is_dropped_and_compiled_again(monkeypatch):
-    if _compile_cache.program_dir() is None:
-        pytest.skip("crowdbayes' program cache is off (CROWDBAYES_NO_CACHE)")
+def test_a_program_read_back_that_does_not_run_is_dropped_and_compiled_again(monkeypatch, tmp_path):
+    monkeypatch.setattr(_compile_cache, "program_dir", lambda: tmp_path)  # the cache on
     sim = simulate_dawid_skene(n_tasks=150, n_workers=12, n_classes=3, labels_per_task=4, seed=3)
     expected = cb.DawidSkene().fit(sim.annotations)  # compiles and saves the program
     saved = dict(em._programs)
@@ -45,9 +44,8 @@ def test_a_program_read_back_that_does_not_run_is_dropped_and_compiled_again(mon
     assert got.n_iter_ == expected.n_iter_
 
 
-def test_an_error_of_a_program_compiled_here_is_not_swallowed(monkeypatch):
-    if _compile_cache.program_dir() is None:
-        pytest.skip("crowdbayes' program cache is off (CROWDBAYES_NO_CACHE)")
+def test_an_error_of_a_program_compiled_here_is_not_swallowed(monkeypatch, tmp_path):
+    monkeypatch.setattr(_compile_cache, "program_dir", lambda: tmp_path)
     sim = simulate_dawid_skene(n_tasks=60, n_workers=7, n_classes=2, labels_per_task=3, seed=4)
 
     def broken_compile(model, key, state, data, hyper):
