@@ -186,13 +186,15 @@ _file_hashes: dict[tuple[str, int, int], bytes] = {}
 
 def _closure(module_names: list[str]) -> list[str]:
     """The files of the named crowdbayes modules and of every crowdbayes module they
-    reach through their module-level names (imported modules, functions, classes)."""
+    reach through their module-level names (imported modules, functions, classes).
+    Packages are not followed: their names grow with every submodule imported later, so
+    the set (and a program's key) would depend on what the process loaded before."""
     seen: set[str] = set()
     stack = list(module_names)
     while stack:
         name = stack.pop()
         module = sys.modules.get(name)
-        if name in seen or module is None:
+        if name in seen or module is None or hasattr(module, "__path__"):
             continue
         seen.add(name)
         for value in list(vars(module).values()):
