@@ -199,7 +199,7 @@ def test_model_metrics_split_gold_and_ordinary() -> None:
     assert list(summary.index) == ["gold", "ordinary"]
     assert summary.loc["gold", "n_tasks"] + summary.loc["ordinary", "n_tasks"] == len(tm)
     acc = metrics.gold_accuracy(gmv)
-    assert acc["n"] == 30 and acc["low"] <= acc["accuracy"] <= acc["high"]
+    assert acc["n"] == 30 and acc["lower"] <= acc["accuracy"] <= acc["upper"]
     assert acc["accuracy"] == pytest.approx((tm.loc[g, "crowd_label"] == gold.loc[g]).mean())
 
 
@@ -232,8 +232,8 @@ def test_annotator_accuracy_intervals_and_skill_errors() -> None:
     assert len(acc) == labels["worker"].nunique()  # annotators without gold kept (NaN)
     has = acc["n_gold"] > 0
     assert acc.loc[~has, "accuracy"].isna().all()
-    assert ((acc.loc[has, "low"] <= acc.loc[has, "accuracy"])
-            & (acc.loc[has, "accuracy"] <= acc.loc[has, "high"])).all()  # fmt: skip
+    assert ((acc.loc[has, "lower"] <= acc.loc[has, "accuracy"])
+            & (acc.loc[has, "accuracy"] <= acc.loc[has, "upper"])).all()  # fmt: skip
     with pytest.raises(AnnotationsError, match="no skill given for annotator"):
         metrics.uncertainty(labels, pd.Series({"nobody": 0.5}))
     skills = pd.Series(1.5, index=labels["worker"].unique())

@@ -298,7 +298,7 @@ def quality_summary(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFr
     >>> labels, truth = cb.datasets.load("wsd")
     >>> gmv = GoldMajorityVote().fit(labels, gold=truth.iloc[:20])
     >>> print(quality_summary(gmv).round(3).to_string())
-              n_tasks  uncertainty  consistency  accuracy  accuracy_low  accuracy_high
+              n_tasks  uncertainty  consistency  accuracy  accuracy_lower  accuracy_upper
     gold           20        0.044        0.987       1.0         0.839            1.0
     ordinary      157        0.037        0.988       NaN           NaN            NaN
     """
@@ -313,8 +313,8 @@ def quality_summary(model: Aggregator, *, confidence: float = 0.95) -> pd.DataFr
             "uncertainty": float(part["uncertainty"].mean()) if has else np.nan,
             "consistency": float(part["consistency"].mean()) if has else np.nan,
             "accuracy": acc["accuracy"] if (acc is not None and name == "gold") else np.nan,
-            "accuracy_low": acc["low"] if (acc is not None and name == "gold") else np.nan,
-            "accuracy_high": acc["high"] if (acc is not None and name == "gold") else np.nan,
+            "accuracy_lower": acc["lower"] if (acc is not None and name == "gold") else np.nan,
+            "accuracy_upper": acc["upper"] if (acc is not None and name == "gold") else np.nan,
         }
     out = pd.DataFrame.from_dict(rows, orient="index")
     out["n_tasks"] = out["n_tasks"].astype(int)
@@ -457,7 +457,7 @@ def gold_accuracy(
 def _accuracy_row(k: int, n: int, confidence: float) -> pd.Series:
     low, high = wilson_interval(k, n, confidence)
     return pd.Series(
-        {"accuracy": k / n, "low": float(low), "high": float(high), "n_correct": k, "n": n},
+        {"accuracy": k / n, "lower": float(low), "upper": float(high), "n_correct": k, "n": n},
         name="gold_accuracy",
     )
 
@@ -465,8 +465,8 @@ def _accuracy_row(k: int, n: int, confidence: float) -> pd.Series:
 def annotator_accuracy(
     data: AnswersLike, gold: GoldLike = None, *, confidence: float = 0.95
 ) -> pd.DataFrame:
-    """Per annotator: accuracy on gold tasks with a Wilson interval (``accuracy``, ``low``,
-    ``high``), ``n_gold`` (distinct gold labels given) and ``n_labels``. Annotators with no
+    """Per annotator: accuracy on gold tasks with a Wilson interval (``accuracy``, ``lower``,
+    ``upper``), ``n_gold`` (distinct gold labels given) and ``n_labels``. Annotators with no
     gold task have NaN accuracy and interval (kept, never dropped).
 
     >>> import pandas as pd
@@ -491,8 +491,8 @@ def annotator_accuracy(
     return pd.DataFrame(
         {
             "accuracy": skill,
-            "low": low,
-            "high": high,
+            "lower": low,
+            "upper": high,
             "n_gold": n_gold,
             "n_labels": ann.labels_per_worker(),
         },

@@ -20,6 +20,7 @@ with ``backend="matplotlib"`` (for a static image). Both libraries are optional 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -124,14 +125,14 @@ def _quality_columns(q: pd.DataFrame) -> tuple[str, str | None, str | None] | No
     """The point estimate's column in an ``annotator_quality()`` frame and its bounds."""
     for base in ("accuracy", "annotator_quality", "agreement"):
         if base in q.columns:
-            lows = [c for c in (f"{base}_lower", f"{base}_low", "low") if c in q.columns]
-            highs = [c for c in (f"{base}_upper", f"{base}_high", "high") if c in q.columns]
+            lows = [c for c in (f"{base}_lower",) if c in q.columns]
+            highs = [c for c in (f"{base}_upper",) if c in q.columns]
             return base, lows[0] if lows else None, highs[0] if highs else None
     return None
 
 
 def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd.DataFrame:
-    """Per annotator, worst first: ``quality`` with ``low``/``high`` bounds, ``n_labels``,
+    """Per annotator, worst first: ``quality`` with ``lower``/``upper`` bounds, ``n_labels``,
     and with gold ``n_gold`` (gold tasks labelled) and ``gold_accuracy``.
 
     The quality is the model's own estimate with its ``confidence`` interval where
@@ -146,7 +147,7 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     >>> labels, truth = cb.datasets.load("wsd")
     >>> t = annotator_quality_table(cb.DawidSkene().fit(labels))
     >>> list(t.columns), bool(t["quality"].is_monotonic_increasing)
-    (['quality', 'low', 'high', 'n_labels'], True)
+    (['quality', 'lower', 'upper', 'n_labels'], True)
     """
     check_is_fitted(model)
     ann = model.annotations_
@@ -156,15 +157,13 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     what = ""
     q: pd.DataFrame | None = None
     if quality_fn is not None:
-        try:
-            q = quality_fn(interval=confidence)
-        except TypeError:
-            q = quality_fn()
+        takes_interval = "interval" in inspect.signature(quality_fn).parameters
+        q = quality_fn(interval=confidence) if takes_interval else quality_fn()
         cols = _quality_columns(q)
         if cols is not None and cols[1] is not None and cols[2] is not None:
             base, low, high = cols
             table = pd.DataFrame(
-                {"quality": q[base], "low": q[low], "high": q[high]}, index=q.index
+                {"quality": q[base], "lower": q[low], "upper": q[high]}, index=q.index
             )
             what = f"the model's {base.replace('_', ' ')} with its {level} interval"
     if table is None and ann.has_gold:
@@ -174,8 +173,8 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
         table = pd.DataFrame(
             {
                 "quality": quality.reindex(acc.index).to_numpy(),
-                "low": acc["low"],
-                "high": acc["high"],
+                "lower": acc["lower"],
+                "upper": acc["upper"],
             },
             index=acc.index,
         )
@@ -188,7 +187,7 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
         else:
             point = pd.Series(np.nan, index=ann.worker_ids)
             what = "not estimated by this model"
-        table = pd.DataFrame({"quality": point, "low": np.nan, "high": np.nan})
+        table = pd.DataFrame({"quality": point, "lower": np.nan, "upper": np.nan})
     table = table.reindex(ann.worker_ids).astype(float)
     table["n_labels"] = ann.labels_per_worker()
     if ann.has_gold:
@@ -243,8 +242,8 @@ def annotator_quality_plot(
         )
         for ax, (name, part) in zip(axes[:, 0], parts, strict=True):
             q = part["quality"].to_numpy(dtype=float)
-            lo = np.nan_to_num(q - part["low"].to_numpy(dtype=float), nan=0.0)
-            hi = np.nan_to_num(part["high"].to_numpy(dtype=float) - q, nan=0.0)
+            lo = np.nan_to_num(q - part["lower"].to_numpy(dtype=float), nan=0.0)
+            hi = np.nan_to_num(part["upper"].to_numpy(dtype=float) - q, nan=0.0)
             y = np.arange(len(part))
             ax.errorbar(q, y, xerr=[lo, hi], fmt="o", ms=3, capsize=2)
             ax.set_yticks(y, [str(i) for i in part.index], fontsize=6)
@@ -269,8 +268,8 @@ def annotator_quality_plot(
     colours = {"worst": "#d62728", "best": "#2ca02c", "all": "#1f77b4"}
     for row, (name, part) in enumerate(parts, start=1):
         q = part["quality"].to_numpy(dtype=float)
-        lo = np.nan_to_num(q - part["low"].to_numpy(dtype=float), nan=0.0)
-        hi = np.nan_to_num(part["high"].to_numpy(dtype=float) - q, nan=0.0)
+        lo = np.nan_to_num(q - part["lower"].to_numpy(dtype=float), nan=0.0)
+        hi = np.nan_to_num(part["upper"].to_numpy(dtype=float) - q, nan=0.0)
         gold = (
             part["gold_accuracy"].to_numpy(dtype=float)
             if "gold_accuracy" in part

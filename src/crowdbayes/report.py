@@ -365,8 +365,8 @@ def _annotator_section(
     level = f"{round(CONFIDENCE * 100)}%"
     shown = pd.DataFrame(index=quality.index)
     shown["quality"] = quality["quality"]
-    shown[f"{level} low"] = quality["low"]
-    shown[f"{level} high"] = quality["high"]
+    shown[f"{level} low"] = quality["lower"]
+    shown[f"{level} high"] = quality["upper"]
     shown["labels"] = quality["n_labels"].astype(int)
     if "n_gold" in quality:
         shown["gold tasks"] = quality["n_gold"].astype(int)
@@ -475,7 +475,7 @@ def build_report(
         acc = gold_accuracy(fitted)
         cards.append(
             _card(
-                f"{acc['accuracy']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]",
+                f"{acc['accuracy']:.3f} [{acc['lower']:.3f}, {acc['upper']:.3f}]",
                 f"crowd accuracy on {int(acc['n'])} gold tasks (95% Wilson)",
             )
         )
@@ -483,7 +483,7 @@ def build_report(
         acc = gold_accuracy(fitted, held_out)
         cards.append(
             _card(
-                f"{acc['accuracy']:.3f} [{acc['low']:.3f}, {acc['high']:.3f}]",
+                f"{acc['accuracy']:.3f} [{acc['lower']:.3f}, {acc['upper']:.3f}]",
                 f"model accuracy on {int(acc['n'])} held-out gold tasks (95% Wilson)",
             )
         )
