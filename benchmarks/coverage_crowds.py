@@ -209,7 +209,9 @@ def main() -> None:
     ap.add_argument("--from-csv", help="write the table from rows saved by --out, no fits")
     ap.add_argument("--models", nargs="+", choices=list(NESTS), help="fit only these")
     ap.add_argument(
-        "--merge", help="rows saved by --out: the --models rows replace theirs, the rest stay"
+        "--merge",
+        help="rows saved by --out: the rows of the (model, engine) pairs run now replace "
+        "theirs, the rest stay",
     )
     args = ap.parse_args()
     if args.from_csv:
@@ -218,7 +220,9 @@ def main() -> None:
         res = run(args.seed, args.nuts, args.models)
         if args.merge:
             old = pd.read_csv(args.merge)
-            res = pd.concat([old[~old["model"].isin(res["model"].unique())], res])
+            ran = set(zip(res["model"], res["method"], strict=True))
+            keep = [(m, e) not in ran for m, e in zip(old["model"], old["method"], strict=True)]
+            res = pd.concat([old[keep], res])
     print(table(res))
     if args.out:
         res.to_csv(args.out, index=False)
