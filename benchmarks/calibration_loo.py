@@ -1,7 +1,7 @@
 """Leave-one-dataset-out check of how recommended() reports its probabilities.
 
 recommended() runs Dawid–Skene EM at temperature ``0.4 * sqrt(n)`` for a task with ``n``
-labels and reports the posterior at ``T = c * sqrt(n * design)`` (``c = 1.4``), where
+labels and reports the posterior at ``T = c * sqrt(n * design)`` (``c = 1.5``), where
 ``design = 1 + (n - 1) * rho`` and ``rho`` is the correlation of labels within a task
 estimated from the vote counts (``label_correlation_``). This script fits
 that EM once per dataset folder (``labels.csv``, ``truth.csv``) and scores other ways of
@@ -165,7 +165,7 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
     # the counts behind the confusion matrices: expected labels plus the prior's pseudo-counts
     post = jnp.asarray(q.T, jnp.float32)
     hyper = model._fitted_hyper()
-    counts = np.asarray(DawidSkeneModel.expected_counts(post, model.data_, W), np.float64)
+    counts = np.asarray(DawidSkeneModel.expected_counts(post, model._data(), W), np.float64)
     counts += np.asarray(hyper.confusion_counts, np.float64)
     class_counts = q.sum(axis=0) + np.asarray(hyper.class_counts, np.float64)
     row_total = counts.sum(axis=-1)
@@ -179,7 +179,7 @@ def fit_dataset(df: pd.DataFrame, gold: pd.Series, rng: np.random.Generator) -> 
         )
     sources["cross-fitted"] = crossed[rows]
     # predictive: draws from the confusions' Dirichlet posterior given those counts
-    confs, pis = DawidSkeneModel.em_draws(model.params_, post, model.data_, hyper, rng, N_DRAWS)
+    confs, pis = DawidSkeneModel.em_draws(model.params_, post, model._data(), hyper, rng, N_DRAWS)
     sources["predictive"] = np.stack(
         [
             task_log_joint(ann, np.log(c.astype(np.float64)), np.log(p.astype(np.float64)))[rows]
