@@ -139,6 +139,20 @@ def test_in_process_models_equal_their_estimators(crowd: pd.DataFrame) -> None:
         assert res.n_iter == est.n_iter_
 
 
+def test_an_engine_object_sets_the_multi_process_fit(crowd: pd.DataFrame) -> None:
+    """``inference=EM(max_iter=3)`` is the iteration limit here too, as in the estimator;
+    a NUTS engine is refused as ``method="nuts"`` is."""
+    table = pa.Table.from_pandas(crowd, preserve_index=False)
+    res = distributed.fit(table, cb.DawidSkene(inference=cb.EM(max_iter=3, tol=0.0)))
+    est = cb.DawidSkene(max_iter=3, tol=0.0).fit(crowd)
+    assert res.n_iter == est.n_iter_ == 3
+    np.testing.assert_allclose(
+        res.proba, est.predict_proba().loc[res.tasks.to_pylist()].to_numpy(), atol=1e-5
+    )
+    with pytest.raises(ValueError, match="runs EM only"):
+        distributed.fit(table, cb.DawidSkene(inference=cb.NUTS()))
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

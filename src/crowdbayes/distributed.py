@@ -47,6 +47,7 @@ from typing import Any, cast
 import numpy as np
 
 from .data import AnnotationsError
+from .engines import engine_settings
 
 __all__ = [
     "MODELS",
@@ -227,8 +228,8 @@ def _check_estimator(est: Any) -> None:
         raise ValueError(
             f"{type(est).__name__} does not run multi-process; use one of {', '.join(MODELS)}"
         )
-    if getattr(est, "method", "em") != "em":
-        raise ValueError("a multi-process fit runs EM only (method='em')")
+    if engine_settings(est)["method"] != "em":
+        raise ValueError("a multi-process fit runs EM only (method='em', inference=EM(...))")
 
 
 # ------------------------------------------------------------------ fit
@@ -340,7 +341,7 @@ def _fit_table(
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
 
-    from .inference.em import EMData, _em_chunk_jit, _State, bound_programs
+    from .inference.em import EMData, _em_chunk_jit, bound_programs, initial_state
     from .inference.segments import MAX_WIDTH, Segments
     from .inference.sharding import AXIS, ShardedSegments
 
@@ -448,22 +449,16 @@ def _fit_table(
     init = votes / np.maximum(votes.sum(1, keepdims=True), 1.0)
     post0 = sharded(np.ascontiguousarray(init.T, dtype=np.float32), axis=1)
     family = est._family
-    max_iter = int(est.max_iter)
+    settings = engine_settings(est)  # inference=EM(...) or the estimator's own
+    max_iter, tol = int(settings["max_iter"]), float(settings["tol"])
     shapes = jax.eval_shape(family.m_step, post0, data, hyper)
-    params0 = jax.tree_util.tree_map(lambda s: replicated(np.zeros(s.shape, s.dtype)), shapes)
-    state = _State(
-        params0,
-        post0,
-        replicated(np.float32(-np.inf)),
-        replicated(np.float32(np.inf)),
-        replicated(np.int32(0)),
-        replicated(np.full((max(max_iter, 1),), np.nan, np.float32)),
-    )
+    history0 = replicated(np.full((max(max_iter, 1),), np.nan, np.float32))
+    state = initial_state(shapes, post0, history0, replicated)
     bound_programs()
     timings["layout_s"] = time.perf_counter() - start - timings["read_s"] - timings["encode_s"]
     em_start = time.perf_counter()
     state = _em_chunk_jit(
-        family, state, data, hyper, replicated(np.int32(max_iter)), replicated(np.float32(est.tol))
+        family, state, data, hyper, replicated(np.int32(max_iter)), replicated(np.float32(tol))
     )
 
     def local(x: jax.Array) -> np.ndarray:
@@ -472,7 +467,6 @@ def _fit_table(
     n_iter = int(local(state.n_iter))  # waits for the loop
     timings["em_s"] = time.perf_counter() - em_start
     gain = float(local(state.gain))
-    tol = float(est.tol)
     converged = n_iter >= 2 and tol > 0 and gain / n_total < tol
     params = jax.tree_util.tree_map(local, state.params)
     post = local(state.post).astype(np.float64)[:, :T].T

@@ -144,25 +144,34 @@ def read_share(
         batches = _dataset(source).to_batches(columns=cols, batch_size=batch_size)
     kept = []
     for batch in batches:
-        for name in cols:
-            n_null = batch.column(name).null_count
-            if n_null:
-                raise AnnotationsError(f"column {name!r} has {n_null} missing value(s)")
+        _no_missing(batch, cols)
         if num_processes > 1:
             mine = owner(batch.column(0), num_processes) == process_id
             batch = batch.filter(pa.array(mine))
         if batch.num_rows:
             kept.append(batch)
-    schema = pa.schema(
-        [
-            (n, f.type)
-            for n, f in zip(("task", "worker", "label"), _schema(source, cols), strict=True)
-        ]
-    )
-    if not kept:
+    return _labels_table(pa.Table.from_batches(kept) if kept else None, source, cols)
+
+
+def _no_missing(part: Any, cols: Sequence[str]) -> None:
+    """An :class:`~crowdbayes.data.AnnotationsError` naming the first of ``cols`` with a
+    missing value in ``part`` (a record batch or table)."""
+    for name in cols:
+        n_null = part.column(name).null_count
+        if n_null:
+            raise AnnotationsError(f"column {name!r} has {n_null} missing value(s)")
+
+
+def _labels_table(table: Any, source: Any, cols: list[str]) -> Any:
+    """``table`` (None: no rows) with its columns named ``task``, ``worker``, ``label``
+    and cast to ``source``'s types of ``cols``."""
+    import pyarrow as pa
+
+    names = ["task", "worker", "label"]
+    schema = pa.schema([(n, f.type) for n, f in zip(names, _schema(source, cols), strict=True)])
+    if table is None:
         return schema.empty_table()
-    table = pa.Table.from_batches(kept)
-    return table.rename_columns(["task", "worker", "label"]).cast(schema)
+    return table.rename_columns(names).cast(schema)
 
 
 def row_groups(source: Any) -> list[Any]:
@@ -207,21 +216,9 @@ def read_row_groups(
     tables = []
     for group in mine:
         part = group.to_table(columns=cols)
-        for name in cols:
-            n_null = part.column(name).null_count
-            if n_null:
-                raise AnnotationsError(f"column {name!r} has {n_null} missing value(s)")
+        _no_missing(part, cols)
         tables.append(part)
-    schema = pa.schema(
-        [
-            (n, f.type)
-            for n, f in zip(("task", "worker", "label"), _schema(source, cols), strict=True)
-        ]
-    )
-    if not tables:
-        return schema.empty_table()
-    table = pa.concat_tables(tables)
-    return table.rename_columns(["task", "worker", "label"]).cast(schema)
+    return _labels_table(pa.concat_tables(tables) if tables else None, source, cols)
 
 
 def check_columns(source: Any, columns: Sequence[str]) -> None:

@@ -363,6 +363,23 @@ class _State(NamedTuple):
     history: jnp.ndarray
 
 
+def initial_state(
+    shapes: Any, post0: jax.Array, history0: jax.Array, put: Callable[[Any], jax.Array]
+) -> _State:
+    """The EM loop's first state: params of ``shapes`` (zeros; the loop starts with an
+    M-step), the initial posterior, no objective or gain yet, iteration 0, ``history0``;
+    ``put`` places each host array (one device, or replicated over a mesh)."""
+    params0 = jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), shapes)
+    return _State(
+        params0,
+        post0,
+        put(np.float32(-np.inf)),
+        put(np.float32(np.inf)),
+        put(np.int32(0)),
+        history0,
+    )
+
+
 def _rows(params: Any, sizes: dict[int, slice]) -> Any:
     """``params`` with every axis whose length is a key of ``sizes`` sliced by its value."""
 
@@ -530,15 +547,7 @@ def run_em(
         shapes = compiled.args_info[0][0].params
     else:  # the loop starts with an M-step, so params only need the right structure here
         shapes = jax.eval_shape(model.m_step, post0, data, hyper)
-    params0 = jax.tree_util.tree_map(lambda s: put(np.zeros(s.shape, s.dtype)), shapes)
-    state = _State(
-        params0,
-        post0,
-        put(np.float32(-np.inf)),
-        put(np.float32(np.inf)),
-        put(np.int32(0)),
-        history0,
-    )
+    state = initial_state(shapes, post0, history0, put)
     tol_arr = put(np.float32(tol))
     if key is not None:
         read_back = compiled is not None
