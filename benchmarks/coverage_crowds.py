@@ -152,16 +152,27 @@ off-diagonal logit, which shrank annotators better or worse overall hard toward 
 population), covers 0.82-0.93 with EM and 0.85-0.91 with NUTS (0.00-0.89 and 0.35-0.78
 before, with 120 estimates outside their own interval at spammers K=5, none now).
 ItemDifficulty (now: knows the answer or guesses) covers 0.92-0.95 where there are no
-spammers. Not yet in range: MACE on spammers (0.69-0.70, EM and NUTS alike) and
-ItemDifficulty on spammers (0.72-0.73): a pure spammer sits on the boundary of those
-models (competence 0, accuracy exactly 1/K), where an equal-tailed interval of a
-posterior pushed off the boundary cannot reach it (with equally likely classes
-MACE's spam-only accuracy sum_k pi_k xi_jk is 1/K whatever xi, so every competence above
-0 puts the accuracy above 1/K). Flatter competence priors (Beta(0.1, 0.1) to Beta(0.5,
-0.5), on the seed-K crowds) left MACE at 0.59-0.79 on spammers and lowered one_coin K=2
-to 0.77-0.80; an exact M-step (bisection on the competence) changed it by 3e-5.
-DawidSkene at class_conditional K=5
-(0.82) and HierarchicalDawidSkene at K=2 and skewed activity K=5 (0.82-0.84);
+spammers. MACE (2026-12-02) covers 0.88-0.91 with EM and 0.84-0.90 with NUTS on every
+population it nests, spammers included (0.69-0.70 before): a pure spammer sits on the
+boundary (competence 0, accuracy exactly 1/K with equally likely classes), which an
+equal-tailed interval of a posterior pushed off the boundary cannot reach. Three changes:
+a flat competence prior Beta(1, 1) (was Beta(2.8, 1.2), density 0 at the boundary); EM
+draws each competence from its exact conditional posterior on a grid (a Beta around the
+estimate put no mass near 0, where a spammer's likelihood is flat); and the accuracy
+bounds sit at the quantile levels of competence's shortest interval, which starts at 0
+where the posterior piles up there. The prior was chosen on the seed-K crowds (EM
+0.87-0.94 there); flatter priors alone, with equal tails (Beta(0.1, 0.1) to Beta(0.5,
+0.5)), had left MACE at 0.59-0.79 on spammers. Not yet in range: ItemDifficulty on
+spammers (0.72-0.73, EM and NUTS alike). Tried (seed-K crowds): the same shortest-interval
+levels with its Laplace draws (0.74-0.75), a Gaussian in the probability of knowing
+truncated to [0, 1] (0.76-0.79), and draws of each ability from its exact conditional
+given the items' difficulties on a grid, with a normal or a logistic ability prior
+(0.73-0.84, none of the K = 3 and 5 spammers covered). Two causes: the normal prior on the
+ability's logit has density 0 at "never knows"; and with a difficulty per item fitted
+jointly, a spammer's wrong labels make their items look hard, so given the difficulties
+the spammer looks able (its conditional posterior sits away from 0 even under a flat
+prior); NUTS covers them no better (0.73). Also below 0.85 with EM: DawidSkene at
+class_conditional K=5 (0.82) and HierarchicalDawidSkene at K=2 and skewed activity K=5 (0.82-0.84);
 recommended() covers 0.83-0.94 (was 0.68 on spammers at K=5 with
 its previous prior, 3 pseudo-labels per row at 0.8: 15 per annotator at K = 5); its
 prior is now worth 6 labels per annotator, chosen among the priors that covered 0.82 or

@@ -105,7 +105,7 @@ EM_INTERVALS = {
     "dawid_skene": "intervals from the Dirichlet posterior of each confusion row given imputed classes",
     "one_coin": "intervals from the Beta posterior of each accuracy given imputed classes",
     "class_conditional": "intervals from the Beta posterior of each per-class accuracy given imputed classes",
-    "mace": "intervals from the Beta/Dirichlet posteriors given imputed classes, the truthful/spam split of right labels redrawn in each draw",
+    "mace": "intervals from draws given imputed classes: competence from its exact conditional posterior (a grid), the truthful/spam split redrawn; accuracy bounds at the levels of competence's shortest interval",
     "hierarchical_dawid_skene": "Laplace intervals on the confusion logits",
     "item_difficulty": "Laplace intervals with the observed information (Louis' formula)",
 }

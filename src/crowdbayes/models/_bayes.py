@@ -65,6 +65,7 @@ __all__ = [
     "marginal_model",
     "nuts_draws",
     "quality_frame",
+    "shortest_levels",
     "vote_shares",
 ]
 
@@ -260,6 +261,24 @@ def interval_bounds(draws: np.ndarray, interval: float, axis: int = 0) -> np.nda
     return np.quantile(np.asarray(draws, dtype=np.float64), q, axis=axis)
 
 
+def shortest_levels(draws: np.ndarray, interval: float) -> np.ndarray:
+    """Per column of ``draws [S, W]``: the quantile levels ``[2, W]`` (lower, upper) of
+    its shortest interval holding ``interval`` of the draws (highest posterior density
+    for a unimodal posterior). At a boundary where the posterior piles up, the shortest
+    interval starts at the boundary (level 0), where an equal-tailed one never reaches.
+
+    >>> x = np.linspace(0, 1, 101) ** 3  # piled up at 0; 1 - x piles up at 1
+    >>> shortest_levels(np.c_[x, 1 - x], 0.9)
+    array([[0. , 0.1],
+           [0.9, 1. ]])
+    """
+    x = np.sort(np.asarray(draws, np.float64), axis=0)
+    S = x.shape[0]
+    m = min(max(int(np.ceil(interval * S)), 1), S)
+    start = (x[m - 1 :] - x[: S - m + 1]).argmin(axis=0)
+    return np.stack([start, start + m - 1]) / max(S - 1, 1)
+
+
 def quality_frame(
     conf_draws: np.ndarray,
     pi_draws: np.ndarray,
@@ -267,11 +286,14 @@ def quality_frame(
     point_pi: np.ndarray,
     interval: float | None,
     ann: Annotations,
+    levels: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per annotator: accuracy (probability a label is right under the class prior) and
     per-class sensitivity (``p(label k | class k)``), with ``interval`` bounds from draws
     ``[S, W, K, L]`` / ``[S, K]``; columns ``accuracy``, ``accuracy_lower``,
-    ``accuracy_upper``, ``sensitivity[c]`` (+ ``_lower``/``_upper``), ``n_labels``."""
+    ``accuracy_upper``, ``sensitivity[c]`` (+ ``_lower``/``_upper``), ``n_labels``.
+    ``levels [2, W]``: each annotator's quantile levels for the accuracy bounds
+    (equal-tailed without)."""
     W = ann.n_workers
     sens = np.diagonal(point_conf, axis1=-2, axis2=-1)[:W]  # [W, K]
     cols: dict[str, np.ndarray] = {"accuracy": sens @ point_pi}
@@ -279,7 +301,12 @@ def quality_frame(
     if interval is not None:
         sens_d = np.diagonal(conf_draws, axis1=-2, axis2=-1)[:, :W]  # [S, W, K]
         acc_d = np.einsum("swk,sk->sw", sens_d, pi_draws)
-        lo, hi = interval_bounds(acc_d, interval)
+        if levels is None:
+            lo, hi = interval_bounds(acc_d, interval)
+        else:
+            srt = np.sort(acc_d.astype(np.float64), axis=0)
+            at = np.rint(np.asarray(levels) * (srt.shape[0] - 1)).astype(np.int64)
+            lo, hi = srt[at[0], np.arange(W)], srt[at[1], np.arange(W)]
         cols["accuracy_lower"], cols["accuracy_upper"] = lo, hi
     for k, c in enumerate(ann.classes):
         cols[f"sensitivity[{c}]"] = sens[:, k]
@@ -565,9 +592,21 @@ class BayesianAggregator(Aggregator):
             conf_d, pi_d = self._em_interval_draws(int(n_draws))
         else:
             conf_d = pi_d = np.zeros(0)
-        out = quality_frame(conf_d, pi_d, self.confusion_, self.class_prior_, interval, ann)
+        comp = self._competence_draws(conf_d) if interval is not None else None
+        levels = None if comp is None else shortest_levels(comp, float(interval))  # type: ignore[arg-type]
+        out = quality_frame(
+            conf_d, pi_d, self.confusion_, self.class_prior_, interval, ann, levels=levels
+        )
         out["agreement"] = self._agreement_with_consensus()
         return out
+
+    def _competence_draws(self, conf_draws: np.ndarray) -> np.ndarray | None:
+        """Draws ``[S, W]`` of a quality with a boundary that the model's accuracy is
+        monotone in (MACE's competence: 0 is a spammer), or None. Where given,
+        ``annotator_quality``'s accuracy bounds sit at the quantile levels of this
+        quantity's shortest interval instead of equal tails, so that an interval can
+        reach the boundary (see :func:`shortest_levels`)."""
+        return None
 
     def _em_interval_draws(self, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
         """Draws of the confusions ``[n, W, K, L]`` and class prior ``[n, K]`` behind EM's

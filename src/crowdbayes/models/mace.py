@@ -40,6 +40,8 @@ from .dawid_skene import DawidSkeneModel, DSParams
 __all__ = ["MACE", "MACEHyper", "MACEModel", "MACEParams"]
 
 _INNER_STEPS = 25
+#: cells of the grid on which EM's intervals draw each competence
+COMPETENCE_GRID = 256
 
 
 class MACEParams(NamedTuple):
@@ -95,19 +97,7 @@ def _expected(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
     return DawidSkeneModel.expected_counts(post, data, data.n_labels_per_worker.shape[0])
 
 
-def _em_stats(
-    post: jnp.ndarray, data: EMData, hyper: MACEHyper
-) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
-    """At the EM estimate: expected right labels ``[W, K]`` (label = true class ``k``),
-    the probability ``[W, K]`` that such a label was given truthfully, and the labels
-    given ``[W, L]``."""
-    E = _expected(post, data)
-    t, xi, _ = _inner(E, hyper)
-    r = t[:, None] / (t[:, None] + (1 - t[:, None]) * xi)
-    return jnp.diagonal(E, axis1=1, axis2=2), r, E.sum(1)
-
-
-_em_stats_jit = jax.jit(_em_stats)
+_expected_jit = jax.jit(_expected)
 
 
 class MACEModel:
@@ -191,25 +181,43 @@ class MACEModel:
         rng: np.random.Generator,
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Beta posterior of competence and Dirichlet posterior of the spam distribution
-        given the expected truthful and spam counts at the EM estimate, with the split of
-        each annotator's right labels into truthful and spam imputed afresh for every draw
-        (binomial, normal approximation; one data-augmentation step). Taking the expected
-        split as known made the intervals too narrow: which right labels were spam is
-        never observed."""
-        right, r, given = (np.asarray(x, np.float64) for x in _em_stats_jit(post, data, hyper))
-        sd = np.sqrt(right * r * (1.0 - r))
-        eps = rng.standard_normal((n, *right.shape))
-        good = np.clip(right * r + sd * eps, 0.0, right)  # [n, W, K] truthful labels
-        n_good = good.sum(-1)
+        """Draws given the labels and the tasks' classes ``post`` (imputed, one-hot):
+        each competence from its exact conditional posterior given the spam
+        distribution at the EM estimate (the Beta prior times the likelihood, on a grid
+        of :data:`COMPETENCE_GRID` cells), then each annotator's split of its right
+        labels into truthful and spam given that competence (binomial), then the spam
+        distribution's Dirichlet given the spam labels.
+
+        The exact conditional matters at the boundary: a spammer's likelihood is flat
+        near competence 0, where a Beta approximation around the EM estimate puts no
+        mass (its intervals never reached accuracy 1/K)."""
+        E = np.asarray(_expected_jit(post, data), np.float64)  # [W, K, L] given classes
+        W, K = E.shape[:2]
+        xi = np.exp(np.asarray(params.log_xi, np.float64))  # [W, L]
+        a, b = float(hyper.a), float(hyper.b)
+        grid = (np.arange(COMPETENCE_GRID) + 0.5) / COMPETENCE_GRID  # cell midpoints
+        right = np.rint(np.diagonal(E, axis1=1, axis2=2))  # [W, K] label = class k
+        wrong = np.rint(E.sum(1)) - right  # [W, L] other labels, by value
+        log_p = (a - 1.0) * np.log(grid) + (b - 1.0) * np.log1p(-grid)  # [G]
+        log_p = log_p + np.log1p(-grid) * wrong.sum(-1, keepdims=True)  # [W, G]
+        log_p = log_p + (wrong * np.log(np.maximum(xi, 1e-300))).sum(-1, keepdims=True)
+        for k in range(K):  # right labels: t + (1 - t) xi_k
+            log_p = log_p + right[:, k : k + 1] * np.log(grid + (1.0 - grid) * xi[:, k : k + 1])
+        cdf = np.cumsum(np.exp(log_p - log_p.max(1, keepdims=True)), axis=1)
+        cdf /= cdf[:, -1:]
+        # inverse CDF for every annotator at once: row w's CDF shifted by w is increasing
+        shift = np.arange(W, dtype=np.float64)[:, None]
+        flat = (np.minimum(cdf, 1.0) + shift).ravel()
+        u = rng.random((n, W))
+        cell = np.searchsorted(flat, u + shift[:, 0]) - np.arange(W) * COMPETENCE_GRID
+        t = (np.clip(cell, 0, COMPETENCE_GRID - 1) + rng.random((n, W))) / COMPETENCE_GRID
+        r = t[..., None] / (t[..., None] + (1.0 - t[..., None]) * xi[None, :, :K])  # [n, W, K]
+        good = rng.binomial(np.broadcast_to(right.astype(np.int64), r.shape), r)
+        spam = E.sum(1)[None] - good + np.asarray(hyper.spam_counts, np.float64)  # [n, W, L]
         tiny = np.finfo(np.float32).tiny
-        g_t = np.maximum(rng.standard_gamma(n_good + float(hyper.a), dtype=np.float32), tiny)
-        g_f = rng.standard_gamma(given.sum(-1) - n_good + float(hyper.b), dtype=np.float32)
-        t = g_t / (g_t + np.maximum(g_f, tiny))  # [n, W]
-        spam = np.maximum(given - good, 0.0) + np.asarray(hyper.spam_counts, np.float64)
-        g_xi = np.maximum(rng.standard_gamma(spam, dtype=np.float32), tiny)
-        xi = g_xi / g_xi.sum(-1, keepdims=True)  # [n, W, L]
-        conf = np.asarray(mace_confusion(jnp.asarray(t), jnp.asarray(xi)))
+        g_xi = np.maximum(rng.standard_gamma(np.maximum(spam, tiny)).astype(np.float32), tiny)
+        xi_d = g_xi / g_xi.sum(-1, keepdims=True)
+        conf = np.asarray(mace_confusion(jnp.asarray(t, jnp.float32), jnp.asarray(xi_d)))
         pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
@@ -220,9 +228,13 @@ class MACE(BayesianAggregator):
 
     Parameters
     ----------
-    prior_strength, prior_competence : float, default 4.0, 0.7
+    prior_strength, prior_competence : float, default 2.0, 0.5
         Competence prior Beta(strength * competence, strength * (1 - competence)):
-        ``strength`` pseudo-labels, a share ``competence`` of them truthful.
+        ``strength`` pseudo-labels, a share ``competence`` of them truthful. The default
+        Beta(1, 1) is flat in competence, so flat in accuracy over [1/K, 1] with equally
+        likely classes: it does not pull a spammer (competence 0) off the boundary,
+        where Beta(2.8, 1.2) (the default until 2026-12-02) held spammers' intervals
+        above accuracy 1/K (coverage 0.72 on the spammer crowds, 0.87-0.89 now).
     spam_prior_strength : float, default 1.0
         Dirichlet pseudo-count per label of each spamming distribution (``Dirichlet(g)``).
     class_prior_strength : float, default 1.0
@@ -240,8 +252,8 @@ class MACE(BayesianAggregator):
 
     def __init__(
         self,
-        prior_strength: float = 4.0,
-        prior_competence: float = 0.7,
+        prior_strength: float = 2.0,
+        prior_competence: float = 0.5,
         spam_prior_strength: float = 1.0,
         class_prior_strength: float = 1.0,
         method: str = "em",
@@ -284,6 +296,13 @@ class MACE(BayesianAggregator):
             put(np.full((K,), max(self.spam_prior_strength, MIN_PSEUDO), f32)),
             put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
         )
+
+    def _competence_draws(self, conf_draws: np.ndarray) -> np.ndarray | None:
+        """Competence draws ``[S, W]`` from confusion draws: with ``C = t I + (1 - t) xi``,
+        ``t = C[1, 1] - C[0, 1]``. The accuracy bounds sit at the levels of competence's
+        shortest interval, so a spammer's (competence 0, accuracy 1/K) can reach it."""
+        W = self.annotations_.n_workers
+        return np.asarray(conf_draws[:, :W, 1, 1] - conf_draws[:, :W, 0, 1], np.float64)
 
     @property
     def competence_(self) -> np.ndarray:
