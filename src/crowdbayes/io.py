@@ -40,13 +40,15 @@ t2  http://x/2.jpg
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 import pandas as pd
 
 from .data import Annotations, AnnotationsError, GoldLike, _show, read_table
+
+_T = TypeVar("_T")
 
 __all__ = [
     "DROPPED_STATUSES",
@@ -125,16 +127,26 @@ def load_platform_export(
     names the column and row (no task is dropped). Gold labels must be among the labels
     given (or in ``classes``).
     """
+    return _read_frame(
+        data,
+        "a platform export",
+        lambda df: _load_export(df, label_field, gold, classes, drop_statuses),
+    )
+
+
+def _read_frame(data: Any, what: str, read: Callable[[pd.DataFrame], _T]) -> _T:
+    """``read(df)`` of ``data``: a DataFrame, or a table file (read here, rows numbered
+    as in the file); an error while reading a file names the file."""
     source = ""
     if isinstance(data, str | os.PathLike):
         source = f"{os.fspath(data)}: "
         data = _numbered(read_table(data))
     if not isinstance(data, pd.DataFrame):
         raise AnnotationsError(
-            f"a platform export must be a DataFrame or a file path, got {type(data).__name__}"
+            f"{what} must be a DataFrame or a file path, got {type(data).__name__}"
         )
     try:
-        return _load_export(data, label_field, gold, classes, drop_statuses)
+        return read(data)
     except AnnotationsError as err:
         if source:
             raise AnnotationsError(f"{source}{err}") from err
@@ -329,24 +341,15 @@ def read_annotations(
     >>> ann.task_inputs["url"].tolist()
     ['u1', 'u2']
     """
-    source = ""
-    if isinstance(data, str | os.PathLike):
-        source = f"{os.fspath(data)}: "
-        data = _numbered(read_table(data))
-    if not isinstance(data, pd.DataFrame):
-        raise AnnotationsError(
-            f"annotations must be a DataFrame or a file path, got {type(data).__name__}"
-        )
-    try:
-        if is_platform_export(data):
+
+    def read(df: pd.DataFrame) -> Annotations:
+        if is_platform_export(df):
             return read_platform_export(
-                data, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
+                df, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
             )
-        return _read_long(data, task, worker, label, gold, gold_column, input_columns, classes)
-    except AnnotationsError as err:
-        if source:
-            raise AnnotationsError(f"{source}{err}") from err
-        raise
+        return _read_long(df, task, worker, label, gold, gold_column, input_columns, classes)
+
+    return _read_frame(data, "annotations", read)
 
 
 def _read_long(
