@@ -37,6 +37,74 @@ import pandas as pd
 
 __all__ = ["Annotations", "AnnotationsError", "as_annotations", "read_as_wide", "read_table"]
 
+#: Arrays that models hand to JAX start on this many bytes: ``jax.device_put`` on the
+#: CPU then aliases a numpy array instead of copying it (XLA's CPU buffers need 64).
+ALIGN = 64
+#: Long arrays are counted (``np.bincount``) this many items at a time at least: it
+#: converts its input to int64 first, a copy twice the size of int32 codes.
+_COUNT_CHUNK = 1 << 20
+
+
+def aligned_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
+    """An uninitialised C-ordered array whose data starts on an :data:`ALIGN`-byte
+    boundary, so that ``jax.device_put`` on the CPU aliases it (no copy).
+
+    >>> a = aligned_empty(5, np.int32)
+    >>> a.shape, a.dtype, a.ctypes.data % ALIGN
+    ((5,), dtype('int32'), 0)
+    """
+    dt = np.dtype(dtype)
+    shape = (shape,) if isinstance(shape, int | np.integer) else tuple(shape)
+    n_bytes = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    raw = np.empty(n_bytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start : start + n_bytes].view(dt).reshape(shape)
+
+
+def is_aligned(a: np.ndarray) -> bool:
+    """Whether ``a`` is C-contiguous and starts on an :data:`ALIGN`-byte boundary."""
+    return bool(a.flags.c_contiguous) and a.ctypes.data % ALIGN == 0
+
+
+def aligned(a: Any, dtype: Any = None) -> np.ndarray:
+    """``a`` as a C-contiguous, :data:`ALIGN`-aligned array of ``dtype`` (default its
+    own): ``a`` itself where it is one already, else one copy.
+
+    >>> x = aligned(np.arange(3, dtype=np.int64), np.int32)
+    >>> x.tolist(), x.dtype, aligned(x) is x
+    ([0, 1, 2], dtype('int32'), True)
+    """
+    a = np.asarray(a)
+    dt = a.dtype if dtype is None else np.dtype(dtype)
+    if a.dtype == dt and is_aligned(a):
+        return a
+    out = aligned_empty(a.shape, dt)
+    out[...] = a
+    return out
+
+
+def bincount(x: np.ndarray, minlength: int = 0) -> np.ndarray:
+    """``np.bincount(x, minlength=minlength)`` for non-negative integers, counted in
+    slices so that its int64 copy of the input is of one slice, not of all of ``x``.
+
+    >>> bincount(np.array([0, 2, 2], np.int32), minlength=4).tolist()
+    [1, 0, 2, 0]
+    """
+    x = np.asarray(x)
+    n = x.shape[0]
+    step = max(_COUNT_CHUNK, int(minlength))  # each slice's counts cost minlength anyway
+    if n <= step or x.dtype == np.intp:
+        return np.bincount(x, minlength=minlength)
+    out = np.bincount(x[:step], minlength=minlength)
+    for start in range(step, n, step):
+        part = np.bincount(x[start : start + step], minlength=out.size)
+        if part.size > out.size:
+            part[: out.size] += out
+            out = part
+        else:
+            out += part
+    return out
+
 
 class AnnotationsError(ValueError):
     """Raised when input annotations cannot be used; the message names the culprit."""
@@ -77,6 +145,14 @@ class Annotations:
     gold: np.ndarray
     task_inputs: pd.DataFrame | None = field(default=None, repr=False)
     dropped: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The code arrays are kept ALIGN-aligned (one copy here where they are not):
+        # the kernels' device copies of them (em_data) then alias them on the CPU.
+        for name in ("task", "worker", "label", "gold"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray) and value.ndim == 1 and not is_aligned(value):
+                object.__setattr__(self, name, aligned(value))
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -157,12 +233,16 @@ class Annotations:
                     f"column {_show(col)} has {int(bad.sum())} missing value(s), first at row "
                     f"{_show(row)}; drop those rows or fill them in"
                 )
+        # each column's int64 codes are cast straight into an aligned int32 array and
+        # dropped, so that at most one int64 [n] array is alive at a time
         task_codes, task_ids = _factorize(df[task], task, df.index)
+        task_codes = aligned(task_codes, np.int32)
         worker_codes, worker_ids = _factorize(df[worker], worker, df.index)
+        worker_codes = aligned(worker_codes, np.int32)
         gold_values = _gold_values(gold)
         try:
             class_index = _class_index(df[label], gold_values, classes, label)
-            label_codes = class_index.get_indexer(_normalise(df[label]))
+            label_codes = aligned(class_index.get_indexer(_normalise(df[label])), np.int32)
         except TypeError:
             _factorize(df[label], label, df.index)  # names an unhashable label
             raise
@@ -191,9 +271,9 @@ class Annotations:
                 "aggregation needs at least two. Pass classes=[...] to name the others"
             )
         return cls(
-            task=task_codes.astype(np.int32),
-            worker=worker_codes.astype(np.int32),
-            label=label_codes.astype(np.int32),
+            task=task_codes,
+            worker=worker_codes,
+            label=label_codes,
             task_ids=task_ids,
             worker_ids=pd.Index(worker_ids, name=worker),
             classes=class_index,
@@ -296,18 +376,23 @@ class Annotations:
 
     def labels_per_task(self) -> np.ndarray:
         """Number of labels each task received, shape (n_tasks,)."""
-        return np.bincount(self.task, minlength=self.n_tasks)
+        return bincount(self.task, minlength=self.n_tasks)
 
     def labels_per_worker(self) -> np.ndarray:
         """Number of labels each worker gave, shape (n_workers,)."""
-        return np.bincount(self.worker, minlength=self.n_workers)
+        return bincount(self.worker, minlength=self.n_workers)
 
     def vote_counts(self) -> np.ndarray:
         """Votes per task and class, shape (n_tasks, n_classes) (dense over classes only)."""
-        flat = self.task.astype(np.int64) * self.n_classes + self.label
-        return np.bincount(flat, minlength=self.n_tasks * self.n_classes).reshape(
-            self.n_tasks, self.n_classes
-        )
+        T, K = self.n_tasks, self.n_classes
+        out = np.zeros(T * K, np.int64)
+        step = max(_COUNT_CHUNK, T * K)  # a slice's int64 keys, not all labels' at once
+        for start in range(0, self.n_labels, step):
+            flat = self.task[start : start + step].astype(np.int64)
+            flat *= K
+            flat += self.label[start : start + step]
+            out += np.bincount(flat, minlength=T * K)
+        return out.reshape(T, K)
 
     def to_long(self) -> pd.DataFrame:
         """The annotations as a long DataFrame in the user's ids and values."""

@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import Annotations
-from .segments import Segments
+from ..data import Annotations, bincount
+from .segments import MAX_WIDTH, Segments
 
 __all__ = [
     "BUCKETS",
@@ -194,21 +194,58 @@ def em_data(
         return EMData(**fields)
     W = ann.n_workers if n_workers is None else n_workers
     L = ann.n_classes
-    wl = ann.worker.astype(np.int64) * L + ann.label
+    wl = _worker_label(ann, W)
     # jax.device_put, not jnp.asarray: a plain transfer compiles nothing (jnp.asarray of a
-    # numpy array compiles a small program per shape, which a fresh process pays for)
+    # numpy array compiles a small program per shape, which a fresh process pays for).
+    # On the CPU it aliases Annotations' (aligned) arrays rather than copying them.
     put = jax.device_put
+    by_task, by_worker_label = _label_layouts(ann.task, ann.n_tasks, wl, W * L)
+    del wl
     return EMData(
         task=put(ann.task),
         worker=put(ann.worker),
         label=put(ann.label),
         gold=put(ann.gold),
-        by_task=Segments.build(ann.task, ann.n_tasks, keys=wl, n_keys=W * L),
-        by_worker_label=Segments.build(wl, W * L, keys=ann.task, n_keys=ann.n_tasks),
+        by_task=by_task,
+        by_worker_label=by_worker_label,
         by_task_label=Segments.build(ann.task, ann.n_tasks) if per_label else None,
-        n_labels_per_worker=put(np.bincount(ann.worker, minlength=W)),
+        n_labels_per_worker=put(bincount(ann.worker, minlength=W)),
         task_temperature=None if task_temperature is None else put(task_temperature),
     )
+
+
+def _worker_label(ann: Annotations, n_workers: int) -> np.ndarray:
+    """Each label's (annotator, label) key ``worker * n_classes + label``: int32 where
+    the keys fit (half the memory of int64), built in place."""
+    L = ann.n_classes
+    dtype = np.int32 if n_workers * L < 2**31 else np.int64
+    wl: np.ndarray[Any, np.dtype[np.signedinteger[Any]]] = ann.worker.astype(dtype)  # a copy
+    wl *= L
+    wl += ann.label
+    return wl
+
+
+def _label_layouts(
+    task: np.ndarray, n_tasks: int, wl: np.ndarray, n_keys: int
+) -> tuple[Segments, Segments]:
+    """``by_task`` and ``by_worker_label`` of :class:`EMData`: ``Segments.build(task,
+    n_tasks, keys=wl, n_keys=n_keys)`` and ``Segments.build(wl, n_keys, keys=task,
+    n_keys=n_tasks)``. Where the first is a gather layout and the second a scatter one
+    (the usual case: many tasks, a few thousand keys) both lay the labels out by task
+    with the same blocks, so they are built once and share their device arrays."""
+    gather = not (n_tasks <= 1 << 16 and n_keys > n_tasks)  # as Segments.build chooses
+    scatter = n_keys <= 1 << 16 and n_tasks > n_keys
+    if not (gather and scatter):
+        return (
+            Segments.build(task, n_tasks, keys=wl, n_keys=n_keys),
+            Segments.build(wl, n_keys, keys=task, n_keys=n_tasks),
+        )
+    lay = Segments._layout(task, n_tasks, wl, n_keys, MAX_WIDTH)
+    lay = jax.tree_util.tree_map(jax.device_put, lay)  # compiles nothing
+    assert lay.row_keys is not None
+    by_task = lay._replace(row_keys=None)
+    by_key = Segments(lay.blocks, jax.device_put(np.zeros(n_keys, np.int32)), None, lay.row_keys)
+    return by_task, by_key
 
 
 def _bucketed_em_data(

@@ -35,11 +35,13 @@ slot that reads as zero.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from ..data import ALIGN, aligned_empty, bincount
 
 __all__ = [
     "MAX_BLOCKS",
@@ -57,6 +59,8 @@ Array = jnp.ndarray | np.ndarray  # jax arrays once built; numpy while being lai
 MAX_WIDTH = 32  # longer segments are cut into chunks of this many items
 _SPLIT_ROWS = 8  # sources with up to this many leading rows are gathered row by row
 _UNROLL = 16  # blocks up to this width sum by an unrolled loop, wider ones by fori_loop
+_ITEM_CHUNK = 1 << 20  # layouts are built this many items at a time (bounded temporaries)
+_BLOCK_ALIGN = ALIGN // 4  # blocks start on ALIGN bytes of int32: a CPU transfer aliases them
 
 
 def bucket_widths(max_width: int) -> np.ndarray:
@@ -114,27 +118,76 @@ def choose_widths(counts: np.ndarray, max_blocks: int = MAX_BLOCKS) -> np.ndarra
     return np.asarray(sorted(chosen), dtype=np.int64)
 
 
-def stable_order(ids: np.ndarray, n_ids: int) -> np.ndarray:
-    """``np.argsort(ids, kind="stable")`` for ids in ``[0, n_ids)``, by radix passes.
+def _is_sorted(ids: np.ndarray) -> bool:
+    """Whether ``ids`` never decreases (compared a slice at a time: no ``[n]`` temporary)."""
+    n = ids.shape[0]
+    for start in range(0, n - 1, _ITEM_CHUNK):
+        stop = min(start + _ITEM_CHUNK, n - 1)
+        if not bool(np.all(ids[start + 1 : stop + 1] >= ids[start:stop])):
+            return False
+    return True
+
+
+def stable_order(ids: np.ndarray, n_ids: int, dtype: Any = np.int64) -> np.ndarray:
+    """``np.argsort(ids, kind="stable")`` for ids in ``[0, n_ids)``, by radix passes,
+    as ``dtype`` (int32 halves the result where the items fit).
 
     Sorted input costs one comparison pass; otherwise one (``n_ids <= 2**16``) or
-    two 16-bit radix passes, several times faster than a comparison sort.
+    two 16-bit radix passes, several times faster than a comparison sort. Long inputs
+    are sorted a slice at a time into the result (a stable counting sort per digit),
+    so that besides the result the temporaries are of one slice.
 
     >>> stable_order(np.array([2, 0, 2, 1]), 3).tolist()
     [1, 3, 0, 2]
     """
     ids = np.asarray(ids)
     n = ids.shape[0]
-    if n == 0 or bool(np.all(ids[1:] >= ids[:-1])):
-        return np.arange(n, dtype=np.int64)
-    if n_ids <= 1 << 16:
-        return np.argsort(ids.astype(np.uint16), kind="stable")
+    if n == 0 or _is_sorted(ids):
+        return np.arange(n, dtype=dtype)
     if n_ids > 1 << 32:  # pragma: no cover - beyond int32 codes
-        return np.argsort(ids, kind="stable")
-    ids = ids.astype(np.uint32)
-    low = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
-    high = np.argsort((ids[low] >> 16).astype(np.uint16), kind="stable")
-    return low[high]
+        return np.argsort(ids, kind="stable").astype(dtype, copy=False)
+    if n <= _ITEM_CHUNK:
+        if n_ids <= 1 << 16:
+            return np.argsort(ids.astype(np.uint16), kind="stable").astype(dtype, copy=False)
+        ids = ids.astype(np.uint32)
+        low = np.argsort((ids & 0xFFFF).astype(np.uint16), kind="stable")
+        high = np.argsort((ids[low] >> 16).astype(np.uint16), kind="stable")
+        return low[high].astype(dtype, copy=False)
+    order = _digit_order(ids, None, 0, dtype)
+    if n_ids > 1 << 16:
+        order = _digit_order(ids, order, 16, dtype)
+    return order
+
+
+def _digit_order(ids: np.ndarray, prev: np.ndarray | None, shift: int, dtype: Any) -> np.ndarray:
+    """``prev`` (default ``arange(n)``) stably reordered by the 16-bit digit
+    ``ids[prev] >> shift``: a counting sort, a slice of ``_ITEM_CHUNK`` items at a time."""
+    n = ids.shape[0]
+    n_digits = 1 << 16
+
+    def digits(start: int) -> np.ndarray:
+        part = (
+            ids[start : start + _ITEM_CHUNK]
+            if prev is None
+            else ids[prev[start : start + _ITEM_CHUNK]]
+        )
+        return ((part >> shift) & 0xFFFF).astype(np.uint16)
+
+    counts = np.zeros(n_digits, np.int64)
+    for start in range(0, n, _ITEM_CHUNK):
+        counts += np.bincount(digits(start), minlength=n_digits)
+    free = np.cumsum(counts) - counts  # the next place of each digit in the result
+    out = np.empty(n, dtype)
+    for start in range(0, n, _ITEM_CHUNK):
+        d = digits(start)
+        local = np.argsort(d, kind="stable")
+        d = d[local]
+        c = np.bincount(d, minlength=n_digits)
+        first = np.cumsum(c) - c  # where each digit starts within the slice
+        place = free[d] + (np.arange(d.size) - first[d])
+        out[place] = local + start if prev is None else prev[local + start]
+        free += c
+    return out
 
 
 def _block_sum(padded: jnp.ndarray, block: Array) -> jnp.ndarray:
@@ -255,27 +308,22 @@ class Segments(NamedTuple):
         rows (blocks with no rows are left out), so that several layouts share one
         structure (the sharded layouts stack one per device)."""
         n_items = seg_ids.shape[0]
-        in_order = n_items == 0 or bool(np.all(seg_ids[1:] >= seg_ids[:-1]))
-        order = np.arange(n_items) if in_order else stable_order(seg_ids, n_segments)
-        if keys is None:
-            sorted_keys = order.astype(np.int32)
+        # the items in segment order: each one's segment and the source index it reads
+        # (None: item i reads i); int32 where they fit, built without [n] int64 arrays
+        sorted_keys: np.ndarray | None
+        if n_items == 0 or _is_sorted(seg_ids):
+            item_seg, sorted_keys = seg_ids, keys
         else:
-            sorted_keys = (keys if in_order else keys[order]).astype(np.int32, copy=False)
-        counts = np.bincount(seg_ids, minlength=n_segments)
+            idx = np.int32 if n_items < 2**31 else np.int64
+            order = stable_order(seg_ids, n_segments, dtype=idx)
+            item_seg = seg_ids[order]
+            sorted_keys = order if keys is None else keys[order]
+            del order
+        counts = bincount(item_seg, minlength=n_segments)
         chunk_seg, first_chunk, chunk_size = _chunks(counts, max_width)
         if widths is None:
             widths = choose_widths(chunk_size)
         bucket = np.searchsorted(widths, chunk_size)  # smallest width >= chunk size
-        # each item: its chunk and its slot (position within the chunk)
-        seg_start = (np.cumsum(counts) - counts).astype(np.int32)
-        item_seg = seg_ids if in_order else seg_ids[order]
-        pos = np.arange(n_items, dtype=np.int32) - seg_start[item_seg]
-        chunked = chunk_seg.size != np.count_nonzero(counts)
-        if chunked:
-            item_chunk = first_chunk[item_seg] + pos // max_width
-            slot = pos % max_width
-        else:  # one chunk per non-empty segment
-            item_chunk, slot = first_chunk[item_seg], pos
         # rows: chunks grouped by bucket, chunk order kept within a bucket
         row_order = stable_order(bucket, widths.size)
         n_real = np.bincount(bucket, minlength=widths.size)
@@ -284,17 +332,34 @@ class Segments(NamedTuple):
         b_of = bucket[row_order]
         row_of_chunk = np.empty(chunk_seg.size, dtype=np.int64)
         row_of_chunk[row_order] = np.arange(chunk_seg.size) - real_start[b_of] + row_start[b_of]
+        del row_order, b_of
         total_rows = int(n_rows.sum())
         row_seg = np.zeros(total_rows, dtype=np.int32)
         row_seg[row_of_chunk] = chunk_seg
-        # all blocks live in one flat buffer; an item's place is
-        # (start of its block) + slot * (rows of the block) + (its row within the block)
+        # all blocks live in one flat buffer, each starting on ALIGN bytes; an item's
+        # place is (start of its block) + slot * (rows of the block) + (its row in the block)
         sizes = widths * n_rows
-        block_start = np.cumsum(sizes) - sizes
+        spans = -(-sizes // _BLOCK_ALIGN) * _BLOCK_ALIGN
+        block_start = np.cumsum(spans) - spans
         chunk_base = (block_start - row_start)[bucket] + row_of_chunk  # per chunk
         chunk_stride = n_rows[bucket]
-        flat = np.full(int(sizes.sum()), pad, dtype=np.int32)
-        flat[chunk_base[item_chunk] + slot * chunk_stride[item_chunk]] = sorted_keys
+        seg_start = np.cumsum(counts) - counts
+        chunked = chunk_seg.size != np.count_nonzero(counts)
+        flat = aligned_empty(int(spans.sum()), np.int32)
+        flat.fill(pad)
+        for start in range(0, n_items, _ITEM_CHUNK):  # a slice of the items at a time
+            stop = min(start + _ITEM_CHUNK, n_items)
+            seg = item_seg[start:stop]
+            slot = np.arange(start, stop, dtype=np.int64) - seg_start[seg]  # place in segment
+            if chunked:
+                item_chunk = first_chunk[seg] + slot // max_width
+                slot %= max_width
+            else:  # one chunk per non-empty segment
+                item_chunk = first_chunk[seg]
+            slot *= chunk_stride[item_chunk]
+            slot += chunk_base[item_chunk]
+            flat[slot] = np.arange(start, stop) if sorted_keys is None else sorted_keys[start:stop]
+        del item_seg, sorted_keys
         blocks, row_keys = [], []
         for b in range(widths.size):
             if n_rows[b] == 0:
