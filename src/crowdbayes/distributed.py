@@ -46,7 +46,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .data import AnnotationsError
+from .data import AnnotationsError, bincount
 from .engines import engine_settings
 
 __all__ = [
@@ -196,12 +196,55 @@ def _allgather_arrow(values: Any) -> list[Any]:
     return [_from_ipc(row[: int(n)]) for row, n in zip(everyone, sizes, strict=True)]
 
 
+def _codes(column: Any, value_set: Any) -> np.ndarray:
+    """Each value's index in ``value_set`` (which holds every value of ``column``), as
+    int32, encoded a chunk at a time into one array (no combined copy of the column,
+    no whole-column Arrow result beside it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    out = np.empty(len(column), np.int32)
+    at = 0
+    for chunk in chunks:
+        out[at : at + len(chunk)] = np.asarray(pc.index_in(chunk, value_set=value_set))
+        at += len(chunk)
+    return out
+
+
+def _dictionary_codes(held: list[Any]) -> tuple[Any, np.ndarray]:
+    """The distinct values of the column in ``held`` (emptied), in order of first
+    appearance, and each value's index among them (int32): Arrow's dictionary encoding
+    of the chunked column (one dictionary for every chunk), copied into one array a
+    chunk at a time, each chunk's Arrow indices dropped once copied."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    column = held.pop()
+    if not isinstance(column, pa.ChunkedArray):
+        column = pa.chunked_array([column])
+    n, dtype = len(column), column.type
+    encoded = pc.dictionary_encode(column)
+    del column
+    chunks = list(encoded.chunks)
+    del encoded
+    values = chunks[-1].dictionary if chunks else pa.array([], dtype)
+    codes = np.empty(n, np.int32)
+    at = 0
+    for i, chunk in enumerate(chunks):
+        chunks[i] = None
+        codes[at : at + len(chunk)] = np.asarray(chunk.indices)
+        at += len(chunk)
+        del chunk
+    return values, codes
+
+
 def _vocabulary(column: Any) -> Any:
     """The sorted union of every process's distinct values of ``column``."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    mine = pc.unique(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
+    mine = pc.unique(column)  # chunk by chunk: no combined copy of the column
     parts = _allgather_arrow(mine)
     union = pc.unique(pa.concat_arrays([p.cast(mine.type) for p in parts]))
     return union.take(pc.sort_indices(union))
@@ -290,12 +333,14 @@ def fit(
     cols = (task, worker, label)
     if shuffle is None:
         shuffle = P > 1 and can_split(source, cols)
-    # the table is held by _fit_table alone, which drops it once encoded
+    # the table goes in a list that _fit_table empties, so that it alone holds the table
+    # and drops it once encoded (an argument is held by the caller until the call returns)
     try:
         if shuffle:  # its own row groups, then each label to its task's owner
-            result = _fit_table(est, read_row_groups(source, pid, P, cols), P, pid, start, True)
+            held = [read_row_groups(source, pid, P, cols)]
         else:  # every row group, keeping the rows of its own tasks
-            result = _fit_table(est, read_share(source, pid, P, cols), P, pid, start, False)
+            held = [read_share(source, pid, P, cols)]
+        result = _fit_table(est, held, P, pid, start, shuffle)
     except jax.errors.JaxRuntimeError as err:
         if P == 1:
             raise
@@ -333,18 +378,18 @@ def _write_params(result: DistributedFit, out: Path) -> None:
 
 
 def _fit_table(
-    est: Any, table: Any, P: int, pid: int, start: float, shuffle: bool = False
+    est: Any, held: list[Any], P: int, pid: int, start: float, shuffle: bool = False
 ) -> DistributedFit:
     import jax
     import pyarrow as pa
-    import pyarrow.compute as pc
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
 
     from .inference.em import EMData, _em_chunk_jit, bound_programs, initial_state
-    from .inference.segments import MAX_WIDTH, Segments
+    from .inference.segments import MAX_WIDTH, Segments, _is_sorted, stable_order
     from .inference.sharding import AXIS, ShardedSegments
 
+    table = held.pop()  # the only reference to the labels' table from here
     timings = {"read_s": time.perf_counter() - start}
     mesh, device = _mesh()
     workers = _vocabulary(table.column("worker"))
@@ -354,20 +399,18 @@ def _fit_table(
         raise AnnotationsError(f"the labels hold {K} class(es); EM needs at least 2")
     # column by column, each dropped once encoded: the codes are all that is kept of
     # the labels (and the tasks' distinct ids)
-    worker = np.asarray(pc.index_in(table.column("worker"), value_set=workers), np.int32)
+    worker = _codes(table.column("worker"), workers)
     table = table.drop_columns(["worker"])
-    label = np.asarray(pc.index_in(table.column("label"), value_set=classes), np.int32)
+    label = _codes(table.column("label"), classes)
     table = table.drop_columns(["label"])
     if shuffle:  # the arrays go in a list that _shuffle empties, so that it frees them
         held = [table.column("task"), worker, label]
         del table, worker, label
         task_ids, task, worker, label = _shuffle(held, mesh, device)
     else:
-        encoded = pc.dictionary_encode(table.column("task").combine_chunks())
+        held = [table.column("task")]
         del table
-        task_ids = encoded.dictionary
-        task = np.asarray(encoded.indices, dtype=np.int32)
-        del encoded
+        task_ids, task = _dictionary_codes(held)
     T, N = len(task_ids), int(task.shape[0])
     pa.default_memory_pool().release_unused()  # the pool keeps the freed table otherwise
     sizes = _allgather(np.asarray([T, N], np.int64))
@@ -376,11 +419,11 @@ def _fit_table(
     if n_total == 0:
         raise AnnotationsError("the Parquet data holds no labels")
     wl = worker * np.int32(K) + label  # int32: W * K < 2**31
-    counts = _allgather(np.bincount(worker, minlength=W).astype(np.int64)).sum(0)
+    counts = _allgather(bincount(worker, minlength=W).astype(np.int64)).sum(0)
     # EM starts from the vote shares, as the estimators do
     votes = np.zeros((T_local, K), np.float64)
     for k in range(K):  # [N] bool per class, not an [N] int64 key
-        votes[:, k] = np.bincount(task[label == k], minlength=T_local)
+        votes[:, k] = bincount(task[label == k], minlength=T_local)
     del worker, label
     timings["encode_s"] = time.perf_counter() - start - timings["read_s"]
 
@@ -404,18 +447,21 @@ def _fit_table(
     # the blocked layouts of the one-device fit, one per process with the same widths
     # and rows per block everywhere (agreed by two small all-gathers), as the sharded
     # layouts of devices= stack one per device
-    top = max(int(_allgather(np.asarray([np.bincount(task).max(initial=0)], np.int64)).max()), 2)
-    if N and not bool(np.all(task[1:] >= task[:-1])):  # the layouts group labels by task
-        order = np.argsort(task, kind="stable")
+    n_per_task = bincount(task, minlength=T_local)
+    top = max(int(_allgather(np.asarray([n_per_task.max(initial=0)], np.int64)).max()), 2)
+    if N and not _is_sorted(task):  # the layouts group labels by task
+        order = stable_order(task, T_local, dtype=np.int32)
         task, wl = task[order], wl[order]
         del order
-    by_task = _blocked(task, wl, T_local, W * K, top, False, sharded)
-    by_wl = _blocked(task, wl, T_local, W * K, MAX_WIDTH, True, sharded)
-
+    if top <= MAX_WIDTH:  # no task is cut into chunks: one set of blocks serves both
+        by_task, by_wl = _blocked(task, wl, T_local, W * K, MAX_WIDTH, sharded)
+    else:
+        by_task = _blocked(task, wl, T_local, W * K, top, sharded)[0]
+        by_wl = _blocked(task, wl, T_local, W * K, MAX_WIDTH, sharded)[1]
+    del task  # the layouts hold what EM reads of the labels
     gold = np.full(T_local, -1, np.int32)
     mask = np.zeros(T_local, np.float32)
     mask[:T] = 1.0
-    n_per_task = np.bincount(task, minlength=T_local)
     temperature = None
     tau_em = None
     from .recommend import CalibratedDawidSkene
@@ -448,6 +494,9 @@ def _fit_table(
     hyper = jax.tree_util.tree_map(lambda x: replicated(np.asarray(x)), est._hyper(shape))
     init = votes / np.maximum(votes.sum(1, keepdims=True), 1.0)
     post0 = sharded(np.ascontiguousarray(init.T, dtype=np.float32), axis=1)
+    del init
+    if tau_em is None:  # only the calibration reads the votes again
+        del votes
     family = est._family
     settings = engine_settings(est)  # inference=EM(...) or the estimator's own
     max_iter, tol = int(settings["max_iter"]), float(settings["tol"])
@@ -613,32 +662,32 @@ def _blocked(
     n_tasks: int,
     n_keys: int,
     max_width: int,
-    scatter: bool,
     place: Callable[[np.ndarray], Any],
-) -> Any:
-    """This process's :class:`~crowdbayes.inference.segments.Segments` layout of its
+) -> tuple[Any, Any]:
+    """This process's :class:`~crowdbayes.inference.segments.Segments` layouts of its
     labels grouped by task (``task`` sorted; ``wl`` each label's annotator-label key):
-    the gather layout (per-task sums of a ``[.., n_keys]`` table) or the scatter one
-    (per-key sums of a ``[.., n_tasks]`` source), as ``Segments.build`` lays them out,
-    with the block widths chosen from every process's chunk sizes and each block padded
-    to the most rows any process has, so that the layouts of all processes share one
-    structure; every array gets a leading process axis and is placed by ``place``."""
+    the gather layout (per-task sums of a ``[.., n_keys]`` table; None where a task was
+    cut into chunks of ``max_width``) and the scatter one (per-key sums of a
+    ``[.., n_tasks]`` source), as ``Segments.build`` lays them out, sharing one set of
+    blocks. The block widths are chosen from every process's chunk sizes and each block
+    is padded to the most rows any process has, so that the layouts of all processes
+    share one structure; every array gets a leading process axis and is placed by
+    ``place``."""
     import jax
 
     from .inference.segments import Segments, _chunks, choose_widths
 
-    sizes = _chunks(np.bincount(task, minlength=n_tasks), max_width)[2]
+    sizes = _chunks(bincount(task, minlength=n_tasks), max_width)[2]
     hist = _allgather(np.bincount(sizes, minlength=max_width + 1).astype(np.int64)).sum(0)
     widths = choose_widths(np.repeat(np.arange(hist.size), hist))  # a multiset function
     mine = np.bincount(np.searchsorted(widths, sizes), minlength=widths.size)
     rows = _allgather(mine.astype(np.int64)).max(0)
     blocks, row_keys, inverse = lean_layout(task, wl, n_tasks, n_keys, max_width, widths, rows)
-    if scatter:
-        lay = Segments(blocks, np.zeros(n_keys, np.int32), None, row_keys)
-    else:
-        assert inverse is not None  # max_width holds every task's labels: no chunks
-        lay = Segments(blocks, inverse, None, None)
-    return jax.tree_util.tree_map(lambda a: place(np.asarray(a)[None]), lay)
+    on = jax.tree_util.tree_map(lambda a: place(np.asarray(a)[None]), (blocks, row_keys, inverse))
+    blocks, row_keys, inverse = on
+    scatter = Segments(blocks, place(np.zeros((1, n_keys), np.int32)), None, row_keys)
+    gather = None if inverse is None else Segments(blocks, inverse, None, None)
+    return gather, scatter
 
 
 def lean_layout(
@@ -651,62 +700,17 @@ def lean_layout(
     rows: np.ndarray,
 ) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...], np.ndarray | None]:
     """The blocks, row groups and inverse of ``Segments._layout(group, n_groups, values,
-    pad, max_width, widths, rows)`` for ``group`` sorted (items in group order), built
-    with int32 item temporaries (at most three at a time besides the inputs) where
-    ``_layout`` holds several int64 ones: the same arrays, in a third of the memory.
-    ``inverse`` is None when some group was cut into chunks of ``max_width``."""
-    from .inference.segments import _chunks
+    pad, max_width, widths, rows)`` (which lays the items out a slice at a time, with
+    int32 item arrays and the blocks ALIGN-aligned, so that placing them on a CPU
+    device aliases them). ``inverse`` is None when some group was cut into chunks of
+    ``max_width``."""
+    from .inference.segments import Segments
 
-    idx_t = np.int32 if int((widths * rows).sum()) < 2**31 - 1 else np.int64
-    counts = np.bincount(group, minlength=n_groups)
-    chunk_group, first_chunk, chunk_size = _chunks(counts, max_width)
-    C = chunk_group.size
-    bucket = np.searchsorted(widths, chunk_size)
-    n_real = np.bincount(bucket, minlength=widths.size)
-    n_rows = np.asarray(rows, np.int64)
-    if (n_real > n_rows).any():
-        raise ValueError("rows must hold every block's chunks")
-    real_start, row_start = np.cumsum(n_real) - n_real, np.cumsum(n_rows) - n_rows
-    row_order = np.argsort(bucket, kind="stable")
-    b_of = bucket[row_order]
-    row_of_chunk = np.empty(C, np.int64)
-    row_of_chunk[row_order] = np.arange(C) - real_start[b_of] + row_start[b_of]
-    total_rows = int(n_rows.sum())
-    row_group = np.zeros(total_rows, np.int32)
-    row_group[row_of_chunk] = chunk_group
-    sizes = widths * n_rows
-    block_start = np.cumsum(sizes) - sizes
-    chunk_base = ((block_start - row_start)[bucket] + row_of_chunk).astype(idx_t)
-    chunk_stride = n_rows[bucket].astype(idx_t)
-    seg_start = (np.cumsum(counts) - counts).astype(idx_t)
-    # per item: its place in its group, its chunk, then its place in the flat buffer
-    pos: np.ndarray = np.arange(group.shape[0], dtype=idx_t)
-    pos -= seg_start[group]
-    chunked = C != np.count_nonzero(counts)
-    item_chunk = first_chunk.astype(idx_t)[group]
-    if chunked:
-        item_chunk += pos // max_width
-        pos %= max_width
-    place = chunk_stride[item_chunk]
-    place *= pos
-    del pos
-    place += chunk_base[item_chunk]
-    del item_chunk
-    flat = np.full(int(sizes.sum()), pad, np.int32)
-    flat[place] = values
-    del place
-    blocks, keys = [], []
-    for b in range(widths.size):
-        if n_rows[b] == 0:
-            continue
-        start = int(block_start[b])
-        blocks.append(flat[start : start + int(sizes[b])].reshape(int(widths[b]), int(n_rows[b])))
-        keys.append(row_group[int(row_start[b]) : int(row_start[b] + n_rows[b])])
-    inverse = None
-    if not chunked:
-        inverse = np.full(n_groups, total_rows, np.int32)
-        inverse[chunk_group] = row_of_chunk
-    return tuple(blocks), tuple(keys), inverse
+    lay = Segments._layout(group, n_groups, values, pad, max_width, widths, rows)
+    assert lay.row_keys is not None
+    blocks = cast(tuple[np.ndarray, ...], lay.blocks)  # numpy: nothing is placed yet
+    keys = cast(tuple[np.ndarray, ...], lay.row_keys)
+    return blocks, keys, cast(np.ndarray, lay.inverse) if lay.inner is None else None
 
 
 def _calibrate(
