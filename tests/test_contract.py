@@ -116,6 +116,23 @@ def test_get_params_round_trips(key: str) -> None:
 
 
 @pytest.mark.parametrize("key", KEYS)
+def test_the_constructor_takes_explicit_parameters_and_only_stores_them(key: str) -> None:
+    """What scikit-learn asks of ``__init__`` (written from the class's declarations, see
+    ``crowdbayes.base``): named parameters with defaults, no ``*args``/``**kwargs``, each
+    stored as it was given under its own name and nothing else set."""
+    cls = MODELS[key].estimator_class()
+    params = list(inspect.signature(cls).parameters.values())
+    assert params and all(
+        p.kind is p.POSITIONAL_OR_KEYWORD and p.default is not p.empty for p in params
+    )
+    assert vars(cls()) == {p.name: p.default for p in params}
+    given = {p.name: object() for p in params}
+    assert all(v is given[k] for k, v in vars(cls(**given)).items())
+    with pytest.raises(TypeError):
+        cls(no_such_parameter=1)
+
+
+@pytest.mark.parametrize("key", KEYS)
 def test_scikit_learn_clones_and_checks_fitted(key: str) -> None:
     """scikit-learn's protocol, without depending on it: ``clone`` (parameters),
     ``get_tags`` (``__sklearn_tags__``) and ``check_is_fitted`` (``__sklearn_is_fitted__``)."""

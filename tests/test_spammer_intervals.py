@@ -38,3 +38,24 @@ def test_shortest_levels_start_at_a_pile_up() -> None:
     assert lv[0, 0] == 0.0 and lv[1, 0] == pytest.approx(0.9, abs=1e-3)
     assert lv[0, 1] == pytest.approx(0.05, abs=0.02)  # near equal tails for a symmetric one
     assert lv[1, 1] - lv[0, 1] == pytest.approx(0.9, abs=1e-3)
+
+
+def test_gibbs_sweeps_widen_em_intervals_where_tasks_are_uncertain() -> None:
+    """EM's intervals run two Gibbs sweeps per imputation (classes given drawn confusions),
+    so other annotators' uncertainty reaches the tasks' classes: on a class-conditional
+    crowd at K = 2 (uncertain tasks) the intervals widen by about 8% (measured 0.204 ->
+    0.221) and cover 0.87 of the annotators (0.83 without the sweeps)."""
+    sim = simulate_population(
+        "class_conditional", n_classes=2, n_tasks=1500, n_workers=150, seed=23
+    )
+    out = {}
+    for sweeps in (0, 2):
+        m = cb.DawidSkene().fit(sim.annotations)
+        m._gibbs_sweeps = sweeps  # type: ignore[misc]
+        q = m.annotator_quality(interval=0.9)
+        truth = sim.accuracy[q.index.to_numpy().astype(int)]
+        inside = (q["accuracy_lower"] <= truth) & (truth <= q["accuracy_upper"])
+        out[sweeps] = (inside.mean(), (q["accuracy_upper"] - q["accuracy_lower"]).mean())
+    assert cb.DawidSkene._gibbs_sweeps == 2
+    assert out[2][1] > 1.04 * out[0][1]
+    assert out[2][0] >= 0.85

@@ -3,7 +3,11 @@
 An aggregator's constructor only stores its parameters; ``fit`` encodes the
 data once (:class:`~crowdbayes.data.Annotations`) and sets attributes ending in
 ``_``; results come back as pandas objects in the user's own ids and labels.
-Aggregators speak scikit-learn's estimator protocol without depending on it:
+An aggregator declares its parameters as annotated class attributes with their
+defaults, as a dataclass declares its fields, and ``Aggregator`` writes the
+``__init__`` that takes and stores them (see :meth:`Aggregator.__init_subclass__`);
+the Bayesian models add the engine parameters they share (``method``, ``max_iter``,
+...) by name. Aggregators speak scikit-learn's estimator protocol without depending on it:
 ``get_params``/``set_params`` (so ``sklearn.base.clone`` works), ``__sklearn_tags__``
 (scikit-learn's tags, built only when scikit-learn asks) and ``__sklearn_is_fitted__``
 (so ``sklearn.utils.validation.check_is_fitted`` works).
@@ -18,7 +22,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Hashable
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -103,18 +107,95 @@ def entropy(proba: np.ndarray) -> np.ndarray:
     return -(p * logp).sum(axis=1)
 
 
+def declared_parameters(cls: type) -> dict[str, tuple[Any, Any]]:
+    """The parameters the body of ``cls`` itself declares, in order: its annotated class
+    attributes with a value, but for ``ClassVar`` ones and names that start or end with
+    ``_`` (private and fitted attributes); name -> (annotation, default).
+
+    >>> class Model(Aggregator):
+    ...     prior: float = 1.0
+    ...     n_draws_: int  # fitted: no value, no parameter
+    ...     _rate: ClassVar[float] = 0.5
+    >>> declared_parameters(Model)
+    {'prior': ('float', 1.0)}
+    """
+    notes = inspect.get_annotations(cls)
+    return {
+        name: (note, cls.__dict__[name])
+        for name, note in notes.items()
+        if name in cls.__dict__
+        and not name.startswith("_")
+        and not name.endswith("_")
+        and not str(note).startswith(("ClassVar", "typing.ClassVar"))
+    }
+
+
+def parameter_init(cls: type) -> Any:
+    """The ``__init__`` of ``cls`` that takes its parameters (those its own body declares,
+    then its ``_engine_parameters``, each with the annotation and default of its nearest
+    declaration in the MRO) and only stores them, written out as dataclasses write theirs.
+
+    >>> class Model(Aggregator):
+    ...     prior: float = 1.0
+    ...     seed: int = 0
+    >>> import inspect
+    >>> inspect.signature(Model)
+    <Signature (prior: 'float' = 1.0, seed: 'int' = 0) -> 'None'>
+    >>> vars(Model(prior=2.0))
+    {'prior': 2.0, 'seed': 0}
+    """
+    engine = tuple(getattr(cls, "_engine_parameters", ()))
+    names = [n for n in declared_parameters(cls) if n not in engine] + list(engine)
+    declared: dict[str, tuple[Any, Any]] = {}
+    for klass in reversed(cls.__mro__):
+        declared.update(declared_parameters(klass))
+    missing = [n for n in names if n not in declared]
+    if missing:
+        raise TypeError(f"{cls.__name__}: parameters {missing} are declared nowhere")
+    body = [f"    self.{n} = {n}" for n in names] or ["    pass"]
+    namespace: dict[str, Any] = {}
+    exec("\n".join([f"def __init__(self, {', '.join(names)}):", *body]), {}, namespace)
+    init = namespace["__init__"]
+    init.__defaults__ = tuple(declared[n][1] for n in names)
+    init.__annotations__ = {n: declared[n][0] for n in names} | {"return": "None"}
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    init.__module__ = cls.__module__
+    init.__doc__ = f"Store the parameters of {cls.__name__} (documented on the class)."
+    return init
+
+
 class Aggregator:
     """Common machinery of crowdbayes aggregators (not used directly).
 
-    Subclasses implement ``_fit(annotations)`` (setting ``proba_`` and
-    ``label_codes_``) and may override ``_predict_proba_new`` and
-    ``annotator_quality``.
+    Subclasses declare their parameters as annotated class attributes with defaults
+    (the constructor is written from them: :meth:`__init_subclass__`), implement
+    ``_fit(annotations)`` (setting ``proba_`` and ``label_codes_``) and may override
+    ``_predict_proba_new`` and ``annotator_quality``.
     """
 
     # fitted state shared by all aggregators
     annotations_: Annotations
     proba_: np.ndarray
     label_codes_: np.ndarray
+
+    #: Parameters shared by a family of aggregators, taken after a class's own, by name
+    #: (declared, with their defaults, in a base class or the class itself).
+    _engine_parameters: ClassVar[tuple[str, ...]] = ()
+
+    if TYPE_CHECKING:  # the written constructor's signature is its class's declarations
+
+        def __init__(self, **params: Any) -> None: ...
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give a subclass that declares parameters (or ``_engine_parameters``) and writes
+        no ``__init__`` the constructor scikit-learn wants: explicit keyword parameters,
+        in order, that it only stores (:func:`parameter_init`). A subclass that declares
+        none inherits its base's constructor."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" not in cls.__dict__ and (
+            declared_parameters(cls) or "_engine_parameters" in cls.__dict__
+        ):
+            setattr(cls, "__init__", parameter_init(cls))  # noqa: B010 (mypy: method-assign)
 
     # ------------------------------------------------------------ parameters
     @classmethod

@@ -40,12 +40,13 @@ out"). The output temperature never changes the labels.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from .data import Annotations
 from .inference.em import EMData, em_data
+from .models._bayes import EM_PARAMETERS, RUN_PARAMETERS
 from .models.dawid_skene import DawidSkene, row_strength
 from .models.temperature import temper  # one definition, NumPy only (CROWDLAB's too)
 from .models.vote_correlation import vote_correlation
@@ -103,37 +104,16 @@ class CalibratedDawidSkene(DawidSkene):
     0.018
     """
 
-    def __init__(
-        self,
-        prior_strength: float | None = None,
-        prior_labels: float = 6.0,
-        prior_accuracy: float = 0.8,
-        class_prior_strength: float = 1.0,
-        em_temperature: float = 0.4,
-        temperature: float = 1.5,
-        label_power: float = 0.5,
-        label_correlation: float | None = None,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        super().__init__(
-            prior_strength=prior_strength,
-            prior_accuracy=prior_accuracy,
-            class_prior_strength=class_prior_strength,
-            max_iter=max_iter,
-            tol=tol,
-            progress=progress,
-            devices=devices,
-            inference=inference,
-        )
-        self.prior_labels = prior_labels
-        self.em_temperature = em_temperature
-        self.temperature = temperature
-        self.label_power = label_power
-        self.label_correlation = label_correlation
+    # parameters (the constructor takes these, then EM's engine parameters: no NUTS)
+    prior_strength: float | None = None
+    prior_labels: float = 6.0
+    prior_accuracy: float = 0.8
+    class_prior_strength: float = 1.0
+    em_temperature: float = 0.4
+    temperature: float = 1.5
+    label_power: float = 0.5
+    label_correlation: float | None = None
+    _engine_parameters: ClassVar[tuple[str, ...]] = EM_PARAMETERS + RUN_PARAMETERS
 
     def _row_strength(self, n_classes: int) -> float:
         # per-annotator worth: prior_labels over the K rows (prior_strength: per row)

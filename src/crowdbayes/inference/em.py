@@ -568,12 +568,7 @@ def run_em(
     # the initial state is built in numpy and transferred: eager jnp calls here would each
     # compile a small program in a fresh process
     put = jax.device_put
-    if data.task_mask is None:
-        post0 = put(np.asarray(init_post.T, dtype=np.float32))
-    else:
-        from .sharding import place_tasks
-
-        post0 = place_tasks(data, np.asarray(init_post.T, dtype=np.float32))
+    post0 = place_posterior(data, init_post)
     history0 = put(np.full((max(max_iter, 1),), np.nan, np.float32))
     bound_programs()
     # with crowdbayes' cache, the compiled loop is looked up by a key of its arguments
@@ -660,3 +655,29 @@ def posterior(model: Any, params: Any, data: EMData) -> np.ndarray:
     if data.task_mask is not None:
         out = out[:, : int(np.asarray(data.task_mask).sum())]
     return out.T
+
+
+def place_posterior(data: EMData, post: np.ndarray) -> jax.Array:
+    """A class posterior ``[n_tasks, K]`` as EM holds it: class-major ``[K, tasks]``
+    float32, padded and sharded like ``data``'s tasks where they are (sharded or
+    shape-bucketed ``data``: :func:`~crowdbayes.inference.sharding.place_tasks`)."""
+    post_km = np.asarray(post.T, dtype=np.float32)
+    if data.task_mask is None:
+        return jax.device_put(post_km)
+    from .sharding import place_tasks
+
+    return place_tasks(data, post_km)
+
+
+def layout_segments(
+    data: EMData, ann: Annotations, seg_ids: np.ndarray, n_segments: int
+) -> Segments:
+    """Per-segment sums of per-label values (``seg_ids``: one per label of ``ann``, in
+    its order) laid out like ``data``'s labels: ``Segments.build(seg_ids, n_segments)``
+    for exact one-device ``data``, sharded or shape-bucketed like its labels otherwise
+    (:func:`~crowdbayes.inference.sharding.label_segments`)."""
+    if data.task_mask is None:
+        return Segments.build(seg_ids, n_segments)
+    from .sharding import label_segments
+
+    return label_segments(data, ann, seg_ids, n_segments)

@@ -317,6 +317,16 @@ def quality_frame(
     return pd.DataFrame(cols, index=ann.worker_ids)
 
 
+def _impute(proba: np.ndarray, rng: np.random.Generator) -> jax.Array:
+    """One class per task drawn from ``proba [T, K]``, one-hot class-major ``[K, T]``."""
+    T, K = proba.shape
+    cdf = np.cumsum(proba, axis=1)
+    z = np.minimum((rng.random((T, 1)) * cdf[:, -1:] > cdf).sum(axis=1), K - 1)
+    hard = np.zeros((K, T), np.float32)
+    hard[z, np.arange(T)] = 1.0
+    return jnp.asarray(hard)
+
+
 def _bucket_free(hyper: Any, ann: Annotations) -> bool:
     """Whether hyperparameters fit every dataset of a shape bucket: each array is a
     scalar or has only class-sized axes (not the case where the class count equals the
@@ -346,6 +356,11 @@ class BayesianAggregator(Aggregator):
     ``history_``, ``n_iter_``, ``converged_`` (EM); with NUTS ``draws_`` (site ->
     ``[chains, draws, ...]``), ``convergence_`` (R-hat, ESS per site) and ``idata_``.
     """
+
+    #: Gibbs sweeps per imputation behind EM's intervals (:meth:`_em_interval_draws`);
+    #: 0 where the confusions are not the whole likelihood (item-level parameters, a
+    #: classifier's term) or the family's draws ignore the classes (Laplace).
+    _gibbs_sweeps: ClassVar[int] = 2
 
     _family: ClassVar[Any]
     _site_dims: ClassVar[dict[str, list[str]]] = {}
@@ -611,31 +626,36 @@ class BayesianAggregator(Aggregator):
     def _em_interval_draws(self, n_draws: int) -> tuple[np.ndarray, np.ndarray]:
         """Draws of the confusions ``[n, W, K, L]`` and class prior ``[n, K]`` behind EM's
         intervals: the family's posterior given the labels and the tasks' classes
-        (``em_draws``), averaged over classes imputed from the fitted task posterior.
+        (``em_draws``), averaged over classes imputed from the task posterior.
 
         Given expected counts alone, the intervals would treat every task's class as
         known up to its posterior weights and come out too narrow where tasks are
         uncertain (the missing information); drawing each imputation's classes from
-        ``proba_`` and the parameters given them (data augmentation, one Gibbs sweep from
-        the EM estimate) adds that share of the variance. Seeded by ``seed``."""
+        ``proba_`` and the parameters given them (data augmentation from the EM
+        estimate) adds that share of the variance. Where the confusions and class prior
+        are the whole likelihood (``_gibbs_sweeps`` > 0), each imputation then runs that
+        many more Gibbs sweeps (parameters given the classes, classes given the drawn
+        parameters), so the other annotators' uncertainty reaches the classes too.
+        Seeded by ``seed``."""
         rng = np.random.default_rng(self.seed)
         data, hyper = self._data(), self._fitted_hyper()
         # the posterior EM's estimate came from (a tempered fit reports another one)
         proba = np.asarray(getattr(self, "em_proba_", self.proba_), np.float64)
-        T, K = proba.shape
         n_imp = int(min(n_draws, IMPUTATIONS))
         sizes = np.full(n_imp, n_draws // n_imp)
         sizes[: n_draws % n_imp] += 1
-        cdf = np.cumsum(proba, axis=1)
+        tiny = np.finfo(np.float32).tiny
         conf_parts, pi_parts = [], []
         for size in sizes:
-            u = rng.random((T, 1)) * cdf[:, -1:]
-            z = np.minimum((u > cdf).sum(axis=1), K - 1)
-            hard = np.zeros((K, T), np.float32)
-            hard[z, np.arange(T)] = 1.0
-            conf, pi = self._family.em_draws(
-                self.params_, jnp.asarray(hard), data, hyper, rng, int(size)
-            )
+            hard = _impute(proba, rng)
+            for _ in range(int(self._gibbs_sweeps)):
+                conf, pi = self._family.em_draws(self.params_, hard, data, hyper, rng, 1)
+                drawn = ConfusionParams(
+                    jnp.asarray(np.log(np.maximum(np.asarray(conf)[0], tiny)), jnp.float32),
+                    jnp.asarray(np.log(np.maximum(np.asarray(pi)[0], tiny)), jnp.float32),
+                )
+                hard = _impute(posterior(ConfusionModel, drawn, data)[: proba.shape[0]], rng)
+            conf, pi = self._family.em_draws(self.params_, hard, data, hyper, rng, int(size))
             conf_parts.append(np.asarray(conf))
             pi_parts.append(np.asarray(pi))
         return np.concatenate(conf_parts), np.concatenate(pi_parts)

@@ -371,6 +371,7 @@ class BayesianCrowdLab(BayesianAggregator):
     """
 
     _family = BayesianCrowdLabModel
+    _gibbs_sweeps = 0  # the classifier's term is part of the likelihood
     _site_dims: ClassVar[dict[str, list[str]]] = {
         "bias": ["class"],
         "mu": ["true", "given"],

@@ -26,11 +26,10 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import beta_draws, dirichlet_draws
+from ._bayes import sample_priors
 from .dawid_skene import DawidSkeneModel, DSParams, row_strength
 from .one_coin import OCHyper, OneCoinDawidSkene, OneCoinModel
 
@@ -79,17 +78,12 @@ class ClassConditionalModel(OneCoinModel):
 
     @staticmethod
     def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
         K = hyper.class_counts.shape[0]
-        return {
-            "p_correct": numpyro.sample(
-                "p_correct", dist.Beta(hyper.a, hyper.b).expand([W, K]).to_event(2)
-            ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        accuracy = dist.Beta(hyper.a, hyper.b).expand([W, K]).to_event(2)
+        return sample_priors(hyper, p_correct=accuracy)
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: OCHyper) -> CCParams:  # type: ignore[override]
@@ -101,21 +95,10 @@ class ClassConditionalModel(OneCoinModel):
         return jnp.exp(class_conditional_log_confusion(params.logit_accuracy))
 
     @staticmethod
-    def em_draws(  # type: ignore[override]
-        params: CCParams,
-        post: jnp.ndarray,
-        data: EMData,
-        hyper: OCHyper,
-        rng: np.random.Generator,
-        n: int,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Beta posterior of each per-class accuracy given the expected counts."""
-        right, total = (np.asarray(x, np.float64) for x in _expected_jit(post, data))
-        a, b = float(hyper.a), float(hyper.b)
-        acc = beta_draws(right + a, total - right + b, rng, n)  # [n, W, K]
-        conf = np.asarray(jnp.exp(class_conditional_log_confusion(jnp.log(acc) - jnp.log1p(-acc))))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
-        return conf, pi
+    def expected_right(post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Expected right labels and labels of each accuracy (``[W, K]``: per annotator
+        and true class); ``em_draws`` (one-coin's) draws each from its Beta posterior."""
+        return _expected_jit(post, data)
 
 
 class ClassConditionalDawidSkene(OneCoinDawidSkene):

@@ -93,17 +93,11 @@ class CrowdLab(Aggregator):
     with one column per class (a NumPy array only with wide input).
     """
 
-    def __init__(
-        self,
-        consensus_method: str = "best_quality",
-        calibrate_probs: bool = False,
-        calibration: str = "cleanlab",
-        seed: int | None = 0,
-    ) -> None:
-        self.consensus_method = consensus_method
-        self.calibrate_probs = calibrate_probs
-        self.calibration = calibration
-        self.seed = seed
+    # parameters (the constructor takes these)
+    consensus_method: str = "best_quality"
+    calibrate_probs: bool = False
+    calibration: str = "cleanlab"
+    seed: int | None = 0
 
     def fit(  # type: ignore[override]
         self,

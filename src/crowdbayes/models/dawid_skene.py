@@ -30,7 +30,7 @@ True
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -39,11 +39,15 @@ import numpy as np
 from ..data import Annotations
 from ..inference.em import EMData, e_step
 from ._bayes import (
+    EM_PARAMETERS,
     MIN_PSEUDO,
+    NUTS_PARAMETERS,
     PRIOR_LABELS,
+    RUN_PARAMETERS,
     BayesianAggregator,
     dirichlet_draws,
     marginal_model,
+    sample_priors,
     vote_shares,
 )
 from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
@@ -131,16 +135,12 @@ class DawidSkeneModel(ConfusionModel):
     @staticmethod
     def sample_sites(data: EMData, hyper: DSHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``confusion[w, k] ~ Dirichlet(P_k)``, ``pi ~ Dirichlet(c)``."""
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
         K, L = hyper.confusion_counts.shape
         alpha = jnp.broadcast_to(hyper.confusion_counts, (W, K, L))
-        return {
-            "confusion": numpyro.sample("confusion", dist.Dirichlet(alpha).to_event(2)),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        return sample_priors(hyper, confusion=dist.Dirichlet(alpha).to_event(2))
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: DSHyper) -> DSParams:
@@ -261,35 +261,11 @@ class DawidSkene(BayesianAggregator):
         "pi": ["class"],
     }
 
-    def __init__(
-        self,
-        prior_strength: float | None = None,
-        prior_accuracy: float = 0.7,
-        class_prior_strength: float = 1.0,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        seed: int = 0,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        self.devices = devices
-        self.prior_strength = prior_strength
-        self.prior_accuracy = prior_accuracy
-        self.class_prior_strength = class_prior_strength
-        self.max_iter = max_iter
-        self.tol = tol
-        self.progress = progress
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.seed = seed
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    prior_strength: float | None = None
+    prior_accuracy: float = 0.7
+    class_prior_strength: float = 1.0
+    _engine_parameters: ClassVar[tuple[str, ...]] = EM_PARAMETERS + NUTS_PARAMETERS + RUN_PARAMETERS
 
     def _row_strength(self, n_classes: int) -> float:
         """Pseudo-labels in each row of the confusion prior."""

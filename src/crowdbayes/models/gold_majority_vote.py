@@ -104,17 +104,11 @@ class GoldMajorityVote(Aggregator):
     tied_tasks_ : Index of ordinary tasks whose top weighted vote was tied.
     """
 
-    def __init__(
-        self,
-        missing_skill: str | float = "pooled",
-        clamp_gold: bool = True,
-        tie_break: str = "smallest",
-        seed: int | None = 0,
-    ) -> None:
-        self.missing_skill = missing_skill
-        self.clamp_gold = clamp_gold
-        self.tie_break = tie_break
-        self.seed = seed
+    # parameters (the constructor takes these)
+    missing_skill: str | float = "pooled"
+    clamp_gold: bool = True
+    tie_break: str = "smallest"
+    seed: int | None = 0
 
     def _default_skill(self, ann: Annotations, skill: np.ndarray, n_gold: np.ndarray) -> float:
         missing = n_gold == 0

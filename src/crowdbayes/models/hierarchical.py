@@ -593,6 +593,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
     """
 
     _family = HierarchicalDawidSkeneModel
+    _gibbs_sweeps = 0  # Laplace draws: sweeps changed no interval and took 2.5x the time
     _site_dims: ClassVar[dict[str, list[str]]] = {
         "mu": ["true", "wrong"],
         "z": ["worker", "true", "wrong"],

@@ -319,6 +319,7 @@ class ItemDifficulty(BayesianAggregator):
     """
 
     _family = ItemDifficultyModel
+    _gibbs_sweeps = 0  # item difficulties are part of the likelihood
     _site_dims: ClassVar[dict[str, list[str]]] = {
         "ability": ["worker"],
         "difficulty": ["task"],

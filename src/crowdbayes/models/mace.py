@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = ["MACE", "MACEHyper", "MACEModel", "MACEParams"]
@@ -136,20 +136,15 @@ class MACEModel:
 
     @staticmethod
     def sample_sites(data: EMData, hyper: MACEHyper) -> dict[str, jnp.ndarray]:
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
         L = hyper.spam_counts.shape[0]
-        return {
-            "competence": numpyro.sample(
-                "competence", dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1)
-            ),
-            "xi": numpyro.sample(
-                "xi", dist.Dirichlet(jnp.broadcast_to(hyper.spam_counts, (W, L))).to_event(1)
-            ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        return sample_priors(
+            hyper,
+            competence=dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1),
+            xi=dist.Dirichlet(jnp.broadcast_to(hyper.spam_counts, (W, L))).to_event(1),
+        )
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: MACEHyper) -> MACEParams:
@@ -250,37 +245,11 @@ class MACE(BayesianAggregator):
         "pi": ["class"],
     }
 
-    def __init__(
-        self,
-        prior_strength: float = 2.0,
-        prior_competence: float = 0.5,
-        spam_prior_strength: float = 1.0,
-        class_prior_strength: float = 1.0,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        seed: int = 0,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        self.prior_strength = prior_strength
-        self.prior_competence = prior_competence
-        self.spam_prior_strength = spam_prior_strength
-        self.class_prior_strength = class_prior_strength
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.seed = seed
-        self.max_iter = max_iter
-        self.tol = tol
-        self.progress = progress
-        self.devices = devices
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    prior_strength: float = 2.0
+    prior_competence: float = 0.5
+    spam_prior_strength: float = 1.0
+    class_prior_strength: float = 1.0
 
     def _hyper(self, ann: Annotations) -> Any:
         s, q = float(self.prior_strength), float(self.prior_competence)

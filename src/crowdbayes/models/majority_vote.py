@@ -62,9 +62,9 @@ class MajorityVote(Aggregator):
     clamped.
     """
 
-    def __init__(self, tie_break: str = "random", seed: int | None = 0) -> None:
-        self.tie_break = tie_break
-        self.seed = seed
+    # parameters (the constructor takes these)
+    tie_break: str = "random"
+    seed: int | None = 0
 
     def _fit(self, ann: Annotations) -> None:
         votes = ann.vote_counts().astype(np.float64)

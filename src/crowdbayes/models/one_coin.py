@@ -33,7 +33,14 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import MIN_PSEUDO, PRIOR_LABELS, BayesianAggregator, beta_draws, dirichlet_draws
+from ._bayes import (
+    MIN_PSEUDO,
+    PRIOR_LABELS,
+    BayesianAggregator,
+    beta_draws,
+    dirichlet_draws,
+    sample_priors,
+)
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = ["OCHyper", "OCParams", "OneCoinDawidSkene", "OneCoinModel", "one_coin_log_confusion"]
@@ -99,16 +106,10 @@ class OneCoinModel:
 
     @staticmethod
     def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
-        return {
-            "p_correct": numpyro.sample(
-                "p_correct", dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1)
-            ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        return sample_priors(hyper, p_correct=dist.Beta(hyper.a, hyper.b).expand([W]).to_event(1))
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: OCHyper) -> OCParams:
@@ -124,7 +125,13 @@ class OneCoinModel:
         return jnp.exp(one_coin_log_confusion(params.logit_accuracy, params.log_pi.shape[0]))
 
     @staticmethod
+    def expected_right(post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray]:
+        """Expected right labels and labels of each accuracy (``[W]``: per annotator)."""
+        return _expected_jit(post, data)
+
+    @classmethod
     def em_draws(
+        cls,
         params: OCParams,
         post: jnp.ndarray,
         data: EMData,
@@ -132,12 +139,13 @@ class OneCoinModel:
         rng: np.random.Generator,
         n: int,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Beta posterior of each accuracy given the expected right/wrong counts."""
-        right, total = (np.asarray(x, np.float64) for x in _expected_jit(post, data))
+        """Beta posterior of each accuracy given the expected right/wrong counts (of
+        the family's ``expected_right``; its ``confusion`` of the drawn accuracies)."""
+        right, total = (np.asarray(x, np.float64) for x in cls.expected_right(post, data))
         a, b = float(hyper.a), float(hyper.b)
-        acc = beta_draws(right + a, total - right + b, rng, n)  # [n, W]
-        K = int(params.log_pi.shape[0])
-        conf = np.asarray(jnp.exp(one_coin_log_confusion(jnp.log(acc) - jnp.log1p(-acc), K)))
+        acc = beta_draws(right + a, total - right + b, rng, n)  # [n, *accuracies]
+        drawn = params._replace(logit_accuracy=jnp.log(acc) - jnp.log1p(-acc))
+        conf = np.asarray(cls.confusion(drawn))
         pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
@@ -161,35 +169,10 @@ class OneCoinDawidSkene(BayesianAggregator):
     _family = OneCoinModel
     _site_dims: ClassVar[dict[str, list[str]]] = {"p_correct": ["worker"], "pi": ["class"]}
 
-    def __init__(
-        self,
-        prior_strength: float | None = None,
-        prior_accuracy: float = 0.7,
-        class_prior_strength: float = 1.0,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        seed: int = 0,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        self.prior_strength = prior_strength
-        self.prior_accuracy = prior_accuracy
-        self.class_prior_strength = class_prior_strength
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.seed = seed
-        self.max_iter = max_iter
-        self.tol = tol
-        self.progress = progress
-        self.devices = devices
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    prior_strength: float | None = None
+    prior_accuracy: float = 0.7
+    class_prior_strength: float = 1.0
 
     def _strength(self, n_classes: int) -> float:
         """Pseudo-labels on each accuracy: ``prior_strength``, or 4 when None."""
