@@ -4,7 +4,8 @@ A model family is a class of static functions. For EM it follows
 :class:`~crowdbayes.inference.em.EMModel` (``log_lik``, ``log_class_prior``,
 ``m_step``, ``log_prior``); for NUTS and for intervals it adds
 
-- ``sample_sites(data, hyper) -> dict``: the ``numpyro.sample`` statements (priors);
+- ``sample_sites(data, hyper) -> dict``: the ``numpyro.sample`` statements (priors;
+  :func:`sample_priors` samples independent ones and the class prior);
 - ``params_from_sites(sites, hyper) -> params``: the same params pytree EM uses
   (with a ``log_pi`` field), so NUTS goes through the very same ``log_lik``;
 - ``sites_from_params(params, hyper) -> dict``: constrained site values (NUTS starts
@@ -93,6 +94,17 @@ def marginal_model(family: Any, data: EMData, hyper: Any) -> None:
     params = family.params_from_sites(sites, hyper)
     _, task_lp = e_step(family, params, data)
     numpyro.factor("labels", task_lp.sum())
+
+
+def sample_priors(hyper: Any, **priors: Any) -> dict[str, jnp.ndarray]:
+    """``sample_sites`` of a family whose priors are independent: each of ``priors``
+    (site name -> NumPyro distribution) sampled under its name, in order, then the
+    class prior ``pi ~ Dirichlet(hyper.class_counts)``."""
+    import numpyro
+    import numpyro.distributions as dist
+
+    priors["pi"] = dist.Dirichlet(hyper.class_counts)
+    return {name: numpyro.sample(name, prior) for name, prior in priors.items()}
 
 
 def nuts_draws(
@@ -341,15 +353,27 @@ def _bucket_free(hyper: Any, ann: Annotations) -> bool:
 
 
 # ----------------------------------------------------------------- estimator
+#: The engine parameters of the Bayesian estimators (declared on
+#: :class:`BayesianAggregator`), in three groups: the method and NUTS's settings, EM's,
+#: and where and by what the fit runs.
+NUTS_PARAMETERS = ("method", "num_warmup", "num_samples", "num_chains", "seed")
+EM_PARAMETERS = ("max_iter", "tol", "progress")
+RUN_PARAMETERS = ("devices", "inference")
+
+
 class BayesianAggregator(Aggregator):
     """Base of the Bayesian annotator models: fit by EM (MAP) or NUTS (not used directly).
 
-    Subclasses set ``_family`` and implement ``_hyper(ann)``; their constructors take the
-    common parameters ``method``, ``num_warmup``, ``num_samples``, ``num_chains``,
-    ``seed``, ``max_iter``, ``tol``, ``progress`` (a progress bar of EM's iterations, or
-    of NUTS's chains with ``method="nuts"``); those that take ``devices`` (a count
-    or a list of JAX devices) shard their EM fit's labels across those devices
-    (:mod:`crowdbayes.inference.sharding`); NUTS ignores it.
+    Subclasses set ``_family``, implement ``_hyper(ann)`` and declare their own
+    parameters (annotated class attributes with defaults, see
+    :class:`~crowdbayes.base.Aggregator`); their constructors then take the engine
+    parameters declared here, those named in ``_engine_parameters`` (all of them, in
+    this order, unless a subclass names others): ``method``, ``num_warmup``,
+    ``num_samples``, ``num_chains``, ``seed``, ``max_iter``, ``tol``, ``progress`` (a
+    progress bar of EM's iterations, or of NUTS's chains with ``method="nuts"``),
+    ``devices`` (a count or a list of JAX devices to shard the EM fit's labels across,
+    :mod:`crowdbayes.inference.sharding`; NUTS ignores it) and ``inference`` (an engine
+    object that stands for the others, :mod:`crowdbayes.engines`).
 
     Fitted attributes: ``proba_``; ``params_`` (EM estimate; NUTS starts from it);
     ``confusion_`` ``[W, K, K]`` and ``class_prior_`` (EM: MAP; NUTS: posterior mean);
@@ -366,14 +390,19 @@ class BayesianAggregator(Aggregator):
     _site_dims: ClassVar[dict[str, list[str]]] = {}
 
     _chosen_prob: np.ndarray
-    method: str
-    num_warmup: int
-    num_samples: int
-    num_chains: int
-    seed: int
-    max_iter: int
-    tol: float
-    progress: bool
+
+    # the engine parameters: declarations and defaults
+    method: str = "em"
+    num_warmup: int = 1000
+    num_samples: int = 1000
+    num_chains: int = 4
+    seed: int = 0
+    max_iter: int = 100
+    tol: float = 1e-6
+    progress: bool = False
+    devices: Any = None
+    inference: Any = None
+    _engine_parameters: ClassVar[tuple[str, ...]] = NUTS_PARAMETERS + EM_PARAMETERS + RUN_PARAMETERS
 
     # -------------------------------------------------------------- hooks
     def _hyper(self, ann: Annotations) -> Any:  # pragma: no cover - abstract
@@ -407,7 +436,7 @@ class BayesianAggregator(Aggregator):
         """The hyperparameters for an EM fit on sharded or shape-bucketed ``data``:
         ``_hyper(ann)`` unless they hold per-label layouts, which must follow ``data``'s
         label layout (and are then built for that layout only, e.g. by
-        :func:`~crowdbayes.inference.sharding.label_segments`)."""
+        :func:`~crowdbayes.inference.em.layout_segments`)."""
         return self._hyper(ann)
 
     def _unpad_params(self, params: Any, ann: Annotations) -> Any:

@@ -378,41 +378,27 @@ class BayesianCrowdLab(BayesianAggregator):
         "confusion": ["worker", "true", "given"],
     }
 
-    def __init__(
-        self,
-        pooling: float = 4.0,
-        prior_strength: float = 2.0,
-        prior_accuracy: float = 0.7,
-        prob_floor: float = 1e-3,
-        beta_mean: float = 1.0,
-        beta_sd: float = 2.0,
-        bias_sd: float = 2.0,
-        max_iter: int = 200,
-        tol: float = 1e-7,
-        seed: int = 0,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        progress: bool = False,
-        inference: Any = None,
-    ) -> None:
-        self.pooling = pooling
-        self.prior_strength = prior_strength
-        self.prior_accuracy = prior_accuracy
-        self.prob_floor = prob_floor
-        self.beta_mean = beta_mean
-        self.beta_sd = beta_sd
-        self.bias_sd = bias_sd
-        self.max_iter = max_iter
-        self.tol = tol
-        self.seed = seed
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.progress = progress
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    pooling: float = 4.0
+    prior_strength: float = 2.0
+    prior_accuracy: float = 0.7
+    prob_floor: float = 1e-3
+    beta_mean: float = 1.0
+    beta_sd: float = 2.0
+    bias_sd: float = 2.0
+    max_iter: int = 200
+    tol: float = 1e-7
+    _engine_parameters: ClassVar[tuple[str, ...]] = (
+        "max_iter",
+        "tol",
+        "seed",
+        "method",
+        "num_warmup",
+        "num_samples",
+        "num_chains",
+        "progress",
+        "inference",
+    )
 
     def _hyper(self, ann: Annotations, pp: np.ndarray | None = None) -> BCLHyper:
         if pp is None:

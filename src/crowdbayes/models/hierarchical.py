@@ -55,9 +55,8 @@ import numpy as np
 
 from ..data import Annotations
 from ..engines import engine_settings
-from ..inference.em import EMData, run_em
-from ..inference.sharding import place_tasks
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, vote_shares
+from ..inference.em import EMData, place_posterior, run_em
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors, vote_shares
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = [
@@ -494,22 +493,18 @@ class HierarchicalDawidSkeneModel:
     # ---- NUTS and intervals (see models/_bayes.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: HDSHyper) -> dict[str, jnp.ndarray]:
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
         K = hyper.class_counts.shape[0]
-        return {
-            "mu": numpyro.sample(
-                "mu",
-                dist.Normal(hyper.mean_logit, hyper.mean_scale).expand([K, K - 1]).to_event(2),
-            ),
-            "sigma": numpyro.sample("sigma", dist.HalfNormal(hyper.scale_prior)),
-            "tau": numpyro.sample("tau", dist.HalfNormal(hyper.scale_prior)),
-            "z": numpyro.sample("z", dist.Normal(0.0, 1.0).expand([W, K, K - 1]).to_event(3)),
-            "u": numpyro.sample("u", dist.Normal(0.0, 1.0).expand([W]).to_event(1)),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        return sample_priors(
+            hyper,
+            mu=dist.Normal(hyper.mean_logit, hyper.mean_scale).expand([K, K - 1]).to_event(2),
+            sigma=dist.HalfNormal(hyper.scale_prior),
+            tau=dist.HalfNormal(hyper.scale_prior),
+            z=dist.Normal(0.0, 1.0).expand([W, K, K - 1]).to_event(3),
+            u=dist.Normal(0.0, 1.0).expand([W]).to_event(1),
+        )
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: HDSHyper) -> HDSParams:
@@ -600,41 +595,13 @@ class HierarchicalDawidSkene(BayesianAggregator):
         "pi": ["class"],
     }
 
-    def __init__(
-        self,
-        prior_accuracy: float = 0.7,
-        prior_logit_scale: float = 1.0,
-        population_scale: float | None = None,
-        ability_scale: float | None = None,
-        scale_prior: float = 1.0,
-        class_prior_strength: float = 1.0,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        seed: int = 0,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        self.prior_accuracy = prior_accuracy
-        self.prior_logit_scale = prior_logit_scale
-        self.population_scale = population_scale
-        self.ability_scale = ability_scale
-        self.scale_prior = scale_prior
-        self.class_prior_strength = class_prior_strength
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.seed = seed
-        self.max_iter = max_iter
-        self.tol = tol
-        self.progress = progress
-        self.devices = devices
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    prior_accuracy: float = 0.7
+    prior_logit_scale: float = 1.0
+    population_scale: float | None = None
+    ability_scale: float | None = None
+    scale_prior: float = 1.0
+    class_prior_strength: float = 1.0
 
     def _hyper(self, ann: Annotations, scales: tuple[float, float] | None = None) -> HDSHyper:
         K = ann.n_classes
@@ -740,10 +707,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
             res = run_em(self._family, data, post, hyper, max_iter=max_iter, tol=1e-5)
             post = res.post
             key = jax.random.PRNGKey(seed)
-            if data.task_mask is None:
-                post_km = jnp.asarray(post.T, jnp.float32)
-            else:  # padded and sharded like the tasks
-                post_km = place_tasks(data, np.asarray(post.T, np.float32))
+            post_km = place_posterior(data, post)  # padded and sharded like the tasks
             new = np.asarray(_eb_scales_jit(post_km, data, hyper, key, *grids), np.float64)
             old = np.asarray(scales)
             done = bool(np.all(np.abs(new - old) <= rtol * np.maximum(old, _MIN_ABILITY)))

@@ -51,10 +51,9 @@ import pandas as pd
 
 from ..base import check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, em_data
+from ..inference.em import EMData, em_data, layout_segments
 from ..inference.segments import Segments
-from ..inference.sharding import label_segments
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws
+from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
 
 __all__ = ["ABILITY_SCALE", "IDHyper", "IDParams", "ItemDifficulty", "ItemDifficultyModel"]
 
@@ -234,21 +233,15 @@ class ItemDifficultyModel:
     # ---- NUTS and intervals (see models/_bayes.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: IDHyper) -> dict[str, jnp.ndarray]:
-        import numpyro
         import numpyro.distributions as dist
 
         W = data.n_labels_per_worker.shape[0]
         T = data.gold.shape[0]
-        return {
-            "ability": numpyro.sample(
-                "ability",
-                dist.Normal(hyper.ability_mean, hyper.ability_scale).expand([W]).to_event(1),
-            ),
-            "difficulty": numpyro.sample(
-                "difficulty", dist.Normal(0.0, hyper.difficulty_scale).expand([T]).to_event(1)
-            ),
-            "pi": numpyro.sample("pi", dist.Dirichlet(hyper.class_counts)),
-        }
+        return sample_priors(
+            hyper,
+            ability=dist.Normal(hyper.ability_mean, hyper.ability_scale).expand([W]).to_event(1),
+            difficulty=dist.Normal(0.0, hyper.difficulty_scale).expand([T]).to_event(1),
+        )
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: IDHyper) -> IDParams:
@@ -326,44 +319,18 @@ class ItemDifficulty(BayesianAggregator):
         "pi": ["class"],
     }
 
-    def __init__(
-        self,
-        prior_accuracy: float = 0.7,
-        ability_scale: float = ABILITY_SCALE,
-        difficulty_scale: float = 1.0,
-        class_prior_strength: float = 1.0,
-        method: str = "em",
-        num_warmup: int = 1000,
-        num_samples: int = 1000,
-        num_chains: int = 4,
-        seed: int = 0,
-        max_iter: int = 100,
-        tol: float = 1e-6,
-        progress: bool = False,
-        devices: Any = None,
-        inference: Any = None,
-    ) -> None:
-        self.prior_accuracy = prior_accuracy
-        self.ability_scale = ability_scale
-        self.difficulty_scale = difficulty_scale
-        self.class_prior_strength = class_prior_strength
-        self.method = method
-        self.num_warmup = num_warmup
-        self.num_samples = num_samples
-        self.num_chains = num_chains
-        self.seed = seed
-        self.max_iter = max_iter
-        self.tol = tol
-        self.progress = progress
-        self.devices = devices
-        self.inference = inference
+    # parameters (the constructor takes these, then the engine parameters)
+    prior_accuracy: float = 0.7
+    ability_scale: float = ABILITY_SCALE
+    difficulty_scale: float = 1.0
+    class_prior_strength: float = 1.0
 
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
         return em_data(ann, per_label=True, devices=devices)
 
     def _sharded_hyper(self, ann: Annotations, data: EMData) -> IDHyper:
         # the per-annotator sums over labels in the sharded label layout only
-        return self._hyper(ann, label_segments(data, ann, ann.worker, ann.n_workers))
+        return self._hyper(ann, layout_segments(data, ann, ann.worker, ann.n_workers))
 
     def _unpad_params(self, params: IDParams, ann: Annotations) -> IDParams:
         # the tasks' difficulties in task order, padding tasks (at the end) dropped
