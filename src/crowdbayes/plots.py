@@ -141,7 +141,9 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     else the model's point estimate (accuracy, CrowdLab's annotator quality or agreement
     with the consensus) without bounds. ``attrs["quality"]`` says which, in words.
     The order is the table's own, whatever the estimator's: the lowest quality first
-    (ties: more labels first), annotators without an estimate last.
+    (ties: more labels first), annotators without an estimate last; for accuracy on gold
+    (no model interval), the lowest upper bound first, so that an annotator with one
+    gold label wrong does not head the table above one wrong on 40 of 100.
 
     >>> import crowdbayes as cb
     >>> labels, truth = cb.datasets.load("wsd")
@@ -155,6 +157,7 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     level = f"{round(confidence * 100)}%"
     table: pd.DataFrame | None = None
     what = ""
+    wilson = False
     q: pd.DataFrame | None = None
     if quality_fn is not None:
         takes_interval = "interval" in inspect.signature(quality_fn).parameters
@@ -179,6 +182,7 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
             index=acc.index,
         )
         what = f"accuracy on the gold tasks with its {level} Wilson interval"
+        wilson = True
     if table is None:
         cols = _quality_columns(q) if q is not None else None
         if cols is not None:
@@ -196,9 +200,11 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
         table["gold_accuracy"] = acc["accuracy"].to_numpy(dtype=float)
     table.index.name = "annotator"
     quality = table["quality"].to_numpy(dtype=float)
-    order = np.lexsort(
-        (-table["n_labels"].to_numpy(), np.where(np.isnan(quality), np.inf, quality))
-    )
+    keys = [-table["n_labels"].to_numpy(), np.where(np.isnan(quality), np.inf, quality)]
+    if wilson:  # raw gold accuracy: one wrong gold label is not the worst annotator
+        upper = table["upper"].to_numpy(dtype=float)
+        keys.append(np.where(np.isnan(upper), np.inf, upper))
+    order = np.lexsort(keys)
     out = table.iloc[order]
     out.attrs["quality"] = what
     out.attrs["confidence"] = confidence
