@@ -143,9 +143,26 @@ def parameter_init(cls: type) -> Any:
     <Signature (prior: 'float' = 1.0, seed: 'int' = 0) -> 'None'>
     >>> vars(Model(prior=2.0))
     {'prior': 2.0, 'seed': 0}
+
+    A subclass that declares parameters declares all its own, the base's included (in
+    the order it wants them), so that none is dropped unseen:
+
+    >>> class Tempered(Model):
+    ...     temperature: float = 1.0
+    Traceback (most recent call last):
+    ...
+    TypeError: Tempered declares parameters, so it declares all of its own: ['prior', 'seed'] of its base are missing
     """
     engine = tuple(getattr(cls, "_engine_parameters", ()))
-    names = [n for n in declared_parameters(cls) if n not in engine] + list(engine)
+    own = [n for n in declared_parameters(cls) if n not in engine]
+    names = own + list(engine)
+    inherited = cls.__init__  # type: ignore[misc]  # the base's (cls writes none)
+    dropped = [n for n in getattr(inherited, "own_parameters", ()) if n not in names]
+    if dropped:
+        raise TypeError(
+            f"{cls.__name__} declares parameters, so it declares all of its own: {dropped} "
+            "of its base are missing"
+        )
     declared: dict[str, tuple[Any, Any]] = {}
     for klass in reversed(cls.__mro__):
         declared.update(declared_parameters(klass))
@@ -161,6 +178,7 @@ def parameter_init(cls: type) -> Any:
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
     init.__doc__ = f"Store the parameters of {cls.__name__} (documented on the class)."
+    init.own_parameters = tuple(own)  # what a subclass that declares parameters must keep
     return init
 
 
