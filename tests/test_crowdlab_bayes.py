@@ -71,19 +71,24 @@ def test_ignores_a_useless_classifier_and_clamps_gold():
     assert np.mean(pred == truth) >= np.mean(cl.predict().to_numpy() == truth) - 0.01
 
 
-@pytest.mark.slow  # eight shapes, eight compilations of each program (no cache in tests)
+@pytest.mark.slow  # four shapes, four compilations of each program (no cache in tests)
 def test_as_good_as_crowdlab_on_other_draws_of_the_lab():
-    """The lab's generator at 600 items, seeds 21-28 (the first seeds tried, none left
+    """The lab's generator at 600 items, seeds 21-24 (the first seeds tried, none left
     out), its KNN classifier: consensus at least as accurate as CROWDLAB's on each, and
     as many of the 10 bad annotators among the 10 lowest accuracies in all (measured
-    2026-12-01: 73 against CROWDLAB's 72; at 300 items, seeds 1-11, 82 against 85; at
-    150 items, seeds 31-38, 51 against 49: the two rank alike, within the noise of
-    20-40 labels per annotator)."""
+    2026-12-02: 36 against CROWDLAB's 35, 9 of 10 on each seed, where 10 annotators
+    picked at random hold 2 of the bad ones on average). It ran seeds 21-28 with
+    ``found >= 70`` (73 against 72, 2026-12-01); each seed is a new exact shape (the
+    classifier's probabilities keep BayesianCrowdLab's EM off the shape buckets), so
+    each compiled every program again: four seeds, and the threshold scaled with them
+    (35 of 40), halve the time. At 300 items, seeds 1-11, 82 against 85; at 150 items,
+    seeds 31-38, 51 against 49: the two rank alike, within the noise of 20-40 labels
+    per annotator."""
     pytest.importorskip("sklearn")
     from crowdbayes.datasets.curation_lab import knn_pred_probs, lab_majority_vote, make_data
 
     found = found_cl = 0
-    for seed in range(21, 29):
+    for seed in range(21, 25):
         d = make_data(sample_size=600, seed=seed)
         pp = knn_pred_probs(d.X, lab_majority_vote(d.labels))
         bad = {c for c in d.labels.columns if int(c[1:]) > 40}
@@ -94,7 +99,7 @@ def test_as_good_as_crowdlab_on_other_draws_of_the_lab():
         found_cl += len(set(cl.annotator_quality().index[:10]) & bad)
         acc = np.mean(bcl.predict().to_numpy() == d.truth)
         assert acc >= np.mean(cl.predict().to_numpy() == d.truth), seed
-    assert found >= found_cl and found >= 70
+    assert found >= found_cl and found >= 35, (found, found_cl)
 
 
 @pytest.mark.slow  # two small NUTS fits (the program with the bar compiles on its own)
