@@ -83,6 +83,34 @@ def aligned(a: Any, dtype: Any = None) -> np.ndarray:
     return out
 
 
+def release_memory() -> None:
+    """Hand the C heap's free memory back to the system (glibc's ``malloc_trim``; a no-op
+    elsewhere). Slices of a few MB that NumPy frees stay in the heap, resident, so a
+    layout built a slice at a time would leave its temporaries counted in the process's
+    resident size for the rest of the fit; the layout builders call this once done."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        _malloc_trim = _find_malloc_trim()
+    if _malloc_trim is not False:
+        _malloc_trim(0)
+
+
+def _find_malloc_trim() -> Any:
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl has no malloc_trim)
+        return False
+
+
+_malloc_trim: Any = None
+
+
 def bincount(x: np.ndarray, minlength: int = 0) -> np.ndarray:
     """``np.bincount(x, minlength=minlength)`` for non-negative integers, counted in
     slices so that its int64 copy of the input is of one slice, not of all of ``x``.

@@ -46,7 +46,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from .data import AnnotationsError, bincount
+from .data import AnnotationsError, bincount, release_memory
 from .engines import engine_settings
 
 __all__ = [
@@ -413,6 +413,7 @@ def _fit_table(
         task_ids, task = _dictionary_codes(held)
     T, N = len(task_ids), int(task.shape[0])
     pa.default_memory_pool().release_unused()  # the pool keeps the freed table otherwise
+    release_memory()  # and the C heap the encoding's freed slices
     sizes = _allgather(np.asarray([T, N], np.int64))
     T_local = max(int(sizes[:, 0].max()), 1)
     n_total = int(sizes[:, 1].sum())

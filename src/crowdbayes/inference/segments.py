@@ -41,7 +41,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..data import ALIGN, aligned_empty, bincount
+from ..data import ALIGN, aligned_empty, bincount, release_memory
 
 __all__ = [
     "MAX_BLOCKS",
@@ -321,17 +321,20 @@ class Segments(NamedTuple):
             del order
         counts = bincount(item_seg, minlength=n_segments)
         chunk_seg, first_chunk, chunk_size = _chunks(counts, max_width)
+        C = chunk_seg.size
+        chunked = C != np.count_nonzero(counts)
         if widths is None:
             widths = choose_widths(chunk_size)
         bucket = np.searchsorted(widths, chunk_size)  # smallest width >= chunk size
+        del chunk_size
         # rows: chunks grouped by bucket, chunk order kept within a bucket
         row_order = stable_order(bucket, widths.size)
         n_real = np.bincount(bucket, minlength=widths.size)
         n_rows = n_real if rows is None else np.asarray(rows)
         real_start, row_start = np.cumsum(n_real) - n_real, np.cumsum(n_rows) - n_rows
         b_of = bucket[row_order]
-        row_of_chunk = np.empty(chunk_seg.size, dtype=np.int64)
-        row_of_chunk[row_order] = np.arange(chunk_seg.size) - real_start[b_of] + row_start[b_of]
+        row_of_chunk = np.empty(C, dtype=np.int64)
+        row_of_chunk[row_order] = np.arange(C) - real_start[b_of] + row_start[b_of]
         del row_order, b_of
         total_rows = int(n_rows.sum())
         row_seg = np.zeros(total_rows, dtype=np.int32)
@@ -343,23 +346,48 @@ class Segments(NamedTuple):
         block_start = np.cumsum(spans) - spans
         chunk_base = (block_start - row_start)[bucket] + row_of_chunk  # per chunk
         chunk_stride = n_rows[bucket]
+        del bucket
+        inverse = None
+        if not chunked:
+            inverse = np.full(n_segments, total_rows, dtype=np.int32)
+            inverse[chunk_seg] = row_of_chunk
+        del row_of_chunk, chunk_seg
         seg_start = np.cumsum(counts) - counts
-        chunked = chunk_seg.size != np.count_nonzero(counts)
+        del counts
         flat = aligned_empty(int(spans.sum()), np.int32)
         flat.fill(pad)
-        for start in range(0, n_items, _ITEM_CHUNK):  # a slice of the items at a time
-            stop = min(start + _ITEM_CHUNK, n_items)
-            seg = item_seg[start:stop]
-            slot = np.arange(start, stop, dtype=np.int64) - seg_start[seg]  # place in segment
-            if chunked:
+        if n_items and not chunked:
+            # one chunk per non-empty segment: item i goes to base[seg] + i * stride[seg]
+            # (per-segment arrays only; empty segments, which no item reads, clipped)
+            first = np.minimum(first_chunk, C - 1)
+            stride = chunk_stride[first]
+            base = chunk_base[first] - seg_start * stride
+            del first, first_chunk, chunk_base, chunk_stride, seg_start
+            for start in range(0, n_items, _ITEM_CHUNK):  # a slice of the items at a time
+                stop = min(start + _ITEM_CHUNK, n_items)
+                seg = item_seg[start:stop]
+                place = np.arange(start, stop, dtype=np.int64)
+                place *= stride[seg]
+                place += base[seg]
+                flat[place] = (
+                    np.arange(start, stop) if sorted_keys is None else sorted_keys[start:stop]
+                )
+            del stride, base
+        else:
+            for start in range(0, n_items, _ITEM_CHUNK):
+                stop = min(start + _ITEM_CHUNK, n_items)
+                seg = item_seg[start:stop]
+                slot = np.arange(start, stop, dtype=np.int64) - seg_start[seg]  # in segment
                 item_chunk = first_chunk[seg] + slot // max_width
                 slot %= max_width
-            else:  # one chunk per non-empty segment
-                item_chunk = first_chunk[seg]
-            slot *= chunk_stride[item_chunk]
-            slot += chunk_base[item_chunk]
-            flat[slot] = np.arange(start, stop) if sorted_keys is None else sorted_keys[start:stop]
+                slot *= chunk_stride[item_chunk]
+                slot += chunk_base[item_chunk]
+                flat[slot] = (
+                    np.arange(start, stop) if sorted_keys is None else sorted_keys[start:stop]
+                )
         del item_seg, sorted_keys
+        if n_items >= _ITEM_CHUNK:
+            release_memory()  # the slices' temporaries, freed into the C heap
         blocks, row_keys = [], []
         for b in range(widths.size):
             if n_rows[b] == 0:
@@ -368,9 +396,7 @@ class Segments(NamedTuple):
                 flat[block_start[b] : block_start[b] + sizes[b]].reshape(widths[b], n_rows[b])
             )
             row_keys.append(row_seg[row_start[b] : row_start[b] + n_rows[b]])
-        if not chunked:
-            inverse = np.full(n_segments, total_rows, dtype=np.int32)
-            inverse[chunk_seg] = row_of_chunk
+        if inverse is not None:
             return cls(tuple(blocks), inverse, None, tuple(row_keys))
         inner = cls._layout(row_seg, n_segments, None, total_rows, max_width)
         return cls(
