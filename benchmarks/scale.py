@@ -7,13 +7,18 @@ peak memory is its own. crowd-kit fits the same long DataFrame for the same numb
 of iterations wherever the previous size predicts that it finishes within ``--cap``
 seconds. Printed per size: crowdbayes fit time (layout build + EM, from encoded
 labels), time per iteration, encoding time from the DataFrame, crowd-kit's time per
-iteration and the ratio, and crowdbayes' peak memory above the label arrays'.
+iteration and the ratio, and crowdbayes' peak memory above the label arrays': the growth
+of the process's peak resident size during the fit over its resident size before it, in
+MB and as a multiple of the three int32 label arrays. The fit measured is the second of
+its process (a first compiles); ``--once`` measures the first instead (a fresh process:
+JAX's start, imports and the compile included).
 
     python benchmarks/scale.py                       # 50k .. 10M labels, 50 iterations
     python benchmarks/scale.py --sizes 500000 --iters 50
     python benchmarks/scale.py --host-devices 2      # EM sharded over 2 CPU devices
     python benchmarks/scale.py --devices 1           # on a GPU machine: its first device
     python benchmarks/scale.py --sizes 10000000 --parquet 1 2   # from Parquet: 1, 2 processes
+    python benchmarks/scale.py --sizes 10000000 --no-peer --once  # a fresh process's fit
 
 ``--parquet N ...`` writes each size's crowd to a Parquet dataset (4 files, row groups of
 2**20 rows; integer ids) in a temporary folder, then fits it with
@@ -87,7 +92,7 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     import jax
 
     import crowdbayes as cb
-    from crowdbayes.inference.em import em_data, run_em
+    from crowdbayes.inference.em import em_data, is_bucketed, run_em
     from crowdbayes.models.dawid_skene import DawidSkeneModel, vote_shares
 
     devices = args.devices or None
@@ -97,7 +102,8 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     out["encode_s"] = time.perf_counter() - t0
     del df
     model = cb.DawidSkene(max_iter=args.iters, tol=0.0, devices=devices)
-    model.fit(data.ann)  # compile
+    if not args.once:
+        model.fit(data.ann)  # compile
     gc.collect()
     base = _vm("VmRSS")
     _peak_reset()
@@ -106,11 +112,14 @@ def child(args: argparse.Namespace) -> dict[str, float]:
     out["fit_s"] = time.perf_counter() - t0
     out["peak_extra_mb"] = _vm("VmHWM") - base
     out["accuracy"] = float((model.label_codes_ == data.truth).mean())
-    # split the fit: layout build, then the EM loop alone (already compiled)
-    hyper = model._hyper(data.ann)
+    # split the fit: layout build, then the EM loop alone (already compiled), on the
+    # layout the fit used (shape-bucketed for small fits, exact for large ones)
+    fit_devices = model._fit_devices()
     t0 = time.perf_counter()
-    emd = em_data(data.ann, devices=devices)
+    emd = em_data(data.ann, devices=fit_devices)
     jax.block_until_ready(emd)
+    laid_out = fit_devices is not None or is_bucketed(emd)
+    hyper = model._sharded_hyper(data.ann, emd) if laid_out else model._hyper(data.ann)
     out["layout_s"] = time.perf_counter() - t0
     init = vote_shares(data.ann)
     t0 = time.perf_counter()
@@ -280,8 +289,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
     p.add_argument(
         "--once",
         action="store_true",
-        help="--parquet: time the first fit (compile included) and skip the warm-up fit "
-        "(for the largest sizes)",
+        help="time the first fit of a fresh process (JAX's start and the compile included) "
+        "and skip the warm-up fit (for the largest sizes, and for the memory of a fresh "
+        "process)",
     )
     p.add_argument("--child", choices=["crowdbayes", "crowdkit", "dist"], help=argparse.SUPPRESS)
     p.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -322,6 +332,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, float]]:
         str(args.spread),
         "--devices",
         str(args.devices),
+        *(["--once"] if args.once else []),
     ]
 
     def run(lib: str, size: int, timeout: float | None = None) -> dict[str, float] | None:
