@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from exact_shapes import exact_shapes
 from interval_checks import assert_mean_in_interval
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
@@ -115,7 +116,9 @@ def test_nuts_intervals_cover_true_accuracy():
     acc_draws = ds.idata_.posterior["accuracy"].values
     assert check_convergence({"accuracy": acc_draws}, warn=False).loc["accuracy", "r_hat"] < 1.05
     # EM's intervals on the same data: they cover too, and overlap NUTS's
-    q_em = DawidSkene(**kw).fit(df).annotator_quality(interval=0.9).loc[np.arange(200)]
+    q_em = (
+        exact_shapes(DawidSkene(**kw)).fit(df).annotator_quality(interval=0.9).loc[np.arange(200)]
+    )
     inside_em = (q_em["accuracy_lower"] <= true_acc) & (true_acc <= q_em["accuracy_upper"])
     assert 0.8 <= inside_em.mean() <= 0.97
     overlap = (q["accuracy_lower"] <= q_em["accuracy_upper"]) & (
@@ -138,7 +141,7 @@ def _nuts_wsd():
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come; R-hat is checked
         warnings.simplefilter("ignore", ConvergenceWarning)
         ds.fit(df)
-    return ds, gold, DawidSkene().fit(df)
+    return ds, gold, exact_shapes(DawidSkene()).fit(df)
 
 
 def test_nuts_posterior_agrees_with_em():

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from exact_shapes import exact_shapes
 from interval_checks import assert_mean_in_interval
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
@@ -201,7 +202,7 @@ def test_nuts_small():
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(df)
-    em = HierarchicalDawidSkene().fit(df)
+    em = exact_shapes(HierarchicalDawidSkene()).fit(df)
     assert est.draws_["z"].shape == (2, 100, 12, 2, 1)
     assert est.draws_["u"].shape == (2, 100, 12)
     assert est.convergence_.loc["pi", "r_hat"] < 1.1

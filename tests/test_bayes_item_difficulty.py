@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
+from exact_shapes import exact_shapes
 from interval_checks import assert_mean_in_interval
 from jax.scipy.special import gammaln
 from numpyro.infer.util import log_density
@@ -117,7 +118,7 @@ def test_nuts_small():
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(df)
-    em = ItemDifficulty().fit(df)
+    em = exact_shapes(ItemDifficulty()).fit(df)
     assert est.draws_["difficulty"].shape == (2, 100, 50)
     assert est.convergence_.loc["ability", "r_hat"] < 1.1
     assert (est.predict() == em.predict()).mean() >= 0.9  # 4 labels a task: some near ties
@@ -137,7 +138,7 @@ def test_nuts_matches_em_on_rte():
     difficulty flipped an item's class, and NUTS visited those flips: 0.83 against EM's
     0.91 at these settings, difficulties' R-hat 2.3."""
     df, gold = cb.datasets.load("rte")
-    em = ItemDifficulty().fit(df)
+    em = exact_shapes(ItemDifficulty()).fit(df)
     est = ItemDifficulty(method="nuts", num_warmup=100, num_samples=100, num_chains=2)
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
