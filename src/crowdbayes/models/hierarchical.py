@@ -28,12 +28,13 @@ hierarchical scale collapses to zero): the M-step maximises the expected complet
 log posterior by a few Newton steps over all annotators and ``mu`` at once (the Hessian
 is block-arrow shaped: one block per annotator, a diagonal-minus-rank-one matrix per
 class plus the ability's rank one, coupled only through ``mu``, solved by a Schur
-complement). By default the scales are estimated by empirical Bayes between EM runs:
-they maximise the marginal likelihood of the labels given the most probable classes
-(annotator logits integrated out by importance sampling from their Laplace
-approximation) over a log grid; NUTS samples them. EM intervals: per imputation of the
-tasks' classes, each annotator's logits drawn from their posterior given ``mu`` and the
-scales (Laplace draws moved by preconditioned Langevin steps).
+complement: densely up to 8 classes, by conjugate gradients above). By default the
+scales are estimated by empirical Bayes between EM runs: they maximise the marginal
+likelihood of the labels given the most probable classes (annotator logits integrated
+out by importance sampling from their Laplace approximation) over a log grid; NUTS
+samples them. EM intervals: per imputation of the tasks' classes, each annotator's
+logits drawn from their posterior given ``mu`` and the scales (Laplace draws moved by
+preconditioned Langevin steps).
 
 >>> import crowdbayes as cb
 >>> df, gold = cb.datasets.load("rte")
@@ -69,6 +70,10 @@ __all__ = [
 
 _NEWTON_STEPS = 12
 _MAX_STEP = 3.0  # largest Newton move of one logit
+#: Up to this many classes the Newton steps of the M-step solve ``mu``'s system densely
+#: (``K (K - 1)`` square); above, by conjugate gradients.
+_JOINT_MAX_CLASSES = 8
+_CG_STEPS = 32  # conjugate-gradient iterations per Newton step above that
 _MIN_SCALE = 0.05
 _MIN_ABILITY = 0.02
 _GRID = 11  # points per scale of the empirical-Bayes grid (0.05 or 0.02 to 5, log spaced)
@@ -219,9 +224,14 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
     the population mean ``mu`` (``sigma``, ``tau`` fixed) by Newton steps from the prior
     mean. The Hessian is block-arrow shaped (one block per annotator, coupled through
     ``mu``): each annotator's block is inverted by Sherman–Morrison (:class:`_Solver`),
-    ``mu``'s step solves the ``D x D`` Schur complement."""
+    ``mu``'s step solves the ``D x D`` Schur complement. Above :data:`_JOINT_MAX_CLASSES`
+    classes (``D = K (K - 1)`` over 56, where that dense solve, ``O(K^6)``, took minutes
+    at K = 20) that system is solved by conjugate gradients instead
+    (:func:`_newton_cg`): the same steps, ``O(W K^2)`` a product."""
     W, K, _ = E.shape
     D = K * (K - 1)
+    if K > _JOINT_MAX_CLASSES:
+        return _newton_cg(E, hyper)
     sigma = hyper.sigma
     prior = _prior(sigma, hyper.tau, D)
     eye = jnp.eye(D, dtype=E.dtype)
@@ -244,6 +254,57 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
         S = S0 - P @ M @ P
         rhs = g_mu.reshape(D) + P @ solve(g_b).sum(0).reshape(D)
         d_mu = jnp.linalg.solve(S, rhs[:, None])[:, 0].reshape(K, K - 1)
+        d_b = solve(g_b + _prec_times(prior, jnp.broadcast_to(d_mu, b.shape)))
+        return (
+            b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),
+            mu + jnp.clip(d_mu, -_MAX_STEP, _MAX_STEP),
+        )
+
+    return jax.lax.fori_loop(0, _NEWTON_STEPS, step, (jnp.broadcast_to(mu0, (W, K, K - 1)), mu0))
+
+
+def _cg(matvec: Any, rhs: jnp.ndarray, steps: int) -> jnp.ndarray:
+    """``steps`` conjugate-gradient iterations for ``matvec(x) = rhs`` (symmetric
+    positive definite), from 0."""
+
+    def body(_: int, c: tuple[jnp.ndarray, ...]) -> tuple[jnp.ndarray, ...]:
+        x, r, p, rr = c
+        ap = matvec(p)
+        alpha = rr / jnp.maximum((p * ap).sum(), jnp.finfo(rhs.dtype).tiny)
+        x, r = x + alpha * p, r - alpha * ap
+        new = (r * r).sum()
+        return x, r, r + new / jnp.maximum(rr, jnp.finfo(rhs.dtype).tiny) * p, new
+
+    zero = jnp.zeros_like(rhs)
+    return jax.lax.fori_loop(0, steps, body, (zero, rhs, rhs, (rhs * rhs).sum()))[0]
+
+
+def _newton_cg(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """:func:`_newton` above :data:`_JOINT_MAX_CLASSES` classes: the same joint Newton
+    steps, ``mu``'s Schur-complement system ``(S0 - P M P) d = r`` solved by conjugate
+    gradients with ``M v = sum_w H_w^-1 v`` applied through each annotator's
+    Sherman–Morrison solver (``O(W K^2)`` a product), never formed."""
+    W, K, _ = E.shape
+    sigma = hyper.sigma
+    prior = _prior(sigma, hyper.tau, K * (K - 1))
+    prec_m = 1.0 / hyper.mean_scale**2
+    mu0 = jnp.full((K, K - 1), hyper.mean_logit, E.dtype)
+
+    def prec(x: jnp.ndarray) -> jnp.ndarray:  # one annotator's prior precision times x
+        return _prec_times(prior, x[None])[0]
+
+    def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
+        b, mu = carry
+        grad, solve = _solver(E, b, prior, sigma)
+        pr = _prec_times(prior, b - mu)
+        g_b = grad - pr
+        g_mu = pr.sum(0) - (mu - hyper.mean_logit) * prec_m
+
+        def schur(v: jnp.ndarray) -> jnp.ndarray:
+            pv = prec(v)
+            return W * pv + v * prec_m - prec(solve(jnp.broadcast_to(pv, b.shape)).sum(0))
+
+        d_mu = _cg(schur, g_mu + prec(solve(g_b).sum(0)), _CG_STEPS)
         d_b = solve(g_b + _prec_times(prior, jnp.broadcast_to(d_mu, b.shape)))
         return (
             b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),
