@@ -29,3 +29,15 @@ def test_gold_accuracy_order_weighs_the_evidence() -> None:
     assert list(table.index[:2]) == ["many", "one"]  # was ["one", "many"]: quality 0.0 first
     assert table.loc["one", "quality"] == 0.0
     assert table.loc["many", "upper"] < table.loc["one", "upper"]
+
+
+def test_the_report_says_the_order() -> None:
+    import crowdbayes as cb
+
+    df, gold = cb.datasets.load("bluebirds")
+    gmv = annotator_quality_table(GoldMajorityVote().fit(df, gold=gold))
+    ds = annotator_quality_table(cb.DawidSkene().fit(df))
+    assert gmv.attrs["order"].startswith("by the interval's upper bound")
+    assert ds.attrs["order"].startswith("by it, lowest first")
+    page = cb.report.build_report(df, gold=gold, model="gmv")
+    assert "Sorted by the interval&#x27;s upper bound, lowest first" in page

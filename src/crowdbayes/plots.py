@@ -207,6 +207,12 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     order = np.lexsort(keys)
     out = table.iloc[order]
     out.attrs["quality"] = what
+    out.attrs["order"] = (
+        "by the interval's upper bound, lowest first (one wrong gold label does not make"
+        " an annotator the worst)"
+        if wilson
+        else "by it, lowest first (ties: more labels first)"
+    )
     out.attrs["confidence"] = confidence
     return out
 
