@@ -579,7 +579,9 @@ probability of the chosen label. For gold tasks both come from the annotators' l
 (the gold label left out), so they show whether the crowd backs the gold label.</p>
 {_table(summary.round(3), "tasks")}
 <h2>Annotators, worst first ({ann.n_workers:,})</h2>
-<p>Quality: {html.escape(quality.attrs["quality"])}. Sorted {html.escape(quality.attrs.get("order", "lowest first"))};
+<p>Quality: {html.escape(quality.attrs["quality"])}. Sorted {
+        html.escape(quality.attrs.get("order", "lowest first"))
+    };
 intervals at {level} (the level of <code>annotator_quality()</code>), labels
 the annotator's label count{
         ", gold accuracy the share of its labels on gold tasks that match gold"
