@@ -61,6 +61,8 @@ __all__ = [
     "MIN_PSEUDO",
     "BayesianAggregator",
     "beta_draws",
+    "categorical_draws",
+    "confusion_posterior",
     "dirichlet_draws",
     "interval_bounds",
     "marginal_model",
@@ -329,14 +331,36 @@ def quality_frame(
     return pd.DataFrame(cols, index=ann.worker_ids)
 
 
+def categorical_draws(weights: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    """``[n, R]``: ``n`` draws of a column index from each row of nonnegative ``weights
+    [R, C]`` (inverse CDF, every row in one ``searchsorted``: row ``r``'s CDF shifted by
+    ``r`` is increasing)."""
+    R, C = weights.shape
+    cdf = np.cumsum(weights, axis=1, dtype=np.float64)
+    cdf /= cdf[:, -1:]
+    shift = np.arange(R, dtype=np.float64)
+    flat = (np.minimum(cdf, 1.0) + shift[:, None]).ravel()
+    cell = np.searchsorted(flat, rng.random((n, R)) + shift) - np.arange(R) * C
+    return np.clip(cell, 0, C - 1)
+
+
 def _impute(proba: np.ndarray, rng: np.random.Generator) -> jax.Array:
     """One class per task drawn from ``proba [T, K]``, one-hot class-major ``[K, T]``."""
     T, K = proba.shape
-    cdf = np.cumsum(proba, axis=1)
-    z = np.minimum((rng.random((T, 1)) * cdf[:, -1:] > cdf).sum(axis=1), K - 1)
     hard = np.zeros((K, T), np.float32)
-    hard[z, np.arange(T)] = 1.0
+    hard[categorical_draws(proba, rng, 1)[0], np.arange(T)] = 1.0
     return jnp.asarray(hard)
+
+
+def confusion_posterior(conf: np.ndarray, pi: np.ndarray, data: EMData) -> np.ndarray:
+    """The class posterior ``[n_tasks, K]`` of ``data`` given confusions ``conf [W, K, L]``
+    and a class prior ``pi [K]`` (zeros floored at float32's tiny)."""
+    tiny = np.finfo(np.float32).tiny
+    params = ConfusionParams(
+        jnp.asarray(np.log(np.maximum(conf, tiny)), jnp.float32),
+        jnp.asarray(np.log(np.maximum(pi, tiny)), jnp.float32),
+    )
+    return posterior(ConfusionModel, params, data)
 
 
 def _bucket_free(hyper: Any, ann: Annotations) -> bool:
@@ -636,8 +660,8 @@ class BayesianAggregator(Aggregator):
             conf_d, pi_d = self._em_interval_draws(int(n_draws))
         else:
             conf_d = pi_d = np.zeros(0)
-        comp = self._competence_draws(conf_d) if interval is not None else None
-        levels = None if comp is None else shortest_levels(comp, float(interval))  # type: ignore[arg-type]
+        comp = None if interval is None else self._competence_draws(conf_d)
+        levels = None if comp is None or interval is None else shortest_levels(comp, interval)
         out = quality_frame(
             conf_d, pi_d, self.confusion_, self.class_prior_, interval, ann, levels=levels
         )
@@ -673,17 +697,14 @@ class BayesianAggregator(Aggregator):
         n_imp = int(min(n_draws, IMPUTATIONS))
         sizes = np.full(n_imp, n_draws // n_imp)
         sizes[: n_draws % n_imp] += 1
-        tiny = np.finfo(np.float32).tiny
         conf_parts, pi_parts = [], []
         for size in sizes:
             hard = _impute(proba, rng)
             for _ in range(int(self._gibbs_sweeps)):
                 conf, pi = self._family.em_draws(self.params_, hard, data, hyper, rng, 1)
-                drawn = ConfusionParams(
-                    jnp.asarray(np.log(np.maximum(np.asarray(conf)[0], tiny)), jnp.float32),
-                    jnp.asarray(np.log(np.maximum(np.asarray(pi)[0], tiny)), jnp.float32),
+                hard = _impute(
+                    confusion_posterior(np.asarray(conf)[0], np.asarray(pi)[0], data), rng
                 )
-                hard = _impute(posterior(ConfusionModel, drawn, data)[: proba.shape[0]], rng)
             conf, pi = self._family.em_draws(self.params_, hard, data, hyper, rng, int(size))
             conf_parts.append(np.asarray(conf))
             pi_parts.append(np.asarray(pi))
@@ -710,8 +731,4 @@ class BayesianAggregator(Aggregator):
         n_new = W - conf.shape[0]
         if n_new > 0:
             conf = np.concatenate([conf, np.repeat(conf.mean(axis=0, keepdims=True), n_new, 0)])
-        log_conf = np.log(np.maximum(conf, np.finfo(np.float32).tiny))
-        params = ConfusionParams(
-            jnp.asarray(log_conf, jnp.float32), jnp.asarray(np.log(self.class_prior_), jnp.float32)
-        )
-        return posterior(ConfusionModel, params, em_data(ann, n_workers=W))
+        return confusion_posterior(conf, self.class_prior_, em_data(ann, n_workers=W))

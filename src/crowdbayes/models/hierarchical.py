@@ -53,6 +53,7 @@ from typing import Any, ClassVar, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.sparse.linalg import cg
 
 from ..data import Annotations
 from ..engines import engine_settings
@@ -73,7 +74,7 @@ _MAX_STEP = 3.0  # largest Newton move of one logit
 #: Up to this many classes the Newton steps of the M-step solve ``mu``'s system densely
 #: (``K (K - 1)`` square); above, by conjugate gradients.
 _JOINT_MAX_CLASSES = 8
-_CG_STEPS = 32  # conjugate-gradient iterations per Newton step above that
+_CG_STEPS = 32  # at most this many conjugate-gradient iterations per Newton step above
 _MIN_SCALE = 0.05
 _MIN_ABILITY = 0.02
 _GRID = 11  # points per scale of the empirical-Bayes grid (0.05 or 0.02 to 5, log spaced)
@@ -224,20 +225,45 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
     the population mean ``mu`` (``sigma``, ``tau`` fixed) by Newton steps from the prior
     mean. The Hessian is block-arrow shaped (one block per annotator, coupled through
     ``mu``): each annotator's block is inverted by Sherman–Morrison (:class:`_Solver`),
-    ``mu``'s step solves the ``D x D`` Schur complement. Above :data:`_JOINT_MAX_CLASSES`
-    classes (``D = K (K - 1)`` over 56, where that dense solve, ``O(K^6)``, took minutes
-    at K = 20) that system is solved by conjugate gradients instead
-    (:func:`_newton_cg`): the same steps, ``O(W K^2)`` a product."""
+    ``mu``'s step solves the ``D x D`` Schur complement ``(S0 - P M P) d = r`` with
+    ``M = sum_w H_w^-1``: formed and factorised up to :data:`_JOINT_MAX_CLASSES`
+    classes; above (``D = K (K - 1)`` over 56, where that dense solve, ``O(K^6)``, took
+    minutes at K = 20) by conjugate gradients, ``M v`` applied through the annotators'
+    solvers (``O(W K^2)`` a product), never formed: the same steps."""
     W, K, _ = E.shape
     D = K * (K - 1)
-    if K > _JOINT_MAX_CLASSES:
-        return _newton_cg(E, hyper)
     sigma = hyper.sigma
     prior = _prior(sigma, hyper.tau, D)
-    eye = jnp.eye(D, dtype=E.dtype)
-    P = prior.c * (eye - prior.rho)  # the prior precision of one annotator's logits
-    S0 = W * P + eye / hyper.mean_scale**2
     mu0 = jnp.full((K, K - 1), hyper.mean_logit, E.dtype)
+    dense = K <= _JOINT_MAX_CLASSES
+    if dense:
+        eye = jnp.eye(D, dtype=E.dtype)
+        P = prior.c * (eye - prior.rho)  # the prior precision of one annotator's logits
+        S0 = W * P + eye / hyper.mean_scale**2
+
+    def prec(x: jnp.ndarray) -> jnp.ndarray:  # one annotator's prior precision times x
+        return _prec_times(prior, x[None])[0]
+
+    def mu_step(solve: _Solver, g_mu: jnp.ndarray, g_b: jnp.ndarray) -> jnp.ndarray:
+        if dense:  # sum over annotators of H^-1, dense D x D
+            row_inv = (1.0 / solve.d).sum(0)[..., None] * jnp.eye(
+                K - 1, dtype=E.dtype
+            ) + jnp.einsum("wka,wkb->kab", solve.v / solve.den[..., None], solve.v)
+            wf = solve.w.reshape(W, D)
+            M = _block_diag(row_inv) + jnp.einsum("w,wa,wb->ab", solve.gamma, wf, wf)
+            S = S0 - P @ M @ P
+            rhs = g_mu.reshape(D) + P @ solve(g_b).sum(0).reshape(D)
+            return jnp.linalg.solve(S, rhs[:, None])[:, 0].reshape(K, K - 1)
+
+        def schur(v: jnp.ndarray) -> jnp.ndarray:
+            pv = prec(v)
+            return (
+                W * pv
+                + v / hyper.mean_scale**2
+                - prec(solve(jnp.broadcast_to(pv, E.shape[:1] + pv.shape)).sum(0))
+            )
+
+        return cg(schur, g_mu + prec(solve(g_b).sum(0)), maxiter=_CG_STEPS)[0]
 
     def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
         b, mu = carry
@@ -245,66 +271,7 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
         pr = _prec_times(prior, b - mu)
         g_b = grad - pr
         g_mu = pr.sum(0) - (mu - hyper.mean_logit) / hyper.mean_scale**2
-        # sum over annotators of H^-1, dense D x D
-        row_inv = (1.0 / solve.d).sum(0)[..., None] * jnp.eye(K - 1, dtype=E.dtype) + jnp.einsum(
-            "wka,wkb->kab", solve.v / solve.den[..., None], solve.v
-        )
-        wf = solve.w.reshape(W, D)
-        M = _block_diag(row_inv) + jnp.einsum("w,wa,wb->ab", solve.gamma, wf, wf)
-        S = S0 - P @ M @ P
-        rhs = g_mu.reshape(D) + P @ solve(g_b).sum(0).reshape(D)
-        d_mu = jnp.linalg.solve(S, rhs[:, None])[:, 0].reshape(K, K - 1)
-        d_b = solve(g_b + _prec_times(prior, jnp.broadcast_to(d_mu, b.shape)))
-        return (
-            b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),
-            mu + jnp.clip(d_mu, -_MAX_STEP, _MAX_STEP),
-        )
-
-    return jax.lax.fori_loop(0, _NEWTON_STEPS, step, (jnp.broadcast_to(mu0, (W, K, K - 1)), mu0))
-
-
-def _cg(matvec: Any, rhs: jnp.ndarray, steps: int) -> jnp.ndarray:
-    """``steps`` conjugate-gradient iterations for ``matvec(x) = rhs`` (symmetric
-    positive definite), from 0."""
-
-    def body(_: int, c: tuple[jnp.ndarray, ...]) -> tuple[jnp.ndarray, ...]:
-        x, r, p, rr = c
-        ap = matvec(p)
-        alpha = rr / jnp.maximum((p * ap).sum(), jnp.finfo(rhs.dtype).tiny)
-        x, r = x + alpha * p, r - alpha * ap
-        new = (r * r).sum()
-        return x, r, r + new / jnp.maximum(rr, jnp.finfo(rhs.dtype).tiny) * p, new
-
-    zero = jnp.zeros_like(rhs)
-    return jax.lax.fori_loop(0, steps, body, (zero, rhs, rhs, (rhs * rhs).sum()))[0]
-
-
-def _newton_cg(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
-    """:func:`_newton` above :data:`_JOINT_MAX_CLASSES` classes: the same joint Newton
-    steps, ``mu``'s Schur-complement system ``(S0 - P M P) d = r`` solved by conjugate
-    gradients with ``M v = sum_w H_w^-1 v`` applied through each annotator's
-    Sherman–Morrison solver (``O(W K^2)`` a product), never formed."""
-    W, K, _ = E.shape
-    sigma = hyper.sigma
-    prior = _prior(sigma, hyper.tau, K * (K - 1))
-    prec_m = 1.0 / hyper.mean_scale**2
-    mu0 = jnp.full((K, K - 1), hyper.mean_logit, E.dtype)
-
-    def prec(x: jnp.ndarray) -> jnp.ndarray:  # one annotator's prior precision times x
-        return _prec_times(prior, x[None])[0]
-
-    def step(_: int, carry: tuple[jnp.ndarray, jnp.ndarray]) -> tuple[jnp.ndarray, jnp.ndarray]:
-        b, mu = carry
-        grad, solve = _solver(E, b, prior, sigma)
-        pr = _prec_times(prior, b - mu)
-        g_b = grad - pr
-        g_mu = pr.sum(0) - (mu - hyper.mean_logit) * prec_m
-
-        def schur(v: jnp.ndarray) -> jnp.ndarray:
-            pv = prec(v)
-            return W * pv + v * prec_m - prec(solve(jnp.broadcast_to(pv, b.shape)).sum(0))
-
-        d_mu = _cg(schur, g_mu + prec(solve(g_b).sum(0)), _CG_STEPS)
+        d_mu = mu_step(solve, g_mu, g_b)
         d_b = solve(g_b + _prec_times(prior, jnp.broadcast_to(d_mu, b.shape)))
         return (
             b + jnp.clip(d_b, -_MAX_STEP, _MAX_STEP),

@@ -34,7 +34,14 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
+from ._bayes import (
+    MIN_PSEUDO,
+    BayesianAggregator,
+    categorical_draws,
+    dirichlet_draws,
+    sample_priors,
+)
+from .confusion import _expected_counts_jit
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = ["MACE", "MACEHyper", "MACEModel", "MACEParams"]
@@ -95,9 +102,6 @@ def _inner(E: jnp.ndarray, hyper: MACEHyper) -> tuple[jnp.ndarray, jnp.ndarray, 
 
 def _expected(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
     return DawidSkeneModel.expected_counts(post, data, data.n_labels_per_worker.shape[0])
-
-
-_expected_jit = jax.jit(_expected)
 
 
 class MACEModel:
@@ -186,8 +190,9 @@ class MACEModel:
         The exact conditional matters at the boundary: a spammer's likelihood is flat
         near competence 0, where a Beta approximation around the EM estimate puts no
         mass (its intervals never reached accuracy 1/K)."""
-        E = np.asarray(_expected_jit(post, data), np.float64)  # [W, K, L] given classes
-        W, K = E.shape[:2]
+        W = data.n_labels_per_worker.shape[0]
+        E = np.asarray(_expected_counts_jit(post, data, W), np.float64)  # [W, K, L]
+        K = E.shape[1]
         xi = np.exp(np.asarray(params.log_xi, np.float64))  # [W, L]
         a, b = float(hyper.a), float(hyper.b)
         grid = (np.arange(COMPETENCE_GRID) + 0.5) / COMPETENCE_GRID  # cell midpoints
@@ -198,14 +203,8 @@ class MACEModel:
         log_p = log_p + (wrong * np.log(np.maximum(xi, 1e-300))).sum(-1, keepdims=True)
         for k in range(K):  # right labels: t + (1 - t) xi_k
             log_p = log_p + right[:, k : k + 1] * np.log(grid + (1.0 - grid) * xi[:, k : k + 1])
-        cdf = np.cumsum(np.exp(log_p - log_p.max(1, keepdims=True)), axis=1)
-        cdf /= cdf[:, -1:]
-        # inverse CDF for every annotator at once: row w's CDF shifted by w is increasing
-        shift = np.arange(W, dtype=np.float64)[:, None]
-        flat = (np.minimum(cdf, 1.0) + shift).ravel()
-        u = rng.random((n, W))
-        cell = np.searchsorted(flat, u + shift[:, 0]) - np.arange(W) * COMPETENCE_GRID
-        t = (np.clip(cell, 0, COMPETENCE_GRID - 1) + rng.random((n, W))) / COMPETENCE_GRID
+        cell = categorical_draws(np.exp(log_p - log_p.max(1, keepdims=True)), rng, n)
+        t = (cell + rng.random((n, W))) / COMPETENCE_GRID  # uniform within the cell
         r = t[..., None] / (t[..., None] + (1.0 - t[..., None]) * xi[None, :, :K])  # [n, W, K]
         good = rng.binomial(np.broadcast_to(right.astype(np.int64), r.shape), r)
         spam = E.sum(1)[None] - good + np.asarray(hyper.spam_counts, np.float64)  # [n, W, L]
