@@ -11,6 +11,16 @@ accuracy of every annotator, the same quantity the estimator reports:
 - item difficulty: ``sigmoid(a_j)``, the accuracy on an item of typical difficulty
   (``d = 0``).
 
+Every registered model with a NUTS fit on labels alone (``crowdbayes.registry``) is run.
+The six models above have hand-written simulators (``OWN_PRIOR``: the tables were made
+with their draws, so they stay); any other registered model is simulated from its own
+NumPyro priors (``prior_predictive``: the family's ``sample_sites`` drawn, each
+annotator's labels from the family's ``confusion``), with ``COMMON_PRIOR`` where the
+estimator takes those parameters. That is its own model only where the confusions are
+the whole likelihood, which the simulator checks (``log_lik`` against the confusion
+likelihood on a draw) and refuses otherwise (an item-level model such as item difficulty
+needs its own simulator here).
+
 Design: 240 annotators, 1,500 tasks, 5 distinct annotators per task (7,500 labels), 3
 classes with an unbalanced class prior; annotators' activity is skewed (each task picks
 its annotators with lognormal weights, so some have ~10 labels and some ~70).
@@ -52,7 +62,9 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from crowdbayes.data import as_annotations  # noqa: E402
 from crowdbayes.inference.nuts import ConvergenceWarning  # noqa: E402
+from crowdbayes.models.confusion import confusion_log_lik  # noqa: E402
 from crowdbayes.models.dawid_skene import confusion_pseudo_counts  # noqa: E402
 from crowdbayes.models.hierarchical import full_logits  # noqa: E402
 from crowdbayes.registry import MODELS as REGISTRY  # noqa: E402
@@ -183,18 +195,70 @@ OWN_PRIOR: dict[str, tuple[Callable[[np.random.Generator, int, int, int], Sim], 
 }
 
 
+#: The prior settings of the six models above where an estimator takes them: a model
+#: simulated by :func:`prior_predictive` is given these (its other parameters at their
+#: defaults).
+COMMON_PRIOR = {"prior_strength": 10.0, "prior_accuracy": 0.75}
+
+
+def prior_predictive(
+    build: Callable[..., Any],
+) -> Callable[[np.random.Generator, int, int, int], Sim]:
+    """A simulator drawing from the prior of the estimator ``build()`` returns: its
+    family's ``sample_sites`` (the NumPyro priors EM and NUTS use) drawn once, each
+    annotator's labels then from the family's ``confusion`` of those parameters (classes
+    from ``CLASS_PRIOR``, as the hand-written simulators). Refuses a family whose
+    likelihood is not that of its confusions (item-level parameters, a classifier)."""
+
+    def simulate(rng: np.random.Generator, W: int, T: int, per_task: int) -> Sim:
+        conf = prior_confusions(build(), W, rng)
+        return Sim(_from_confusion(conf, rng, T, per_task), _accuracy(conf))
+
+    return simulate
+
+
+def prior_confusions(est: Any, W: int, rng: np.random.Generator) -> np.ndarray:
+    """``[W, K, K]``: the annotators' confusions of one draw of ``est``'s priors."""
+    import jax
+    import numpyro
+
+    family = est._family
+    # W annotators with one label each (every class given): the shapes the priors need
+    w = np.arange(W)
+    ann = as_annotations(pd.DataFrame({"task": w, "worker": w, "label": w % K}))
+    data, hyper = est._em_data(ann), est._hyper(ann)
+    key = jax.random.PRNGKey(int(rng.integers(2**31)))
+    sites = numpyro.handlers.seed(family.sample_sites, key)(data, hyper)
+    params = family.params_from_sites(sites, hyper)
+    log_conf = jnp.log(jnp.maximum(family.confusion(params), np.finfo(np.float32).tiny))
+    own, from_conf = family.log_lik(params, data), confusion_log_lik(log_conf, data)
+    if not np.allclose(np.asarray(own), np.asarray(from_conf), rtol=1e-4, atol=1e-4):
+        raise ValueError(
+            f"{type(est).__name__}'s likelihood is not that of its confusion matrices: "
+            "simulating its prior needs a simulator of its own in OWN_PRIOR"
+        )
+    conf = np.asarray(family.confusion(params), np.float64)[:W]
+    return conf / conf.sum(-1, keepdims=True)
+
+
 def registered_models() -> dict[str, Spec]:
     """Every registered model with a NUTS fit on labels alone (``crowdbayes.registry``),
-    with its simulator; one without a simulator here is an error, not left out."""
+    with its simulator: ``OWN_PRIOR``'s, in its order (which fixes each model's data
+    seed), then the others in the registry's order, from their own priors
+    (:func:`prior_predictive`)."""
     specs = {s.card_key: s for s in REGISTRY.values() if s.nuts and not s.needs_pred_probs}
-    missing = sorted(set(specs) - set(OWN_PRIOR))
-    if missing:
-        raise KeyError(f"registered models without an own-prior simulator here: {missing}")
-    return {
+    out = {
         key: Spec(specs[key].estimator, sim, partial(specs[key].build, **priors))
         for key, (sim, priors) in OWN_PRIOR.items()
         if key in specs
     }
+    for key, spec in specs.items():
+        if key not in out:
+            params = spec.estimator_class()._get_param_names()
+            priors = {k: v for k, v in COMMON_PRIOR.items() if k in params}
+            build = partial(spec.build, **priors)
+            out[key] = Spec(spec.estimator, prior_predictive(build), build)
+    return out
 
 
 MODELS: dict[str, Spec] = registered_models()

@@ -1,10 +1,16 @@
-"""Write ``models/<model>.md``: each Bayesian model's card with results (EM) on every
-dataset in ``../shared/datasets``: accuracy on the gold tasks and mean log-loss of the
-gold label (probabilities clipped at 1e-6). An existing card keeps everything but its
-"Results" section (the story, priors and notes are edited by hand there); a new card is
-written whole from ``TEXTS``.
+"""Write the "Results" section of ``models/<model>.md``: each Bayesian model's results (EM)
+on every dataset in ``../shared/datasets``: accuracy on the gold tasks and mean log-loss
+of the gold label (probabilities clipped at 1e-6). Everything else in a card (title,
+generative story, priors, when to use, references, notes) is written by hand in the card
+itself, one of the three files of a model (its family, its card, its registry entry):
+this script reads the cards from the registry (``crowdbayes.registry``: every Bayesian
+model fitted from the labels alone) and rewrites only their "Results" section (appended
+to a card that has none).
 
-    .venv/bin/python benchmarks/model_cards.py [--datasets DIR] [--out models]
+    .venv/bin/python benchmarks/model_cards.py [--datasets DIR] [--out models] [--only KEY ...]
+
+``--out DIR`` writes the cards (and ``bayes_results.csv``) there instead, starting from
+the copy in ``DIR`` where there is one, else from ``models/``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,65 +28,6 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import crowdbayes as cb  # noqa: E402
 from crowdbayes.registry import MODELS  # noqa: E402
-
-#: Per card (its file name in ``models/``): title, generative story, when to use, references.
-TEXTS = {
-    "dawid_skene": (
-        "Dawid–Skene",
-        r"""$\theta_{jk} \sim \mathrm{Dir}(P_k)$,
-$y_{ij} \mid z_i = k \sim \mathrm{Cat}(\theta_{jk})$.
-$P$ puts `prior_strength * prior_accuracy` (default `4 / K` x 0.7) on the diagonal, the rest evenly.""",
-        "Plenty of labels per annotator; annotators with label-specific biases.",
-        "Dawid & Skene (1979), Applied Statistics 28(1); Paun et al. (2018), TACL.",
-    ),
-    "one_coin": (
-        "One-coin Dawid–Skene",
-        r"""$a_j \sim \mathrm{Beta}(sq, s(1-q))$ (default $s=4, q=0.7$);
-$p(y_{ij}=l \mid z_i=k) = a_j$ if $l=k$, else $(1-a_j)/(K-1)$.""",
-        "Few labels per annotator; no label-specific biases expected.",
-        "Paun et al. (2018), TACL; Pullin et al. (2020), rater.",
-    ),
-    "class_conditional": (
-        "Class-conditional Dawid–Skene",
-        r"""$a_{jk} \sim \mathrm{Beta}(sq, s(1-q))$ (default $s = 4/K$, $q = 0.7$);
-$p(y_{ij}=l \mid z_i=k) = a_{jk}$ if $l=k$, else $(1-a_{jk})/(K-1)$.""",
-        "Annotators better on some classes than others (per-class sensitivity).",
-        "Pullin et al. (2020), the R package rater.",
-    ),
-    "mace": (
-        "MACE",
-        r"""$t_j \sim \mathrm{Beta}(sq, s(1-q))$ (default $s=4, q=0.7$), $\xi_j \sim \mathrm{Dir}(g)$;
-$p(y_{ij}=l \mid z_i=k) = t_j [l=k] + (1-t_j)\,\xi_{jl}$ (spamming marginalised).""",
-        "Crowds with spammers: annotators who sometimes answer at random.",
-        "Hovy et al. (2013), NAACL (MACE); Paun et al. (2018), TACL.",
-    ),
-    "hierarchical_dawid_skene": (
-        "Hierarchical Dawid–Skene",
-        r"""$\mu_{kl} \sim \mathcal{N}(m, 1)$, $\sigma \sim \mathrm{HalfNormal}(1)$,
-$z_{jkl} \sim \mathcal{N}(0, 1)$, $\theta_{jk} = \mathrm{softmax}(\beta_{jk})$ with
-$\beta_{jkl} = \mu_{kl} + \sigma z_{jkl}$ for $l \ne k$ and $\beta_{jkk} = 0$;
-$m = \log\frac{1-q}{(K-1)q}$ puts the typical annotator's accuracy at `prior_accuracy`
-$q = 0.7$. EM holds $\sigma$ fixed and estimates it by empirical Bayes between EM runs
-(marginal likelihood at the most probable classes, annotator logits integrated out by
-importance sampling); EM intervals are Laplace; NUTS samples $\sigma$ (non-centred).""",
-        (
-            "Many annotators with few labels each (partial pooling), label-specific biases. "
-            "On the bundled datasets with gold it averages 0.9203 accuracy against plain "
-            "Dawid–Skene's 0.9190 (a test holds it there); over all 16 shared datasets "
-            "0.8525 against 0.8556."
-        ),
-        "Paun et al. (2018), TACL (the hierarchical Dawid–Skene model).",
-    ),
-    "item_difficulty": (
-        "Item difficulty (logistic random effects)",
-        r"""$a_j \sim \mathcal{N}(\mathrm{logit}\,q, 1)$, $d_i \sim \mathcal{N}(0, 1)$;
-$p(y_{ij}=l \mid z_i=k) = \sigma(a_j - d_i)$ if $l=k$, else
-$(1-\sigma(a_j - d_i))/(K-1)$ ($q = 0.7$). Annotator accuracy is reported on an item of
-typical difficulty ($d=0$); EM intervals are Laplace (difficulties integrated out).""",
-        "Items that differ in difficulty; no label-specific biases expected (like one-coin).",
-        "Whitehill et al. (2009), NeurIPS (GLAD); Paun et al. (2018), TACL.",
-    ),
-}
 
 
 def load(folder: Path) -> tuple[pd.DataFrame, pd.Series | None]:
@@ -101,41 +47,15 @@ def score(model: cb.Aggregator, gold: pd.Series) -> tuple[float, float]:
     return acc, float(-np.log(np.clip(p, 1e-6, 1)).mean())
 
 
-EM_INTERVALS = {
-    "dawid_skene": "intervals from the Dirichlet posterior of each confusion row given imputed classes",
-    "one_coin": "intervals from the Beta posterior of each accuracy given imputed classes",
-    "class_conditional": "intervals from the Beta posterior of each per-class accuracy given imputed classes",
-    "mace": "intervals from draws given imputed classes: competence from its exact conditional posterior (a grid), the truthful/spam split redrawn; accuracy bounds at the levels of competence's shortest interval",
-    "hierarchical_dawid_skene": "Laplace intervals on the confusion logits",
-    "item_difficulty": "Laplace intervals with the observed information (Louis' formula)",
-}
-
-
-def registered_cards() -> dict[str, tuple[Any, ...]]:
+def registered_cards() -> dict[str, type]:
     """The cards this script writes: every registered Bayesian model fitted from the labels
-    alone (``crowdbayes.registry``: a NUTS fit, no ``pred_probs``), by card, as (estimator
-    class, title, story, when, references); one without its texts here is an error."""
+    alone (``crowdbayes.registry``: a NUTS fit, no ``pred_probs``), by card (its file name
+    without ``.md``), with its estimator class."""
     specs = [s for s in MODELS.values() if s.nuts and not s.needs_pred_probs]
-    missing = [s.card for s in specs if s.card_key not in TEXTS or s.card_key not in EM_INTERVALS]
-    if missing:
-        raise KeyError(f"registered models without card texts in model_cards.py: {missing}")
-    return {s.card_key: (s.estimator_class(), *TEXTS[s.card_key]) for s in specs}
+    return {s.card_key: s.estimator_class() for s in specs}
 
 
 CARDS = registered_cards()
-
-
-OWN_SECTIONS = ("Generative story", "When to use", "References", "Results")
-
-
-def kept_sections(path: Path) -> str:
-    """Sections of an existing card that this script does not write (for example the
-    interval coverage that ``benchmarks/coverage.py`` adds), to append unchanged."""
-    if not path.exists():
-        return ""
-    parts = path.read_text(encoding="utf-8").split("\n## ")[1:]
-    kept = [p for p in parts if not p.startswith(OWN_SECTIONS)]
-    return "".join("\n## " + p.rstrip("\n") + "\n" for p in kept)
 
 
 def replace_results(card: str, results: str) -> str:
@@ -160,7 +80,7 @@ def main() -> None:
     rows = []
     for folder in folders:
         df, gold = load(folder)
-        for key, (cls, *_rest) in cards.items():
+        for key, cls in cards.items():
             t0 = time.perf_counter()
             model = cls().fit(df)
             secs = time.perf_counter() - t0
@@ -170,42 +90,22 @@ def main() -> None:
     res = pd.DataFrame(rows, columns=["model", "dataset", "accuracy", "log_loss", "seconds"])
     out = Path(args.out)
     out.mkdir(exist_ok=True)
-    for key, (cls, title, story, when, refs) in cards.items():
+    for key in cards:
         r = res[res.model == key]
         table = ["| dataset | accuracy | mean gold log-loss | EM seconds |", "|---|---:|---:|---:|"]
         for _, row in r.iterrows():
             acc = "n/a" if np.isnan(row.accuracy) else f"{row.accuracy:.4f}"
             ll = "n/a" if np.isnan(row.log_loss) else f"{row.log_loss:.3f}"
             table.append(f"| {row.dataset} | {acc} | {ll} | {row.seconds:.1f} |")
-        mean_acc = r.accuracy.mean()
-        text = f"""# {title} (`{cls.__module__}.{cls.__name__}`)
-
-## Generative story
-$\\pi \\sim \\mathrm{{Dir}}(c)$, $z_i \\sim \\mathrm{{Cat}}(\\pi)$, and
-{story}
-
-The true class $z_i$ is marginalised by log-sum-exp (EM and NumPyro share one likelihood).
-Fit with `method="em"` (posterior mode in log-ratio coordinates; {EM_INTERVALS[key]}) or
-`method="nuts"` (posterior draws, ArviZ `idata_`).
-
-## When to use
-{when}
-
-## References
-{refs}
-
-## Results (EM, default priors; generated by `benchmarks/model_cards.py`)
+        results = f"""## Results (EM, default priors; generated by `benchmarks/model_cards.py`)
 Accuracy and mean log-loss of the gold label on the gold tasks of every dataset in
-`shared/datasets` (mean accuracy over datasets with gold: {mean_acc:.4f}).
+`shared/datasets` (mean accuracy over datasets with gold: {r.accuracy.mean():.4f}).
 
 {chr(10).join(table)}
 """
         path = out / f"{key}.md"
-        if path.exists():  # the hand-kept parts stay; only the results are rewritten
-            results = text[text.index("## Results") :]
-            path.write_text(replace_results(path.read_text(encoding="utf-8"), results), "utf-8")
-        else:
-            path.write_text(text + kept_sections(path), encoding="utf-8")
+        card = path if path.exists() else ROOT / "models" / f"{key}.md"  # the registered card
+        path.write_text(replace_results(card.read_text(encoding="utf-8"), results), "utf-8")
     old = out / "bayes_results.csv"
     if args.only and old.exists():
         kept = pd.read_csv(old)

@@ -17,6 +17,7 @@ from crowdbayes import cli
 from crowdbayes.cli import main
 
 README = Path(__file__).parents[1] / "README.md"
+#: the models registered when the command line was written (a later one is listed too)
 ISSUE_NAMES = {
     "recommended",
     "mv",
@@ -34,8 +35,14 @@ ISSUE_NAMES = {
 
 # accuracy on bluebirds as the library gives it (the CLI adds nothing): mv 0.759, one-coin
 # 0.583 (one accuracy per annotator cannot express bluebirds' class-dependent errors),
-# item-difficulty 0.722, gmv (weights from all the gold, not clamped) 0.787; the others 0.87-0.90
+# item-difficulty 0.722, gmv (weights from all the gold, not clamped) 0.787; the others of
+# ISSUE_NAMES 0.87-0.90. A model registered later must do at least as well as chance (two
+# classes) here; its accuracy is for its own tests and its card to state.
 BLUEBIRDS_AT_LEAST = {"mv": 0.75, "gmv": 0.78, "one-coin": 0.58, "item-difficulty": 0.72}
+
+
+def bluebirds_floor(name: str) -> float:
+    return BLUEBIRDS_AT_LEAST.get(name, 0.85) if name in ISSUE_NAMES else 0.5
 
 
 def _error(capsys: pytest.CaptureFixture[str]) -> str:
@@ -76,20 +83,37 @@ def test_models_command_lists_every_model_once(capsys: pytest.CaptureFixture[str
     assert main(["models"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     names = [line.split()[0] for line in lines]
-    assert set(names) == ISSUE_NAMES == set(cli.MODELS) and len(names) == len(ISSUE_NAMES)
+    assert names == list(cli.MODELS) and ISSUE_NAMES <= set(names)
     assert all(len(line.split()) > 2 for line in lines)  # name, estimator, description
     assert [n for n in names if "--pred-probs" in lines[names.index(n)]] == [
-        "crowdlab",
-        "bayesian-crowdlab",
+        n for n, spec in cli.MODELS.items() if spec.needs_pred_probs
     ]
+    assert {"crowdlab", "bayesian-crowdlab"} <= {
+        n for n, s in cli.MODELS.items() if s.needs_pred_probs
+    }
     assert "--gold" in lines[names.index("gmv")]
 
 
 def test_readme_lists_the_registry() -> None:
-    assert cli.models_markdown() in README.read_text(encoding="utf-8")
+    """The README's command-line table is ``cli.models_markdown()`` as it was when the README
+    was written: every row is the registry's row of that model today (no stale name or
+    line), in the registry's order, and every model of ``ISSUE_NAMES`` has one. A model
+    registered later may be missing (``crowdbayes models`` lists it; the README says so), so
+    that registering a model takes no README edit."""
+    text = README.read_text(encoding="utf-8")
+    head, *generated = cli.models_markdown().splitlines()
+    start = text.index(head + "\n")
+    rows = text[start : text.index("\n\n", start)].splitlines()[1:]
+    assert rows[0] == generated[0]  # the separator line
+    rows, generated = rows[1:], generated[1:]
+    assert [r for r in generated if r in rows] == rows, set(rows) - set(generated)
+    named = {r.split("`")[1] for r in rows}
+    assert ISSUE_NAMES <= named and len(named) == len(rows)
+    before = " ".join(text[:start].rstrip("\n").rsplit("\n\n", 1)[-1].split())  # above it
+    assert "`crowdbayes models`" in before and "full list" in before, before
 
 
-@pytest.mark.parametrize("name", sorted(ISSUE_NAMES))
+@pytest.mark.parametrize("name", sorted(cli.MODELS))
 def test_every_model_runs_from_the_shell(
     name: str,
     tmp_path: Path,
@@ -102,7 +126,7 @@ def test_every_model_runs_from_the_shell(
         argv += ["--pred-probs", str(bluebirds_files["pp"])]
     assert main(argv) == 0
     accuracy = _accuracy(capsys.readouterr().err)
-    assert accuracy[name] >= BLUEBIRDS_AT_LEAST.get(name, 0.85), accuracy
+    assert accuracy[name] >= bluebirds_floor(name), accuracy
     result = pd.read_csv(out)
     assert list(result.columns) == ["task", "label", "probability"] and len(result) == 108
 

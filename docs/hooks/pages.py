@@ -200,11 +200,32 @@ def math_to_mathml(markdown: str) -> str:
     return "".join(p if i % 2 else _MATH.sub(one, p) for i, p in enumerate(parts))
 
 
+def registered_estimators(markdown: str) -> str:
+    """The estimators page with every registered estimator (``crowdbayes.registry``) that it
+    does not name yet added at the end of its first list, so a new model has its API entry
+    without an edit of the page."""
+    from crowdbayes.registry import MODELS  # standard library only
+
+    missing = [
+        f"::: crowdbayes.{spec.module}.{spec.estimator}"
+        for spec in MODELS.values()
+        if not re.search(rf"^::: \S+\.{spec.estimator}$", markdown, re.M)
+    ]
+    if not missing:
+        return markdown
+    end = markdown.find("\n## ", markdown.index("\n::: "))  # the end of the first list
+    at = len(markdown) if end < 0 else end
+    return markdown[:at].rstrip("\n") + "".join(f"\n\n{m}" for m in missing) + "\n" + markdown[at:]
+
+
 def on_page_markdown(markdown: str, page: Any, **kwargs: Any) -> str:
     """A page written in docs/ (``benchmarks.md``, ...) is served as it is, its links to the
-    repository's other files rewritten like the generated pages'. On every page, formulas
-    become MathML."""
+    repository's other files rewritten like the generated pages'; the estimators page also
+    gets every registered estimator it does not name (:func:`registered_estimators`). On
+    every page, formulas become MathML."""
     uri = page.file.src_uri
     if (ROOT / "docs" / uri).is_file():
         markdown = rewrite_links(markdown, f"docs/{uri}", uri)
+    if uri == API["Estimators"]:
+        markdown = registered_estimators(markdown)
     return math_to_mathml(markdown)

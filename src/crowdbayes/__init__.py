@@ -10,12 +10,16 @@
 
 Names are imported on first use (PEP 562): ``import crowdbayes`` loads none of jax,
 numpyro, arviz, scipy or plotly; ``cb.DawidSkene`` loads jax, the first NUTS fit numpyro.
+Every estimator of :data:`crowdbayes.registry.MODELS` is a public name here, found in
+the registry (standard library only), so a new model needs no line in this file.
 """
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING, Any
+
+from . import registry as _registry  # standard library only: every model, by name
 
 if TYPE_CHECKING:
     from . import datasets, io, metrics, plots, qc, report
@@ -40,7 +44,8 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# public name -> the module that defines it (imported on first access)
+# public name -> the module that defines it (imported on first access); the estimators
+# are added from the registry below
 _LAZY = {
     "Aggregator": ".base",
     "NotFittedError": ".base",
@@ -54,20 +59,10 @@ _LAZY = {
     "ConvergenceWarning": ".inference.nuts",
     "read_platform_export": ".io",
     "compare": ".model_choice",
-    "BayesianCrowdLab": ".models.bayesian_crowdlab",
-    "ClassConditionalDawidSkene": ".models.class_conditional",
-    "CrowdLab": ".models.crowdlab",
-    "DawidSkene": ".models.dawid_skene",
-    "GoldMajorityVote": ".models.gold_majority_vote",
-    "HierarchicalDawidSkene": ".models.hierarchical",
-    "ItemDifficulty": ".models.item_difficulty",
-    "MACE": ".models.mace",
-    "MajorityVote": ".models.majority_vote",
-    "OneCoinDawidSkene": ".models.one_coin",
     "suspicious_tasks": ".qc",
-    "CalibratedDawidSkene": ".recommend",
     "recommended": ".recommend",
 }
+_LAZY.update({spec.estimator: f".{spec.module}" for spec in _registry.MODELS.values()})
 # subpackages and modules reachable as attributes (``cb.datasets``, ``cb.models.mace``)
 _SUBMODULES = frozenset(
     {
@@ -126,6 +121,8 @@ __all__ = [
     "report",
     "suspicious_tasks",
 ]
+# every registered estimator (those above are named for readers; a new one is added here)
+__all__ += [spec.estimator for spec in _registry.MODELS.values() if spec.estimator not in __all__]
 
 
 def __getattr__(name: str) -> Any:
