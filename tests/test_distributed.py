@@ -231,6 +231,73 @@ def test_a_peer_killed_during_em_is_an_error_in_the_survivor(dataset: Path) -> N
                 p.stdout.close()
 
 
+_CACHED = """
+import json, sys
+import jax
+events = []
+jax.monitoring.register_event_listener(lambda name, **kw: events.append(name))
+import crowdbayes as cb
+pid, port, data = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+res = cb.distributed.fit(
+    data, "ds", coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid
+)
+ours = lambda what: sum(e == f"/crowdbayes/program_cache/{what}" for e in events)
+print(json.dumps({"hits": ours("hits"), "misses": ours("misses"),
+                  "tasks": res.tasks.to_pylist(), "proba": res.proba.tolist()}))
+"""
+
+
+def _fit_in_two_fresh_processes(dataset: Path, cache: Path) -> list[dict]:
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CROWDBAYES_CACHE_DIR": str(cache)}
+    for name in ("CROWDBAYES_NO_CACHE", "JAX_COMPILATION_CACHE_DIR"):
+        env.pop(name, None)
+    port = distributed.free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CACHED, str(i), str(port), str(dataset)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=240)
+            assert p.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    return results
+
+
+def test_a_second_fresh_multi_process_fit_compiles_no_em_loop(
+    dataset: Path, one: cb.DawidSkene, tmp_path: Path
+) -> None:
+    """With crowdbayes' cache, each process saves its own EM loop (JAX's cache serves
+    only process 0: it writes from process 0 alone, and on CPUs its keys differ by
+    process), and a second run's processes read theirs back and trace nothing."""
+    first = _fit_in_two_fresh_processes(dataset, tmp_path)
+    assert [(r["hits"], r["misses"]) for r in first] == [(0, 1), (0, 1)]
+    assert len(list(tmp_path.rglob("crowdbayes-programs/*.pkl"))) == 2  # one per process
+    second = _fit_in_two_fresh_processes(dataset, tmp_path)
+    assert [(r["hits"], r["misses"]) for r in second] == [(1, 0), (1, 0)]
+    for a, b in zip(first, second, strict=True):
+        assert a["tasks"] == b["tasks"]
+        np.testing.assert_allclose(b["proba"], a["proba"], atol=1e-6)
+        ref = one.predict_proba().loc[b["tasks"]].to_numpy()
+        np.testing.assert_allclose(b["proba"], ref, atol=1e-5)
+
+
 def test_a_missing_column_is_a_one_line_error(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -242,17 +242,18 @@ def code_tag(module: str) -> str:
     return h.hexdigest()
 
 
-def load_program(key: str) -> Any | None:
+def load_program(key: str, devices: Any = None) -> Any | None:
     """The compiled program (a ``jax.stages.Compiled``) saved under ``key``, or None (no
-    cache, not saved, unreadable: the caller compiles it)."""
+    cache, not saved, unreadable: the caller compiles it). ``devices``: the devices it
+    runs on, in its order (a program over a mesh of some of the devices, as a
+    multi-process fit's with several devices per process: XLA aborts the process when a
+    program is loaded on devices other than its own); default all of them."""
     folder = program_dir()
     if folder is None:
         return None
     path = folder / f"{key}.pkl"
     if not path.is_file():
         return None
-    import pickle
-
     from jax._src.lib import utils
     from jax.experimental import serialize_executable
 
@@ -260,14 +261,52 @@ def load_program(key: str) -> Any | None:
     try:
         if set_level is not None:
             set_level(3)  # XLA's spurious CPU-loader ERROR lines (see the module docstring)
-        blob, in_tree, out_tree = pickle.loads(path.read_bytes())
-        return serialize_executable.deserialize_and_load(blob, in_tree, out_tree)
+        blob, in_tree, out_tree = _loads(path.read_bytes())
+        return serialize_executable.deserialize_and_load(
+            blob, in_tree, out_tree, execution_devices=devices
+        )
     except Exception:  # an unreadable entry: dropped, the caller compiles the program
         path.unlink(missing_ok=True)
         return None
     finally:
         if set_level is not None:
             set_level(_cpp_log_level())
+
+
+def _dumps(entry: Any) -> bytes:
+    """``pickle.dumps(entry)``, with each JAX device (in the argument tree of a program
+    over a mesh: a multi-process fit's) written as its id."""
+    import io
+    import pickle
+
+    import jax
+
+    class Pickler(pickle.Pickler):
+        def persistent_id(self, obj: Any) -> Any:
+            return ("device", obj.id) if isinstance(obj, jax.Device) else None
+
+    with io.BytesIO() as f:
+        Pickler(f).dump(entry)
+        return f.getvalue()
+
+
+def _loads(data: bytes) -> Any:
+    """What :func:`_dumps` wrote, each device id read back as this process's JAX device of
+    that id (program keys name the devices, so the ids are the ones it was saved with)."""
+    import io
+    import pickle
+
+    import jax
+
+    devices = {d.id: d for d in jax.devices()}
+
+    class Unpickler(pickle.Unpickler):
+        def persistent_load(self, pid: Any) -> Any:
+            if isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "device":
+                return devices[pid[1]]
+            raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+    return Unpickler(io.BytesIO(data)).load()
 
 
 def drop_program(key: str) -> None:
@@ -277,20 +316,22 @@ def drop_program(key: str) -> None:
         (folder / f"{key}.pkl").unlink(missing_ok=True)
 
 
-_jax_cache_events = {"hits": 0, "misses": 0}
+_jax_cache_events = {"cache_hits": 0, "compile_requests_use_cache": 0}
 
 
 def _count_jax_cache_events(event: str, **kwargs: str | int) -> None:
     for what in _jax_cache_events:
-        if event == f"/jax/compilation_cache/cache_{what}":
+        if event == f"/jax/compilation_cache/{what}":
             _jax_cache_events[what] += 1
 
 
 def compile_fresh(lowered: Any) -> tuple[Any, bool]:
-    """``lowered.compile()`` and whether XLA compiled it just now: JAX's persistent cache
-    missed it (every compile with the cache on is one miss) and did not read it back. An
-    executable JAX read from its cache, or kept in memory after reading it, serialises
-    without its code, so only a fresh one may be saved by :func:`save_program`."""
+    """``lowered.compile()`` and whether XLA compiled it just now: JAX looked it up in
+    its persistent cache (every compile with the cache on is one request) and did not
+    read it back. An executable JAX read from its cache, or kept in memory after reading
+    it (no request), serialises without its code, so only a fresh one may be saved by
+    :func:`save_program`. (A miss is no sign of a fresh compile: JAX records one only
+    when it writes the entry, and in a multi-process run only process 0 writes.)"""
     import jax
 
     global _listening
@@ -300,8 +341,8 @@ def compile_fresh(lowered: Any) -> tuple[Any, bool]:
     before = dict(_jax_cache_events)
     compiled = lowered.compile()
     fresh = (
-        _jax_cache_events["hits"] == before["hits"]
-        and _jax_cache_events["misses"] > before["misses"]
+        _jax_cache_events["cache_hits"] == before["cache_hits"]
+        and _jax_cache_events["compile_requests_use_cache"] > before["compile_requests_use_cache"]
     )
     return compiled, fresh
 
@@ -316,14 +357,13 @@ def save_program(key: str, compiled: Any) -> None:
     folder = program_dir()
     if folder is None:
         return
-    import pickle
     import tempfile
 
     from jax.experimental import serialize_executable
 
     tmp = None
     try:
-        data = pickle.dumps(serialize_executable.serialize(compiled))
+        data = _dumps(serialize_executable.serialize(compiled))
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:

@@ -385,7 +385,13 @@ def _fit_table(
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
 
-    from .inference.em import EMData, _em_chunk_jit, bound_programs, initial_state
+    from .inference.em import (
+        EMData,
+        _drop_em_chunk,
+        _em_chunk_jit,
+        bound_programs,
+        initial_state,
+    )
     from .inference.segments import MAX_WIDTH, Segments, _is_sorted, stable_order
     from .inference.sharding import AXIS, ShardedSegments
 
@@ -501,15 +507,43 @@ def _fit_table(
     family = est._family
     settings = engine_settings(est)  # inference=EM(...) or the estimator's own
     max_iter, tol = int(settings["max_iter"]), float(settings["tol"])
-    shapes = jax.eval_shape(family.m_step, post0, data, hyper)
     history0 = replicated(np.full((max(max_iter, 1),), np.nan, np.float32))
-    state = initial_state(shapes, post0, history0, replicated)
+    stop_at, tol_arr = replicated(np.int32(max_iter)), replicated(np.float32(tol))
     bound_programs()
     timings["layout_s"] = time.perf_counter() - start - timings["read_s"] - timings["encode_s"]
-    em_start = time.perf_counter()
-    state = _em_chunk_jit(
-        family, state, data, hyper, replicated(np.int32(max_iter)), replicated(np.float32(tol))
-    )
+    em_start = time.perf_counter()  # the EM loop's time includes finding or compiling it
+    # the EM loop from crowdbayes' program cache where a fit of these shapes compiled it
+    # before, in this process or an earlier one (no tracing, lowering or compiling)
+    key = _program_key(family, (post0, data, hyper, history0), mesh)
+    program = _saved_program(key, mesh) if key is not None else None
+    read_back = program is not None
+    if program is not None:  # the params' shapes are the program's
+        shapes = program.args_info[0][0].params
+    else:  # the loop starts with an M-step, so params only need the right structure here
+        shapes = jax.eval_shape(family.m_step, post0, data, hyper)
+    state = initial_state(shapes, post0, history0, replicated)
+    if key is None:  # no crowdbayes cache: JAX's jit (and JAX's own cache, if any)
+        state = _em_chunk_jit(family, state, data, hyper, stop_at, tol_arr)
+    else:
+        if program is None:
+            program = _compile_em_chunk(family, key, state, data, hyper, stop_at, tol_arr)
+        try:
+            state = program(state, data, hyper, stop_at, tol_arr)
+        except jax.errors.JaxRuntimeError as err:
+            if not read_back:
+                raise
+            # a program read back that does not run (as run_em handles): dropped; one
+            # process compiles it and runs again, several do not (a peer may have
+            # started the loop: the error ends the fit, the next run compiles it)
+            _drop_em_chunk(key)
+            if P > 1:
+                raise DistributedError(
+                    f"process {pid} of {P}: the EM loop read back from crowdbayes' program "
+                    f"cache did not run ({str(err).strip()[:200]}); it was dropped from the "
+                    "cache: run the fit again"
+                ) from err
+            program = _compile_em_chunk(family, key, state, data, hyper, stop_at, tol_arr)
+            state = program(state, data, hyper, stop_at, tol_arr)
 
     def local(x: jax.Array) -> np.ndarray:
         return np.asarray(x.addressable_data(0))
@@ -546,6 +580,78 @@ def _fit_table(
         timings=timings,
         shuffled=shuffle,
     )
+
+
+def _program_key(family: Any, args: Any, mesh: Any) -> str | None:
+    """The key under which crowdbayes' program cache keeps this process's EM loop for
+    ``family`` and ``args`` (the initial posterior, data, hyperparameters and history:
+    everything but the params, which follow from them), or None where that cache is off
+    or the family is defined inside a function. As ``em._program_key``, with what a
+    program over several processes depends on besides: each argument's sharding, the
+    mesh's devices, this process's index and the number of processes (each process
+    keeps its own program: its executable runs its own device's share), and the source
+    of ``inference/sharding.py`` (the sharded segment sums)."""
+    import hashlib
+
+    import jax
+
+    from . import _compile_cache
+
+    if _compile_cache.program_dir() is None or "<locals>" in family.__qualname__:
+        return None
+    leaves, tree = jax.tree_util.tree_flatten(args)
+    parts = [
+        "distributed",
+        family.__module__,
+        family.__qualname__,
+        str(tree),
+        _compile_cache.code_tag(family.__module__),
+        _compile_cache.code_tag("crowdbayes.inference.sharding"),
+        f"process {jax.process_index()} of {jax.process_count()}",
+        f"mesh {dict(mesh.shape)} {[d.id for d in mesh.devices.flat]}",
+    ]
+    for x in leaves:
+        parts.append(f"{jax.typeof(x)} {getattr(x.sharding, 'spec', x.sharding)}")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _saved_program(key: str, mesh: Any) -> Any | None:
+    """The EM loop saved under ``key``, held in this process or read from crowdbayes'
+    cache onto the mesh's devices (``em._saved_em_chunk`` loads onto all devices, which
+    are more than the mesh's where a process has several), or None; with the same
+    jax.monitoring events."""
+    import jax
+
+    from . import _compile_cache
+    from .inference import em
+
+    compiled = em._programs.get(key)
+    if compiled is None:
+        compiled = _compile_cache.load_program(key, list(mesh.devices.flat))
+        if compiled is None:
+            jax.monitoring.record_event(_compile_cache.PROGRAM_MISS)
+            return None
+        jax.monitoring.record_event(_compile_cache.PROGRAM_HIT)
+        em._programs[key] = compiled
+    return compiled
+
+
+def _compile_em_chunk(
+    family: Any, key: str, state: Any, data: Any, hyper: Any, stop_at: Any, tol: Any
+) -> Any:
+    """Compile this process's EM loop (the global arrays of the call give the shardings)
+    and save it under ``key`` in crowdbayes' program cache, as ``em._compile_em_chunk``
+    does for one process: only where XLA compiled it just now (JAX's own cache, written
+    by process 0 alone, hands back executables that serialise without their code)."""
+    from . import _compile_cache
+    from .inference import em
+
+    lowered = cast(Any, em._em_chunk_jit).lower(family, state, data, hyper, stop_at, tol)
+    compiled, fresh = _compile_cache.compile_fresh(lowered)
+    if fresh:
+        _compile_cache.save_program(key, compiled)
+    em._programs[key] = compiled
+    return compiled
 
 
 def _all_to_all(values: np.ndarray, bounds: np.ndarray, mesh: Any, device: Any) -> list[np.ndarray]:
