@@ -120,6 +120,13 @@ MODELS: dict[str, ModelSpec] = {
         "class_conditional.md",
         nuts=True,
     ),
+    "shared-errors": ModelSpec(
+        "models.shared_errors",
+        "SharedErrorsDawidSkene",
+        "one accuracy per annotator and true class; errors follow a pattern shared by the crowd",
+        "shared_errors.md",
+        nuts=True,
+    ),
     "hierarchical": ModelSpec(
         "models.hierarchical",
         "HierarchicalDawidSkene",
