@@ -9,8 +9,9 @@ one jitted ``lax.while_loop``, compiled once per model and array shapes; it
 runs in chunks only so that a progress bar can move between them.
 
 *Shape buckets* (``em_data(..., devices=BUCKETS)``, what the estimators use for EM fits
-of up to :data:`BUCKET_MAX_LABELS` labels): the labels are padded to a power of two,
-the tasks to the same size and the annotators up the ladder 8, 64, 512, ...
+of up to :data:`BUCKET_MAX_LABELS` labels): the labels are padded up the ladder 128,
+512, 2048, ... (powers of four), the tasks to the same size and the annotators up the
+ladder 8, 64, 512, ..., to at least a 64th of the padded labels
 (:func:`bucket_sizes`), and laid out by
 :class:`~crowdbayes.inference.segments.FlatSegments`, whose shapes depend only on the
 padded sizes, so one compiled program per model and bucket serves every dataset in
@@ -108,24 +109,29 @@ _COARSE_WORKER_ENTRIES = 1 << 20
 
 def bucket_sizes(n_labels: int, n_tasks: int, n_workers: int, n_classes: int) -> tuple[int, ...]:
     """Padded ``(n_labels, n_tasks, n_workers, n_classes)`` of a bucket (classes are not
-    padded). Labels go up by powers of two (at least 64); tasks are padded to the labels'
-    size (a crowd has at most one task per label, so the task axis adds no rung of its
-    own, and arrays over tasks cost no more than those over labels); annotators go up by
-    8x from 8 (by 2x where ``[W, K, K]`` arrays would grow large). The padded task and
-    annotator counts differ from each other and from ``n_classes`` and ``n_classes - 1``
-    (the tasks, or the annotators for the classes, a rung up where they would meet), so
-    that an axis of a params array is known by its length alone (:func:`run_em` cuts the
-    padding off by it).
+    padded). Labels go up by powers of four from 128 (128, 512, 2048, ..., and
+    :data:`BUCKET_MAX_LABELS` is a rung), so that datasets within 4x of each other in size
+    mostly share a program; tasks are padded to the labels' size (a crowd has at most one
+    task per label, so the task axis adds no rung of its own, and arrays over tasks cost
+    no more than those over labels); annotators go up by 8x from 8 (by 2x where
+    ``[W, K, K]`` arrays would grow large), to at least a 64th of the padded labels, so
+    that the number of annotators rarely splits a label rung. The padded task and annotator counts differ from each other and from
+    ``n_classes`` and ``n_classes - 1`` (the tasks, or the annotators for the classes, a
+    rung up where they would meet), so that an axis of a params array is known by its
+    length alone (:func:`run_em` cuts the padding off by it).
 
-    >>> bucket_sizes(1000, 100, 20, 3), bucket_sizes(900, 90, 30, 3)
-    ((1024, 1024, 64, 3), (1024, 1024, 64, 3))
+    >>> bucket_sizes(1000, 100, 20, 3), bucket_sizes(1900, 190, 60, 3)
+    ((2048, 2048, 64, 3), (2048, 2048, 64, 3))
+    >>> bucket_sizes(4212, 108, 39, 2), bucket_sizes(8000, 800, 164, 2)  # one program
+    ((8192, 8192, 512, 2), (8192, 8192, 512, 2))
     >>> bucket_sizes(50, 10, 10, 2)   # tasks and annotators apart, 128 and 64
-    (64, 128, 64, 2)
+    (128, 128, 64, 2)
     """
     taken = {n_classes, n_classes - 1}
-    N = _rung(n_labels, 64)
-    step = 3 if _rung(n_workers, 8, 3) * n_classes**2 <= _COARSE_WORKER_ENTRIES else 1
-    W = _rung(n_workers, 8, step)
+    N = _rung(n_labels, 128, 2)
+    floor = max(int(n_workers), N >> 6)
+    step = 3 if _rung(floor, 8, 3) * n_classes**2 <= _COARSE_WORKER_ENTRIES else 1
+    W = _rung(floor, 8, step)
     while W in taken:
         W = _rung(W + 1, 8, step)
     T = _rung(max(n_tasks, N), 64)
@@ -334,7 +340,7 @@ def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndar
     tau = data.task_temperature
     if tau is not None:
         joint = joint / tau[None, :]
-    if joint.shape[0] > ROW_CLASSES:
+    if joint.shape[0] > ROW_CLASSES or data.pad_rows is not None:
         post, task_lp = _normalise(joint, data.gold)
     else:
         post, task_lp = _normalise_rows(joint, data.gold)
@@ -346,8 +352,10 @@ def e_step(model: Any, params: Any, data: EMData) -> tuple[jnp.ndarray, jnp.ndar
     return post, task_lp
 
 
-#: Up to this many classes the E-step runs class by class (unrolled); above, on the
-#: whole ``[K, n_tasks]`` array, so that compile time does not grow with ``K``.
+#: Up to this many classes the E-step of an exact-shape fit runs class by class
+#: (unrolled: faster per label); above, and on shape-bucketed data (small fits, where
+#: the compile dominates and the unrolled rows compile slower), on the whole
+#: ``[K, n_tasks]`` array, so that compile time does not grow with ``K``.
 ROW_CLASSES = 8
 
 
