@@ -405,14 +405,19 @@ def _fit_table(
         raise AnnotationsError(f"the labels hold {K} class(es); EM needs at least 2")
     # column by column, each dropped once encoded: the codes are all that is kept of
     # the labels (and the tasks' distinct ids)
-    worker = _codes(table.column("worker"), workers)
+    # each label's annotator-class key, worker * K + label (int32: W * K < 2**31), built
+    # in the annotator codes' array: what the layouts sum by, and all that is kept of
+    # the two columns (the annotator and the class are wl // K and wl % K)
+    wl = _codes(table.column("worker"), workers)
     table = table.drop_columns(["worker"])
-    label = _codes(table.column("label"), classes)
+    wl *= np.int32(K)
+    wl += _codes(table.column("label"), classes)
     table = table.drop_columns(["label"])
     if shuffle:  # the arrays go in a list that _shuffle empties, so that it frees them
-        held = [table.column("task"), worker, label]
-        del table, worker, label
-        task_ids, task, worker, label = _shuffle(held, mesh, device)
+        held = [table.column("task"), wl]
+        del table, wl
+        pa.default_memory_pool().release_unused()  # the dropped columns, before numpy's
+        task_ids, task, wl = _shuffle(held, mesh, device)
     else:
         held = [table.column("task")]
         del table
@@ -425,13 +430,13 @@ def _fit_table(
     n_total = int(sizes[:, 1].sum())
     if n_total == 0:
         raise AnnotationsError("the Parquet data holds no labels")
-    wl = worker * np.int32(K) + label  # int32: W * K < 2**31
-    counts = _allgather(bincount(worker, minlength=W).astype(np.int64)).sum(0)
+    counts = _allgather(bincount(wl // np.int32(K), minlength=W).astype(np.int64)).sum(0)
     # EM starts from the vote shares, as the estimators do
+    label = wl % np.int32(K)
     votes = np.zeros((T_local, K), np.float64)
     for k in range(K):  # [N] bool per class, not an [N] int64 key
         votes[:, k] = bincount(task[label == k], minlength=T_local)
-    del worker, label
+    del label
     timings["encode_s"] = time.perf_counter() - start - timings["read_s"]
 
     def sharded(local: np.ndarray, axis: int = 0) -> jax.Array:
@@ -654,30 +659,57 @@ def _compile_em_chunk(
     return compiled
 
 
-def _all_to_all(values: np.ndarray, bounds: np.ndarray, mesh: Any, device: Any) -> list[np.ndarray]:
-    """``values[bounds[d]:bounds[d + 1]]`` goes to process ``d``; returns what each
-    process sent here (compact copies), by ``jax.lax.all_to_all`` over the mesh (every
-    message padded to the longest)."""
+def _outbox(lengths: np.ndarray, dtype: Any) -> np.ndarray:
+    """This process's all-to-all message buffer, ``[1, P, M]`` zeros: row ``d`` for
+    process ``d``, every message padded to the longest, ``M = lengths.max()``
+    (``lengths[s, d]``: how many values process ``s`` sends to process ``d``). The
+    padding is never written, so its pages are never touched (``np.zeros``)."""
+    P = lengths.shape[0]
+    return np.zeros((1, P, max(int(lengths.max()), 1)), dtype)
+
+
+def _swap(held: list[np.ndarray], lengths: np.ndarray, mesh: Any, device: Any) -> np.ndarray:
+    """Send row ``d`` of the outbox in ``held`` (emptied, so that the buffer is freed
+    once sent) to process ``d`` by ``jax.lax.all_to_all`` over the mesh; returns what
+    every process sent here, one compact array in the order of the senders
+    (``lengths[:, this process]`` values from each)."""
     import jax
     from jax.sharding import NamedSharding
     from jax.sharding import PartitionSpec as Spec
 
     from .inference.sharding import AXIS
 
-    P, pid = bounds.size - 1, jax.process_index()
-    lengths = _allgather(np.diff(bounds).astype(np.int64))  # [from, to]
-    M = max(int(lengths.max()), 1)
-    buf = np.zeros((1, P, M), values.dtype)
-    for d in range(P):
-        buf[0, d, : bounds[d + 1] - bounds[d]] = values[bounds[d] : bounds[d + 1]]
+    box = held.pop()
+    P, pid = box.shape[1], jax.process_index()
     glob = jax.make_array_from_single_device_arrays(
-        (P, P, M), NamedSharding(mesh, Spec(AXIS)), [jax.device_put(buf, device)]
+        (P, P, box.shape[2]), NamedSharding(mesh, Spec(AXIS)), [jax.device_put(box, device)]
     )
-    del buf
+    del box
     out = _exchange(mesh)(glob)
     del glob
     got = np.asarray(out.addressable_data(0))[0]
-    return [got[s, : int(lengths[s, pid])].copy() for s in range(P)]
+    sizes = lengths[:, pid]
+    result = np.empty(int(sizes.sum()), got.dtype)
+    at = 0
+    for s in range(P):
+        result[at : at + int(sizes[s])] = got[s, : int(sizes[s])]
+        at += int(sizes[s])
+    return result
+
+
+def _all_to_all(values: np.ndarray, bounds: np.ndarray, mesh: Any, device: Any) -> list[np.ndarray]:
+    """``values[bounds[d]:bounds[d + 1]]`` goes to process ``d``; returns what each
+    process sent here (compact copies), by ``jax.lax.all_to_all`` over the mesh (every
+    message padded to the longest)."""
+    import jax
+
+    P, pid = bounds.size - 1, jax.process_index()
+    lengths = _allgather(np.diff(bounds).astype(np.int64))  # [from, to]
+    box = _outbox(lengths, values.dtype)
+    for d in range(P):
+        box[0, d, : bounds[d + 1] - bounds[d]] = values[bounds[d] : bounds[d + 1]]
+    got = _swap([box], lengths, mesh, device)
+    return np.split(got, np.cumsum(lengths[:, pid])[:-1])
 
 
 @functools.lru_cache(maxsize=8)
@@ -693,57 +725,67 @@ def _exchange(mesh: Any) -> Any:
     return jax.jit(jax.shard_map(swap, mesh=mesh, in_specs=Spec(AXIS), out_specs=Spec(AXIS)))
 
 
-def _shuffle(
-    held: list[Any], mesh: Any, device: Any
-) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray]:
+def _shuffle(held: list[Any], mesh: Any, device: Any) -> tuple[Any, np.ndarray, np.ndarray]:
     """Send each label read here to its task's owner (all-to-all): per owner, the
     distinct task ids of its labels (Arrow IPC bytes) and, per label, the index of its
-    task among them, its annotator and its class codes (one exchange per array, each
-    freed once sent). Returns this process's task ids and its labels' task, annotator
-    and class codes. ``held``: the task ids, annotator and class codes of the labels
-    read here, emptied (each array freed once sent)."""
+    task among them and its annotator-class key (two exchanges of one int32 per label,
+    written straight into their outboxes, the inputs freed before either is sent).
+    Returns this process's task ids and its labels' task codes and keys. ``held``: the
+    task ids (pyarrow) and the keys of the labels read here, emptied."""
     import jax
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from .inference.segments import stable_order
     from .parquet import owner
 
-    P = jax.process_count()
-    task_col, worker, label = held
+    P, pid = jax.process_count(), jax.process_index()
+    task_col, wl = held
     held.clear()
-    ids = task_col.combine_chunks() if isinstance(task_col, pa.ChunkedArray) else task_col
-    dest = owner(ids, P) if len(ids) else np.zeros(0, np.int32)
-    order = np.argsort(dest, kind="stable")
-    bounds = np.searchsorted(dest[order], np.arange(P + 1))
+    dest = owner(task_col, P)  # int32, hashed a slice at a time
+    counts = np.bincount(dest, minlength=P).astype(np.int64)
+    order = stable_order(dest, P, dtype=np.int32)  # the labels by owner, stably
     del dest
-    index = np.empty(order.size, np.int32)  # per label, in send order: its task's index
+    bounds = np.concatenate([[0], np.cumsum(counts)])
+    lengths = _allgather(counts)  # [from, to]: the same for both per-label exchanges
+    # both outboxes are written before either is sent, so that the inputs and the order
+    # are freed first: per label, its task's index among its owner's ids, and its key
+    index_box = _outbox(lengths, np.int32)
+    wl_box = _outbox(lengths, np.int32)
     dicts, dict_bounds = [], [0]
     for d in range(P):
-        enc = pc.dictionary_encode(ids.take(pa.array(order[bounds[d] : bounds[d + 1]])))
-        index[bounds[d] : bounds[d + 1]] = np.asarray(enc.indices, np.int32)
+        rows = order[bounds[d] : bounds[d + 1]]
+        wl_box[0, d, : counts[d]] = wl[rows]
+        taken = task_col.take(pa.array(rows))
+        if isinstance(taken, pa.ChunkedArray):
+            taken = taken.combine_chunks()
+        enc = pc.dictionary_encode(taken)
+        del taken
+        index_box[0, d, : counts[d]] = np.asarray(enc.indices)
         dicts.append(_ipc_bytes(enc.dictionary))
         dict_bounds.append(dict_bounds[-1] + dicts[-1].size)
-    del ids, task_col
+        del enc, rows
+    del task_col, wl, order
+    pa.default_memory_pool().release_unused()  # the task ids, the encodings' buffers
     parts = [
         _from_ipc(b)
         for b in _all_to_all(np.concatenate(dicts), np.asarray(dict_bounds), mesh, device)
     ]
-    got_index = _all_to_all(index, bounds, mesh, device)
-    del index
-    got_worker = _all_to_all(worker[order], bounds, mesh, device)
-    del worker
-    got_label = _all_to_all(label[order], bounds, mesh, device)
-    del label, order
+    del dicts
+    boxes = [wl_box, index_box]  # popped from the end: the index first
+    del wl_box, index_box
+    index = _swap(boxes, lengths, mesh, device)
+    got_wl = _swap(boxes, lengths, mesh, device)
     union = pc.dictionary_encode(pa.concat_arrays([p.cast(parts[0].type) for p in parts]))
     where = np.asarray(union.indices, np.int32)
     offsets = np.cumsum([0] + [len(p) for p in parts])
-    task = np.concatenate([where[offsets[s] + g] for s, g in enumerate(got_index)])
-    return (
-        union.dictionary,
-        task.astype(np.int32, copy=False),
-        np.concatenate(got_worker).astype(np.int32, copy=False),
-        np.concatenate(got_label).astype(np.int32, copy=False),
-    )
+    at = 0
+    for s, n in enumerate(lengths[:, pid]):  # the sender's task index -> this process's
+        index[at : at + int(n)] += np.int32(offsets[s])
+        at += int(n)
+    task = where[index]
+    del index
+    return union.dictionary, task, got_wl
 
 
 def _ipc_bytes(values: Any) -> np.ndarray:
