@@ -27,7 +27,8 @@ JAX's start, imports and the compile included).
 pyarrow and fits; a first fit compiles, the second is timed. Printed per row: the
 slowest process's whole fit (read + encode + layouts + EM), its phases, and the
 largest peak resident memory of a process above its own resident size before the
-fit, also as a multiple of that process's three int32 label arrays.
+fit, also as a multiple of that process's three int32 label arrays (with several
+processes, a line below the row gives every process's).
 """
 
 from __future__ import annotations
@@ -243,6 +244,8 @@ def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str
                 slow = max(results, key=lambda r: r["fit_s"])
                 mem = max(results, key=lambda r: r["peak_extra_mb"])
                 row = {"size": size, "processes": n, **slow, "peak_extra_mb": mem["peak_extra_mb"]}
+                # each process's peak above its start and its own label arrays
+                row["per_process"] = [[r["peak_extra_mb"], r["label_mb"]] for r in results]
                 rows.append(row)
                 print(
                     f"| {size:,} | {n} | {slow['fit_s']:.2f} | {slow['read_s']:.2f} "
@@ -251,6 +254,13 @@ def parquet_rows(args: argparse.Namespace, env: dict[str, str]) -> list[dict[str
                     f"({mem['peak_extra_mb'] / mem['label_mb']:.1f}x {mem['label_mb']:.0f}) |",
                     flush=True,
                 )
+                if n > 1:
+                    each = ", ".join(
+                        f"{r['peak_extra_mb']:.0f} MB ({r['peak_extra_mb'] / r['label_mb']:.1f}x "
+                        f"{r['label_mb']:.0f})"
+                        for r in results
+                    )
+                    print(f"  per process: {each}", flush=True)
     return rows
 
 
