@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .engines import NUTS  # standard library only
 from .registry import MODELS, ModelSpec
 
 if TYPE_CHECKING:  # imported where used: the error paths never load pandas or jax
@@ -82,12 +83,14 @@ def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
         if args.max_iter is not None:
             kwargs["max_iter"] = args.max_iter
     if spec.nuts:
-        kwargs.update(method=args.method, seed=args.seed)
-        if args.method == "nuts":
-            kwargs.update(
+        kwargs["seed"] = args.seed
+        if args.method == "nuts":  # --method nuts: the NUTS engine, its bar as EM's would be
+            kwargs["inference"] = NUTS(
                 num_warmup=args.num_warmup,
                 num_samples=args.num_samples,
                 num_chains=args.num_chains,
+                seed=args.seed,
+                progress=bool(kwargs.get("progress", False)),
             )
     if spec.estimator == "GoldMajorityVote":
         kwargs["clamp_gold"] = args.clamp_gold

@@ -11,9 +11,10 @@ this way). The table is shaped like ``arviz.compare``: ``elpd`` (sum over held-o
 of the log predictive probability), its standard error, the difference from the best
 model with the standard error of that difference (paired over labels), and stacking
 weights (Yao, Vehtari, Simpson & Gelman 2018), the mixture of the models' predictive
-distributions that scores the held-out labels best. Models fitted with ``method="nuts"``
-also get PSIS-LOO over tasks from their draws (``elpd_loo``, ``loo_se``, and
-``pareto_k_bad``, the tasks with Pareto k above 0.7), computed by ArviZ on the full data.
+distributions that scores the held-out labels best. Models fitted by NUTS
+(``inference=NUTS(...)``) also get PSIS-LOO over tasks from their draws (``elpd_loo``,
+``loo_se``, and ``pareto_k_bad``, the tasks with Pareto k above 0.7), computed by ArviZ
+on the full data.
 
 >>> import crowdbayes as cb
 >>> df, _ = cb.datasets.load("bluebirds")
@@ -35,6 +36,7 @@ import pandas as pd
 
 from .base import Aggregator
 from .data import Annotations, AnnotationsError, as_annotations
+from .engines import engine_settings
 
 __all__ = ["compare", "held_out_log_lik", "stacking_weights"]
 
@@ -210,14 +212,14 @@ def compare(
 
 def _psis_loo(model: Aggregator, ann: Annotations) -> dict[str, float] | None:
     """PSIS-LOO over tasks of a NUTS model fitted on all of ``ann`` (None for others)."""
-    if getattr(model, "method", "em") != "nuts":
+    if engine_settings(model)["method"] != "nuts":
         return None
     import arviz as az
 
     from .models._bayes import BayesianAggregator
 
     fit = _clone(model).fit(ann)
-    assert isinstance(fit, BayesianAggregator)  # only those take method="nuts"
+    assert isinstance(fit, BayesianAggregator)  # only those take inference=NUTS(...)
     with warnings.catch_warnings():  # ArviZ warns of high Pareto k: counted in pareto_k_bad
         warnings.filterwarnings("ignore", message=".*[Pp]areto", category=UserWarning)
         res = az.loo(fit.idata_, pointwise=True)

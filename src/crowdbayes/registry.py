@@ -2,7 +2,7 @@
 
 A model is registered here by its command-line name (``crowdbayes aggregate --model
 NAME``) with where its estimator lives, one line about it, what its fit needs (gold,
-a classifier's ``pred_probs``), whether it takes ``method="nuts"``, and its model card
+a classifier's ``pred_probs``), whether it takes ``inference=NUTS(...)``, and its model card
 (a file in ``models/``). The command line, ``crowdbayes models``, the README's tables
 (a test checks them), the model cards' and coverage benchmarks and the contract test
 (``tests/test_contract.py``, every check for every registered estimator) read it.
@@ -33,14 +33,14 @@ __all__ = ["MODELS", "ModelSpec", "by_estimator"]
 @dataclass(frozen=True)
 class ModelSpec:
     """One registered model: where its estimator lives, one line about it, its card, and
-    what it needs (gold, ``pred_probs``) or allows (``method="nuts"``)."""
+    what it needs (gold, ``pred_probs``) or allows (``inference=NUTS(...)``)."""
 
     module: str  # below crowdbayes, imported when the estimator is asked for
     estimator: str  # the class's name in that module
     description: str  # one line (``crowdbayes models``, the README's command-line table)
     card: str  # its model card, a file in the repository's ``models/`` folder
     iterative: bool = True  # takes max_iter= and progress=
-    nuts: bool = False  # takes method="nuts" (and num_warmup=, num_samples=, num_chains=)
+    nuts: bool = False  # takes inference=NUTS(...) (and --method nuts from the shell)
     tie_break: bool = False  # takes tie_break= and seed=
     needs_gold: bool = False  # fit(annotations, gold=...) needs gold tasks
     needs_pred_probs: bool = False  # fit(annotations, pred_probs=...): a classifier's
