@@ -104,7 +104,8 @@ def test_nuts_intervals_cover_true_accuracy():
     pi = np.full(3, 1 / 3)
     df, _ = sample_labels(conf, pi, n_tasks=1000, labels_per_task=5, rng=rng)
     kw = {"prior_strength": 10.0, "prior_accuracy": 0.8}
-    ds = DawidSkene(method="nuts", num_warmup=150, num_samples=150, num_chains=2, seed=1, **kw)
+    nuts = cb.NUTS(num_warmup=150, num_samples=150, num_chains=2, seed=1)
+    ds = DawidSkene(inference=nuts, **kw)
     with warnings.catch_warnings():  # few draws: R-hat of a confusion cell may pass 1.01
         warnings.simplefilter("ignore", ConvergenceWarning)
         ds.fit(df)
@@ -137,7 +138,7 @@ def test_defaults_keep_accuracy():
 def _nuts_wsd():
     """wsd (177 tasks, 34 annotators, 3 classes) by NUTS, and by EM."""
     df, gold = cb.datasets.load("wsd")
-    ds = DawidSkene(method="nuts", num_warmup=200, num_samples=200, num_chains=2, seed=3)
+    ds = DawidSkene(inference=cb.NUTS(num_warmup=200, num_samples=200, num_chains=2, seed=3))
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come; R-hat is checked
         warnings.simplefilter("ignore", ConvergenceWarning)
         ds.fit(df)

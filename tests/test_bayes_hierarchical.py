@@ -201,7 +201,7 @@ def test_bad_priors_are_rejected():
 @pytest.mark.slow
 def test_nuts_small():
     df, _ = simulate(5, W=12, K=2, sigma=0.7, n_tasks=60, per_task=4)
-    est = HierarchicalDawidSkene(method="nuts", num_warmup=150, num_samples=100, num_chains=2)
+    est = HierarchicalDawidSkene(inference=cb.NUTS(num_warmup=150, num_samples=100, num_chains=2))
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(df)

@@ -114,7 +114,7 @@ def test_real_data_accuracy_and_bad_priors():
 @pytest.mark.slow
 def test_nuts_small():
     df, _, _ = simulate(3, W=10, K=2, T=50, per_task=4)
-    est = ItemDifficulty(method="nuts", num_warmup=150, num_samples=100, num_chains=2)
+    est = ItemDifficulty(inference=cb.NUTS(num_warmup=150, num_samples=100, num_chains=2))
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(df)
@@ -139,7 +139,7 @@ def test_nuts_matches_em_on_rte():
     0.91 at these settings, difficulties' R-hat 2.3."""
     df, gold = cb.datasets.load("rte")
     em = exact_shapes(ItemDifficulty()).fit(df)
-    est = ItemDifficulty(method="nuts", num_warmup=100, num_samples=100, num_chains=2)
+    est = ItemDifficulty(inference=cb.NUTS(num_warmup=100, num_samples=100, num_chains=2))
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(df)

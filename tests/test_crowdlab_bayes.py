@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 from crowdlab_cases import case
 
+import crowdbayes as cb
 from crowdbayes.datasets.curation_lab import BAD_ANNOTATORS
 from crowdbayes.models.bayesian_crowdlab import BayesianCrowdLab
 from crowdbayes.models.crowdlab import CrowdLab
@@ -107,12 +108,13 @@ def test_progress_shows_a_bar_for_nuts_and_leaves_the_draws_alone(capsys):
     from crowdbayes.inference.nuts import ConvergenceWarning
 
     wide, pp, _ = case("two_class")
-    kw = {"method": "nuts", "num_warmup": 30, "num_samples": 20, "num_chains": 2, "seed": 1}
+    kw = {"num_warmup": 30, "num_samples": 20, "num_chains": 2, "seed": 1}
     with warnings.catch_warnings():  # 20 draws: low ESS
         warnings.simplefilter("ignore", ConvergenceWarning)
-        quiet = BayesianCrowdLab(**kw).fit(wide, pred_probs=pp)
+        quiet = BayesianCrowdLab(inference=cb.NUTS(**kw)).fit(wide, pred_probs=pp)
         assert "NUTS" not in capsys.readouterr().err
-        shown = BayesianCrowdLab(progress=True, **kw).fit(wide, pred_probs=pp)
+        shown = BayesianCrowdLab(inference=cb.NUTS(progress=True, **kw))
+        shown.fit(wide, pred_probs=pp)
     err = capsys.readouterr().err
     assert "NUTS 2 chain(s) x (30 warm-up + 20)" in err and "100/100" in err  # 2 x 50 steps
     for site, draws in quiet.draws_.items():

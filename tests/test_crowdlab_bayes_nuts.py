@@ -103,7 +103,9 @@ def _sim(seed: int, useful: bool, T: int = 200, M: int = 12, K: int = 3):
 def _fit_both(useful: bool):
     wide, pp, truth = _sim(0, useful)
     em = BayesianCrowdLab().fit(wide, pred_probs=pp)
-    nuts = BayesianCrowdLab(method="nuts", num_warmup=100, num_samples=100, num_chains=2, seed=1)
+    nuts = BayesianCrowdLab(
+        inference=cb.NUTS(num_warmup=100, num_samples=100, num_chains=2, seed=1)
+    )
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come; R-hat is checked
         warnings.simplefilter("ignore", ConvergenceWarning)
         nuts.fit(wide, pred_probs=pp)

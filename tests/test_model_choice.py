@@ -81,7 +81,7 @@ def test_compare_adds_psis_loo_for_nuts_models():
     # 100 + 100 draws (was 200 + 200; compare fits NUTS on both folds and on all labels):
     # elpd_loo -222.3 against -225.8 with 200, ll -204.6 (2026-12-02): both bounds clear by
     # 18 and more
-    nuts = cb.DawidSkene(method="nuts", num_warmup=100, num_samples=100, num_chains=2, seed=3)
+    nuts = cb.DawidSkene(inference=cb.NUTS(num_warmup=100, num_samples=100, num_chains=2, seed=3))
     with warnings.catch_warnings():  # few draws: a low-ESS warning may come
         warnings.simplefilter("ignore", cb.ConvergenceWarning)
         table = cb.compare(df, {"em": cb.DawidSkene(), "nuts": nuts}, folds=2)
