@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from crowdbayes.base import Aggregator  # noqa: E402
+from crowdbayes.engines import NUTS  # noqa: E402
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 CARD = ROOT / "models" / "calibrated_dawid_skene.md"  # recommended()'s model card
@@ -119,7 +120,7 @@ def crowdbayes_methods(nuts: str) -> dict[str, tuple[Callable[[], Any], bool]]:
         params = inspect.signature(cls.__init__).parameters
         if "method" in params and (nuts == "all" or (nuts == "ds" and name == "DawidSkene")):
             out[f"{name} (NUTS)"] = (
-                lambda cls=cls: cls(method="nuts", num_warmup=300, num_samples=300, num_chains=2),
+                lambda cls=cls: cls(inference=NUTS(num_warmup=300, num_samples=300, num_chains=2)),
                 True,
             )
     return out

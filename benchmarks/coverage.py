@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from crowdbayes.data import as_annotations  # noqa: E402
+from crowdbayes.engines import NUTS  # noqa: E402
 from crowdbayes.inference.nuts import ConvergenceWarning  # noqa: E402
 from crowdbayes.models.confusion import confusion_log_lik  # noqa: E402
 from crowdbayes.models.dawid_skene import confusion_pseudo_counts  # noqa: E402
@@ -168,7 +169,7 @@ def sim_item_difficulty(rng: np.random.Generator, W: int, T: int, per_task: int)
 class Spec(NamedTuple):
     title: str
     simulate: Callable[[np.random.Generator, int, int, int], Sim]
-    estimator: Callable[..., Any]  # method=..., NUTS settings -> unfitted estimator
+    estimator: Callable[..., Any]  # seed=, inference=NUTS(...) -> unfitted estimator
 
 
 #: Per model (its card's name in ``models/``), the simulator drawing from its own prior and
@@ -281,9 +282,9 @@ def evaluate(
     seed: int,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     spec = MODELS[key]
-    kw: dict[str, Any] = {"method": method, "seed": seed}
+    kw: dict[str, Any] = {"seed": seed}
     if method == "nuts":
-        kw.update(nuts)
+        kw["inference"] = NUTS(seed=seed, **nuts)
     est = spec.estimator(**kw)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:

@@ -83,7 +83,7 @@ def one(name: str, population: str, K: int, seed: int, **fit) -> dict:
     good = truth > 0.9
     return {
         "model": name,
-        "method": fit.get("method", "em"),
+        "method": getattr(fit.get("inference"), "method", "em"),  # NUTS(...): "nuts"
         "population": population,
         "K": K,
         "coverage": float(inside.mean()),
@@ -110,7 +110,7 @@ def run(seed: int, nuts: bool, models: list[str] | None = None) -> pd.DataFrame:
                 print(_fmt(rows[-1]), flush=True)
             if nuts and name != "recommended":
                 small = {"n_tasks": 1500, "n_workers": 150}
-                kw = {"method": "nuts", "num_warmup": 300, "num_samples": 300, "num_chains": 2}
+                kw = {"inference": cb.NUTS(num_warmup=300, num_samples=300, num_chains=2)}
                 rows.append(one(name, population, 3, seed, size=small, **kw))
                 print(_fmt(rows[-1]), flush=True)
     return pd.DataFrame(rows)

@@ -101,11 +101,12 @@ def main() -> None:
 
     t0 = time.perf_counter()
     model = DawidSkene(
-        method="nuts",
-        num_warmup=args.warmup,
-        num_samples=args.samples,
-        num_chains=args.chains,
-        seed=args.seed,
+        inference=cb.NUTS(
+            num_warmup=args.warmup,
+            num_samples=args.samples,
+            num_chains=args.chains,
+            seed=args.seed,
+        )
     )
     with warnings.catch_warnings():
         warnings.simplefilter("always", ConvergenceWarning)

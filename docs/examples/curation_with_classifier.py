@@ -23,6 +23,7 @@ from crowdbayes.datasets.curation_lab import (
     lab_majority_vote,
     make_data,
 )
+from crowdbayes.engines import NUTS
 from crowdbayes.inference.nuts import ConvergenceWarning
 from crowdbayes.models.bayesian_crowdlab import BayesianCrowdLab
 from crowdbayes.models.crowdlab import CrowdLab
@@ -74,7 +75,8 @@ print(f"EM classifier weight, 90% Laplace interval: [{w['lower']:.2f}, {w['upper
 
 if "--nuts" in sys.argv:
     # NUTS from the EM estimate; few draws for a demo (use the defaults, 4 x 1000, for real)
-    nuts = BayesianCrowdLab(method="nuts", num_warmup=300, num_samples=300, num_chains=2, seed=0)
+    engine = NUTS(num_warmup=300, num_samples=300, num_chains=2, seed=0)
+    nuts = BayesianCrowdLab(inference=engine)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # short chains; see convergence_
         nuts.fit(long, pred_probs=probs)
