@@ -170,3 +170,26 @@ def test_empty_file_is_named(tmp_path: Path) -> None:
         read_annotations(path)
     with pytest.raises(AnnotationsError, match=r"export.tsv.*empty"):
         read_platform_export(path)
+
+
+def test_fit_takes_a_platform_export_through_the_one_door() -> None:
+    """``as_annotations`` (what every ``fit`` calls) reads a platform export, as a file or a
+    DataFrame, exactly as ``read_annotations`` does: same labels, same gold, same dropped
+    assignments; a model fits it directly."""
+    import crowdbayes as cb
+
+    ref = read_annotations(EXPORT)
+    for given in (EXPORT, str(EXPORT), _export()):
+        ann = cb.as_annotations(given)
+        assert (ann.n_labels, ann.n_tasks, ann.n_workers) == (ref.n_labels, 12, 5)
+        assert list(ann.classes) == list(ref.classes)
+        assert ann.gold_series().to_dict() == ref.gold_series().to_dict()
+        assert (np.asarray(ann.label) == np.asarray(ref.label)).all()
+    fit = cb.MajorityVote().fit(_export())
+    assert list(fit.predict().index) == list(ref.task_ids)
+    # a gold argument adds to the export's GOLDEN column, as for read_annotations
+    extra = pd.Series({"00019b3966--0005": "cat"})
+    both = cb.as_annotations(_export(), gold=extra).gold_series().to_dict()
+    assert both == {**ref.gold_series().to_dict(), **extra.to_dict()}
+    with pytest.raises(AnnotationsError, match="00019b3966--0001"):
+        cb.as_annotations(_export(), gold=pd.Series({"00019b3966--0001": "cat"}))

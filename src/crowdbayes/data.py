@@ -768,17 +768,25 @@ def as_annotations(
 ) -> Annotations:
     """Turn what a user passes to ``fit`` into :class:`Annotations`.
 
-    A DataFrame with the ``task``/``worker``/``label`` columns is read as long; a DataFrame
-    with none of them as wide (rows are tasks, columns annotators) when that is
-    unambiguous (see :func:`read_as_wide`), else an error says how to name the columns. A
-    path is read with :func:`read_table`, then the same way (errors name the file). An
-    :class:`Annotations` object passes through (with ``gold`` added when given).
+    A platform export (``OUTPUT:*``/``ASSIGNMENT:*`` columns) is read as
+    :func:`crowdbayes.io.read_annotations` reads it (its one ``OUTPUT:`` field, gold from
+    ``GOLDEN:``, with ``gold`` added; REJECTED, SKIPPED and EXPIRED assignments left out),
+    so ``fit`` takes one as it is. A DataFrame with the ``task``/``worker``/``label``
+    columns is read as long; a DataFrame with none of them as wide (rows are tasks,
+    columns annotators) when that is unambiguous (see :func:`read_as_wide`), else an error
+    says how to name the columns. A path is read with :func:`read_table`, then the same way
+    (errors name the file). An :class:`Annotations` object passes through (with ``gold``
+    added when given).
     """
     if isinstance(data, Annotations):
         return data if gold is None else data.with_gold(gold)
     if isinstance(data, str | os.PathLike):
         source = os.fspath(data)
         table = read_table(data)
+        from .io import is_platform_export, read_annotations  # io imports this module
+
+        if is_platform_export(table):  # read as the platform's own reader does (text ids)
+            return read_annotations(data, gold=gold, classes=classes)
         try:
             return as_annotations(
                 table, gold=gold, classes=classes, task=task, worker=worker, label=label
@@ -786,6 +794,10 @@ def as_annotations(
         except AnnotationsError as err:
             raise AnnotationsError(f"{source}: {err}") from err
     if isinstance(data, pd.DataFrame):
+        from .io import is_platform_export, read_platform_export  # io imports this module
+
+        if is_platform_export(data):
+            return read_platform_export(data, gold=gold, classes=classes)
         if not read_as_wide(data, task=task, worker=worker, label=label):
             return Annotations.from_long(
                 data, task=task, worker=worker, label=label, gold=gold, classes=classes
