@@ -1,11 +1,16 @@
 """Engines as objects: ``inference=EM(...)`` / ``inference=NUTS(...)`` fit exactly as
-the estimator's own engine parameters do, and follow scikit-learn's nested parameters."""
+the estimator's own engine parameters do, and follow scikit-learn's nested parameters;
+the flat NUTS parameters (``method="nuts"``, ``num_chains``, ...) are deprecated for them
+(a FutureWarning at fit that says what to write)."""
 
 from __future__ import annotations
 
 import pickle
+import re
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import crowdbayes as cb
@@ -41,16 +46,60 @@ def test_em_engine_fits_as_the_parameters_do(sim, key):
     assert short.n_iter_ == 2  # the engine's setting is the one used
 
 
-def test_nuts_engine_draws_as_method_nuts(sim):
+def _fit_recording(model, data):
+    """``model.fit(data)`` and the warnings it gave, by category."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(data)
+    return model, caught
+
+
+def test_method_nuts_is_deprecated_for_the_same_nuts_engine(sim):
+    """``method="nuts"`` (kept for one release) warns with a FutureWarning that names the
+    ``inference=cb.NUTS(...)`` to write, with the flat settings carried over, and fits
+    exactly as that engine does; the engine itself does not warn."""
     kw = {"num_warmup": 30, "num_samples": 20, "num_chains": 1, "seed": 4}
-    with pytest.warns(cb.ConvergenceWarning):
-        by_params = cb.OneCoinDawidSkene(method="nuts", **kw).fit(sim.annotations)
-    with pytest.warns(cb.ConvergenceWarning):
-        by_engine = cb.OneCoinDawidSkene(inference=cb.NUTS(**kw)).fit(sim.annotations)
+    by_params, old = _fit_recording(cb.OneCoinDawidSkene(method="nuts", **kw), sim.annotations)
+    future = [w for w in old if issubclass(w.category, FutureWarning)]
+    assert len(future) == 1 and future[0].filename == __file__  # the caller's line
+    message = str(future[0].message)
+    assert "method='nuts'" in message and "deprecated" in message
+    written = re.search(r"inference=(cb\.NUTS\([^)]*\))", message)
+    assert written is not None, message
+    engine = eval(written.group(1), {"cb": cb})  # what the message says to write
+    assert engine == cb.NUTS(**kw)
+    by_engine, new = _fit_recording(cb.OneCoinDawidSkene(inference=engine), sim.annotations)
+    assert not [w for w in new if issubclass(w.category, FutureWarning)]
+    # the same few draws: both warn alike of convergence, nothing else
+    assert {w.category for w in old} == {FutureWarning, cb.ConvergenceWarning}
+    assert {w.category for w in new} == {cb.ConvergenceWarning}
     assert by_engine.draws_ is not None and by_engine.draws_.keys() == by_params.draws_.keys()
     for site in by_params.draws_:
         np.testing.assert_array_equal(by_engine.draws_[site], by_params.draws_[site])
     np.testing.assert_array_equal(by_engine.proba_, by_params.proba_)
+    pd.testing.assert_frame_equal(
+        by_engine.annotator_quality(interval=0.9), by_params.annotator_quality(interval=0.9)
+    )
+
+
+def test_deprecated_parameters_warn_at_fit_only(sim):
+    """Building, cloning, ``get_params``/``set_params``, ``repr`` and pickling a model with
+    ``method="nuts"`` give no warning (scikit-learn: no work in ``__init__``); EM's flat
+    settings and ``seed`` never warn; NUTS's flat settings, ignored by EM, do."""
+    sklearn_base = pytest.importorskip("sklearn.base")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model = cb.DawidSkene(method="nuts", num_chains=2, seed=1)
+        copy = sklearn_base.clone(model).set_params(num_samples=50, method="nuts")
+        repr(copy), copy.get_params(), pickle.loads(pickle.dumps(model))
+        cb.DawidSkene(**model.get_params(deep=False))
+        em = cb.DawidSkene(max_iter=5, tol=1e-4, seed=2, progress=False, method="em")
+        em.fit(sim.annotations)
+    written = re.escape("write DawidSkene(inference=cb.NUTS(num_chains=2))")
+    with pytest.warns(FutureWarning, match=written):
+        cb.DawidSkene(num_chains=2, max_iter=3).fit(sim.annotations)
+    with pytest.warns(FutureWarning, match="flat NUTS settings are ignored"):
+        cb.DawidSkene(num_samples=9, inference=cb.EM(max_iter=3)).fit(sim.annotations)
 
 
 def test_engines_clone_pickle_and_refuse_mixing(sim):

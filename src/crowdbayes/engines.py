@@ -3,12 +3,19 @@
 Every Bayesian estimator takes ``inference=EM(max_iter=200, devices=4)`` or
 ``inference=NUTS(num_chains=4, seed=0)``; given, it replaces the estimator's
 ``method`` and engine parameters (``max_iter``, ``tol``, ``progress``, ``devices``;
-``num_warmup``, ``num_samples``, ``num_chains``, ``seed``), which keep working as
-before. NUTS starts from the EM estimate, found with the estimator's own ``max_iter``
-and ``tol``. Engines are plain parameter holders (no JAX import), so estimators stay
-cheap to build, and they follow scikit-learn's nested-parameter convention:
-``get_params()`` lists ``inference__max_iter``, ``set_params(inference__max_iter=5)``
-sets it, so ``clone`` and grid searches work. This module imports neither JAX nor NumPy.
+``num_warmup``, ``num_samples``, ``num_chains``, ``seed``). NUTS starts from the EM
+estimate, found with the estimator's own ``max_iter`` and ``tol``. Engines are plain
+parameter holders (no JAX import), so estimators stay cheap to build, and they follow
+scikit-learn's nested-parameter convention: ``get_params()`` lists
+``inference__max_iter``, ``set_params(inference__max_iter=5)`` sets it, so ``clone``
+and grid searches work. This module imports neither JAX nor NumPy.
+
+The flat NUTS parameters, ``method="nuts"`` and ``num_warmup``, ``num_samples``,
+``num_chains`` (:data:`DEPRECATED_PARAMS`), still fit as before but are deprecated: a fit
+that uses them gives a ``FutureWarning`` that says what to write instead
+(:func:`warn_deprecated`), ``inference=NUTS(...)`` with the same settings and seed, which
+fits the same. The flat EM settings (``max_iter``, ``tol``, ``progress``, ``devices``) and
+``seed`` are not deprecated.
 
 >>> import crowdbayes as cb
 >>> model = cb.DawidSkene(inference=cb.EM(max_iter=5))
@@ -23,10 +30,21 @@ True
 
 from __future__ import annotations
 
+import os
+import sys
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-__all__ = ["EM", "ENGINE_PARAMS", "NUTS", "engine_settings"]
+__all__ = [
+    "DEPRECATED_PARAMS",
+    "EM",
+    "ENGINE_PARAMS",
+    "NUTS",
+    "deprecation_message",
+    "engine_settings",
+    "warn_deprecated",
+]
 
 #: The estimator parameters an engine object stands for.
 ENGINE_PARAMS = (
@@ -101,8 +119,85 @@ def engine_settings(estimator: Any) -> dict[str, Any]:
         )
     if out["method"] not in (None, "em"):
         raise ValueError(
-            f"give inference= or method=, not both (method={out['method']!r}, inference={engine!r})"
+            f"give inference= or method=, not both (method={out['method']!r}, inference={engine!r}); "
+            "method= is deprecated: give inference= alone"
         )
     out["method"] = engine.method
     out.update(engine.get_params())
     return out
+
+
+#: The estimator parameters deprecated for ``inference=NUTS(...)``: ``method`` (its value
+#: ``"nuts"``) and the settings that only NUTS reads.
+DEPRECATED_PARAMS = ("method", "num_warmup", "num_samples", "num_chains")
+
+_NUTS_DEFAULTS = {f.name: f.default for f in fields(NUTS)}
+
+
+def _call(args: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in args.items())
+
+
+def deprecation_message(estimator: Any) -> str | None:
+    """What the fit of ``estimator`` warns about its deprecated flat NUTS parameters
+    (:data:`DEPRECATED_PARAMS`; at their defaults they do not count), None where it uses
+    none. ``method="nuts"``: write ``inference=cb.NUTS(...)`` with the flat NUTS settings
+    that differ from ``NUTS``'s defaults (``num_warmup``, ``num_samples``, ``num_chains``,
+    ``seed``, ``progress``), which fits the same. ``num_warmup``, ``num_samples`` or
+    ``num_chains`` alone are ignored (by EM, or for the engine's), so they are named too.
+
+    >>> import crowdbayes as cb
+    >>> print(deprecation_message(cb.DawidSkene(method="nuts", num_chains=2, seed=3)))
+    DawidSkene(method='nuts', num_chains=2, seed=3) is deprecated and will stop working in a future release of crowdbayes: write DawidSkene(inference=cb.NUTS(num_chains=2, seed=3)) instead, which fits the same
+    >>> print(deprecation_message(cb.DawidSkene(num_samples=500)))
+    DawidSkene(num_samples=500): NUTS's settings have no effect with EM and are deprecated as parameters of the estimator: to sample with NUTS, write DawidSkene(inference=cb.NUTS(num_samples=500))
+    >>> deprecation_message(cb.DawidSkene(inference=cb.NUTS(num_chains=2), seed=3)) is None
+    True
+    """
+    name = type(estimator).__name__
+    method = getattr(estimator, "method", "em")
+    flat = {
+        k: getattr(estimator, k, _NUTS_DEFAULTS[k])
+        for k in DEPRECATED_PARAMS[1:]
+        if getattr(estimator, k, _NUTS_DEFAULTS[k]) != _NUTS_DEFAULTS[k]
+    }
+    engine = getattr(estimator, "inference", None)
+    if method == "nuts" and engine is None:
+        settings = {
+            k: getattr(estimator, k, _NUTS_DEFAULTS[k])
+            for k in ("num_warmup", "num_samples", "num_chains", "seed", "progress")
+        }
+        carried = {k: v for k, v in settings.items() if v != _NUTS_DEFAULTS[k]}
+        return (
+            f"{name}({_call({'method': 'nuts', **carried})}) is deprecated and will stop working "
+            f"in a future release of crowdbayes: write {name}(inference=cb.NUTS({_call(carried)})) "
+            "instead, which fits the same"
+        )
+    if not flat or method not in (None, "em"):  # another method: the fit's error says
+        return None
+    if engine is None:
+        return (
+            f"{name}({_call(flat)}): NUTS's settings have no effect with EM and are deprecated "
+            f"as parameters of the estimator: to sample with NUTS, write "
+            f"{name}(inference=cb.NUTS({_call(flat)}))"
+        )
+    return (
+        f"{name}({_call(flat)}, inference={engine!r}): the flat NUTS settings are ignored "
+        "(the engine's are used) and deprecated: drop them, or give them to cb.NUTS(...)"
+    )
+
+
+def warn_deprecated(estimator: Any) -> None:
+    """Give a ``FutureWarning`` (shown to users by default, unlike ``DeprecationWarning``)
+    where ``estimator`` uses deprecated flat NUTS parameters (:func:`deprecation_message`),
+    attributed to the first caller outside crowdbayes (the user's ``fit``, ``compare``,
+    ...). A Bayesian estimator's fit calls it once; building, ``get_params``,
+    ``set_params`` and ``clone`` do not."""
+    message = deprecation_message(estimator)
+    if message is None:
+        return
+    here = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(0), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(here):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, FutureWarning, stacklevel=level)

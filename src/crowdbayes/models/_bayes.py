@@ -37,7 +37,7 @@ import pandas as pd
 
 from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations
-from ..engines import engine_settings
+from ..engines import engine_settings, warn_deprecated
 from ..inference.em import (
     BUCKET_MAX_LABELS,
     BUCKETS,
@@ -393,11 +393,12 @@ class BayesianAggregator(Aggregator):
     :class:`~crowdbayes.base.Aggregator`); their constructors then take the engine
     parameters declared here, those named in ``_engine_parameters`` (all of them, in
     this order, unless a subclass names others): ``method``, ``num_warmup``,
-    ``num_samples``, ``num_chains``, ``seed``, ``max_iter``, ``tol``, ``progress`` (a
-    progress bar of EM's iterations, or of NUTS's chains with ``method="nuts"``),
-    ``devices`` (a count or a list of JAX devices to shard the EM fit's labels across,
-    :mod:`crowdbayes.inference.sharding`; NUTS ignores it) and ``inference`` (an engine
-    object that stands for the others, :mod:`crowdbayes.engines`).
+    ``num_samples``, ``num_chains`` (deprecated for ``inference=NUTS(...)``: the fit
+    warns, :func:`~crowdbayes.engines.warn_deprecated`), ``seed``, ``max_iter``, ``tol``,
+    ``progress`` (a progress bar of EM's iterations), ``devices`` (a count or a list of
+    JAX devices to shard the EM fit's labels across, :mod:`crowdbayes.inference.sharding`;
+    NUTS ignores it) and ``inference`` (an engine object, ``EM(...)`` or ``NUTS(...)``,
+    that stands for the others, :mod:`crowdbayes.engines`).
 
     Fitted attributes: ``proba_``; ``params_`` (EM estimate; NUTS starts from it);
     ``confusion_`` ``[W, K, K]`` and ``class_prior_`` (EM: MAP; NUTS: posterior mean);
@@ -474,6 +475,7 @@ class BayesianAggregator(Aggregator):
         method = settings["method"]
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        warn_deprecated(self)  # method="nuts", num_chains=...: write inference=NUTS(...)
         if int(settings["max_iter"]) < 1:
             raise ValueError(f"max_iter must be >= 1, got {settings['max_iter']}")
         family = self._family
@@ -595,10 +597,11 @@ class BayesianAggregator(Aggregator):
     @property
     def idata_(self) -> Any:
         """The NUTS posterior as ArviZ ``InferenceData`` (with per-task ``log_likelihood``
-        and the derived annotator ``accuracy``); only after ``method="nuts"``."""
+        and the derived annotator ``accuracy``); only after a fit by NUTS
+        (``inference=NUTS(...)``)."""
         check_is_fitted(self)
         if self.draws_ is None:
-            raise AttributeError("idata_ exists only after fitting with method='nuts'")
+            raise AttributeError("idata_ exists only after fitting with inference=NUTS(...)")
         if getattr(self, "_idata", None) is None:
             ann = self.annotations_
             C, D = self._task_log_lik.shape[:2]

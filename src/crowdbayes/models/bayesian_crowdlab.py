@@ -17,7 +17,7 @@ annotator's confusion matrix ``theta_j`` is shrunk towards the population's ``mu
 strength ``s`` (``pooling``), so annotators with few labels borrow from the others;
 ``P`` (``prior_strength``, ``prior_accuracy``) keeps the population better than chance.
 
-``method="em"`` finds the MAP of this posterior in the log-ratio coordinates of the
+EM (``inference=EM(...)``, the default) finds the MAP of this posterior in the log-ratio coordinates of the
 simplexes (its objective is NumPyro's log density plus their log-Jacobian, up to a
 constant): in each M-step ``mu`` by Newton steps with every annotator's rows profiled
 out, ``beta, b`` by Newton steps on the class-prior regression (the per-task class prior
@@ -26,7 +26,7 @@ Annotator accuracy intervals come from the Dirichlet posterior of each confusion
 the expected counts; task uncertainty from the class posterior; the weight's interval from
 a Laplace approximation (:meth:`BayesianCrowdLab.classifier_weight`).
 
-``method="nuts"`` samples the whole posterior (``beta``, ``b``, ``mu``, every ``theta_j``)
+``inference=NUTS(...)`` samples the whole posterior (``beta``, ``b``, ``mu``, every ``theta_j``)
 with NumPyro's NUTS from the EM estimate. Its model (:func:`numpyro_model`) puts the priors
 above in ``numpyro.sample`` statements and the EM engine's own per-task log-likelihood (the
 true class marginalised by log-sum-exp, gold clamped) in one ``numpyro.factor``; credible
@@ -348,16 +348,19 @@ class BayesianCrowdLab(BayesianAggregator):
         the class bias (``b_k ~ N(0, bias_sd^2)``).
     max_iter, tol : EM iterations and tolerance (gain of the log-posterior per label).
     seed : int, default 0
-        Seeds NUTS and the draws behind EM's intervals.
+        Seeds the draws behind EM's intervals (and NUTS with ``method="nuts"``).
+    inference : ``crowdbayes.EM(...)`` or ``crowdbayes.NUTS(...)``, optional
+        The engine and its settings (:mod:`crowdbayes.engines`). EM (the default) gives
+        the MAP estimate (``mu`` included); ``NUTS(num_warmup, num_samples, num_chains,
+        seed, progress)`` samples the full hierarchical posterior (``beta``, ``b``,
+        ``mu``, every confusion matrix), its chains started at the EM estimate.
     method : {"em", "nuts"}, default "em"
-        EM gives the MAP estimate (``mu`` included); NUTS samples the full
-        hierarchical posterior (``beta``, ``b``, ``mu``, every confusion matrix), its chains
-        started at the EM estimate.
+        Deprecated: ``method="nuts"`` is ``inference=NUTS(...)`` (a ``FutureWarning`` at
+        fit says what to write).
     num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
-        NUTS warm-up and draws per chain, and chains (one after another, in one compiled
-        program).
+        Deprecated, with ``method="nuts"``: ``NUTS``'s settings.
     progress : bool, default False
-        Show a progress bar for EM, or for NUTS's chains with ``method="nuts"``.
+        Show a progress bar for EM (``NUTS(progress=True)``: for its chains).
 
     Attributes
     ----------

@@ -228,14 +228,19 @@ class DawidSkene(BayesianAggregator):
         Share of those pseudo-labels on the diagonal: the prior's accuracy.
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
+    inference : ``crowdbayes.EM(...)`` or ``crowdbayes.NUTS(...)``, optional
+        The engine and its settings (:mod:`crowdbayes.engines`). EM (the default) gives
+        the MAP estimate (intervals from the Dirichlet posterior given the expected
+        counts); ``NUTS(num_warmup, num_samples, num_chains, seed)`` samples the
+        posterior (started at the EM estimate; the chains one after another, in one
+        compiled program). Given, it replaces the flat settings below.
     method : {"em", "nuts"}, default "em"
-        EM gives the MAP estimate (intervals from the Dirichlet posterior given the
-        expected counts); NUTS samples the posterior (started at the EM estimate).
+        Deprecated: ``method="nuts"`` is ``inference=NUTS(...)`` (a ``FutureWarning`` at
+        fit says what to write).
     num_warmup, num_samples, num_chains : int, default 1000, 1000, 4
-        NUTS warm-up and draws per chain, and chains (one after another, in one
-        compiled program).
+        Deprecated, with ``method="nuts"``: ``NUTS``'s settings.
     seed : int, default 0
-        Seeds NUTS and the draws behind EM's intervals.
+        Seeds the draws behind EM's intervals (and NUTS with ``method="nuts"``).
     max_iter : int, default 100
     tol : float, default 1e-6
         Stop when the log-posterior gains less than ``tol`` per label in one iteration
@@ -252,7 +257,7 @@ class DawidSkene(BayesianAggregator):
     class_prior_ : ndarray ``[K]``.
     history_ : ndarray, log-posterior after each EM iteration (non-decreasing).
     n_iter_, converged_ : iterations run and whether ``tol`` was met.
-    draws_, convergence_, idata_ : with ``method="nuts"`` (see ``BayesianAggregator``).
+    draws_, convergence_, idata_ : with ``inference=NUTS(...)`` (see ``BayesianAggregator``).
     """
 
     _family = DawidSkeneModel

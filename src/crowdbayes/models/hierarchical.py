@@ -600,7 +600,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
         ``sigma, tau ~ HalfNormal(scale_prior)`` (NUTS, and the EM objective's prior term).
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+    inference, method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
         the labels of the EM fit, and of the empirical-Bayes EM runs before it, across
         JAX devices).

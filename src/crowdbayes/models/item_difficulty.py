@@ -298,7 +298,7 @@ class ItemDifficulty(BayesianAggregator):
         Prior standard deviation of the items' difficulties (logit scale).
     class_prior_strength : float, default 1.0
         Pseudo-count per class for the class prior.
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+    inference, method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
         the EM fit's labels across JAX devices, each device's tasks' difficulties with
         them).

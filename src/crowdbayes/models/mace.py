@@ -232,7 +232,7 @@ class MACE(BayesianAggregator):
     spam_prior_strength : float, default 1.0
         Dirichlet pseudo-count per label of each spamming distribution (``Dirichlet(g)``).
     class_prior_strength : float, default 1.0
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+    inference, method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
         the EM fit's labels across JAX devices).
     """

@@ -161,7 +161,7 @@ class OneCoinDawidSkene(BayesianAggregator):
         is that Beta's posterior mean given the expected right and wrong labels (the
         posterior mode in the log-odds), and its intervals come from the same Beta.
     class_prior_strength : float, default 1.0
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
+    inference, method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene` (``devices`` shards
         the EM fit's labels across JAX devices).
     """

@@ -241,7 +241,7 @@ class SharedErrorsDawidSkene(BayesianAggregator):
         prior (one pattern for the whole crowd), spread evenly over the ``K - 1`` wrong
         labels; None gives 4.
     class_prior_strength : float, default 1.0
-    method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices, inference :
+    inference, method, num_warmup, num_samples, num_chains, seed, max_iter, tol, progress, devices :
         as in :class:`~crowdbayes.models.dawid_skene.DawidSkene`.
 
     Attributes
