@@ -296,3 +296,26 @@ def test_params_and_sites_round_trip(key: str) -> None:
     assert set(back) == set(sites)
     for name, value in sites.items():
         np.testing.assert_allclose(np.asarray(back[name]), np.asarray(value), rtol=1e-4, atol=1e-5)
+
+
+def _functions(protocol: type) -> list[str]:
+    return sorted(n for n in vars(protocol) if not n.startswith("_"))
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_a_bayesian_family_declares_the_whole_contract(key: str) -> None:
+    """Every family behind a Bayesian estimator is a ``BayesianFamily`` (EM's part, NumPyro
+    sites, confusion, EM's interval draws); one with coordinates of its own for NUTS has all
+    three of ``Reparametrised``'s functions, not some (NUTS would mix coordinates)."""
+    from crowdbayes.models._bayes import BayesianAggregator, BayesianFamily, Reparametrised
+
+    cls = MODELS[key].estimator_class()
+    if not issubclass(cls, BayesianAggregator):
+        pytest.skip("not a Bayesian estimator")
+    family = cls._family
+    needed = _functions(BayesianFamily)
+    assert len(needed) == 9 and isinstance(family, BayesianFamily)
+    assert [n for n in needed if not callable(getattr(family, n, None))] == []
+    own = [n for n in _functions(Reparametrised) if hasattr(family, n)]
+    assert own in ([], _functions(Reparametrised)), own
+    assert isinstance(family, Reparametrised) == bool(own)

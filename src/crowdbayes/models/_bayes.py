@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import warnings
 from functools import cache, partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -60,6 +60,8 @@ from .confusion import ConfusionModel, ConfusionParams
 __all__ = [
     "MIN_PSEUDO",
     "BayesianAggregator",
+    "BayesianFamily",
+    "Reparametrised",
     "beta_draws",
     "categorical_draws",
     "confusion_posterior",
@@ -71,6 +73,72 @@ __all__ = [
     "shortest_levels",
     "vote_shares",
 ]
+
+
+@runtime_checkable
+class BayesianFamily(Protocol):
+    """What a family of a :class:`BayesianAggregator` provides (static functions; params
+    are pytrees): EM's part (:class:`~crowdbayes.inference.em.EMModel`: ``log_lik``,
+    ``log_class_prior``, ``m_step``, ``log_prior``) and the Bayesian part below. NumPyro's
+    density of ``sample_sites`` (classes marginalised, :func:`marginal_model`) is EM's
+    objective up to a constant, in the same params (``tests/test_contract.py`` holds every
+    registered family to both). A family with cheaper coordinates of its own for NUTS also
+    implements :class:`Reparametrised`."""
+
+    @staticmethod
+    def log_lik(params: Any, data: EMData) -> jnp.ndarray: ...
+
+    @staticmethod
+    def log_class_prior(params: Any, data: EMData) -> jnp.ndarray: ...
+
+    @staticmethod
+    def m_step(post: jnp.ndarray, data: EMData, hyper: Any) -> Any: ...
+
+    @staticmethod
+    def log_prior(params: Any, hyper: Any) -> jnp.ndarray: ...
+
+    @staticmethod
+    def sample_sites(data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
+        """The model's parameters as NumPyro sample sites (inside :func:`marginal_model`)."""
+        ...
+
+    @staticmethod
+    def params_from_sites(sites: dict[str, jnp.ndarray], hyper: Any) -> Any:
+        """EM's params from one draw of the sites."""
+        ...
+
+    @staticmethod
+    def sites_from_params(params: Any, hyper: Any) -> dict[str, jnp.ndarray]:
+        """The sites of EM's params (NUTS starts there); inverts ``params_from_sites``."""
+        ...
+
+    @staticmethod
+    def confusion(params: Any) -> jnp.ndarray:
+        """``[W, K, L]``: each annotator's probability of each label given each class."""
+        ...
+
+    @staticmethod
+    def em_draws(
+        params: Any, post: jnp.ndarray, data: EMData, hyper: Any, rng: np.random.Generator, n: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` draws of the confusions ``[n, W, K, L]`` and class prior ``[n, K]`` given
+        the classes ``post`` (one imputation): EM's intervals."""
+        ...
+
+
+@runtime_checkable
+class Reparametrised(Protocol):
+    """A family's own unconstrained coordinates ``z`` for NUTS (see :func:`nuts_draws`)."""
+
+    @staticmethod
+    def unconstrained_potential(z: Any, data: EMData, hyper: Any) -> jnp.ndarray: ...
+
+    @staticmethod
+    def unconstrained_from_params(params: Any, hyper: Any) -> Any: ...
+
+    @staticmethod
+    def sites_from_unconstrained(z: Any, hyper: Any) -> dict[str, jnp.ndarray]: ...
+
 
 METHODS = ("em", "nuts")
 #: Imputations of the tasks' classes behind EM's annotator intervals.
@@ -136,7 +204,7 @@ def nuts_draws(
     - ``unconstrained_from_params(params, hyper) -> z``;
     - ``sites_from_unconstrained(z, hyper) -> dict``: the sites of ``sample_sites``.
     """
-    if hasattr(family, "unconstrained_potential"):
+    if isinstance(family, Reparametrised):
         potential = family.unconstrained_potential
         z0 = family.unconstrained_from_params(em_params, hyper)
     else:
@@ -174,7 +242,7 @@ def _marginal_potential(family: Any) -> Any:
 
 def _sites(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
     """The sites of draws ``z`` (leaves ``[chains, draws, ...]``) in either coordinates."""
-    if hasattr(family, "unconstrained_potential"):
+    if isinstance(family, Reparametrised):
         one = partial(family.sites_from_unconstrained, hyper=hyper)
     else:
         from numpyro.infer.util import constrain_fn
