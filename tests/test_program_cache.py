@@ -55,3 +55,35 @@ def test_an_error_of_a_program_compiled_here_is_not_swallowed(monkeypatch, tmp_p
     monkeypatch.setattr(em, "_compile_em_chunk", broken_compile)
     with pytest.raises(jax.errors.JaxRuntimeError, match="NOT_FOUND"):
         cb.DawidSkene().fit(sim.annotations)
+
+
+_HDS_TWICE = """
+import crowdbayes as cb
+from crowdbayes.simulate import simulate_dawid_skene
+sim = simulate_dawid_skene(n_tasks=120, n_workers=10, n_classes=2, labels_per_task=3, seed=5)
+fit = cb.HierarchicalDawidSkene(population_scale=1.0, ability_scale=0.5, max_iter=20)
+print(fit.fit(sim.annotations).proba_.sum())
+"""
+
+
+def test_a_program_with_lapack_calls_is_not_saved_so_a_second_process_runs(tmp_path):
+    """HierarchicalDawidSkene's EM loop calls LAPACK (``jnp.linalg.solve``): its compiled
+    code holds the addresses of those kernels in the process that compiled it, so read back
+    whole in another process it crashed that process (a segmentation fault in the second
+    fresh run of any HDS fit). Such a program is left to JAX's own cache."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CROWDBAYES_CACHE_DIR": str(tmp_path)}
+    env.pop("CROWDBAYES_NO_CACHE", None)
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", _HDS_TWICE], env=env, capture_output=True, text=True, timeout=300
+        )
+        for _ in range(2)
+    ]
+    assert [r.returncode for r in runs] == [0, 0], runs[-1].stderr[-2000:]
+    assert runs[0].stdout == runs[1].stdout
+    saved = list((tmp_path).rglob("crowdbayes-programs/*.pkl"))
+    assert saved == [], saved  # nothing of HDS's EM loop in crowdbayes' own cache

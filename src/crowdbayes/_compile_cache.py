@@ -350,12 +350,24 @@ def compile_fresh(lowered: Any) -> tuple[Any, bool]:
 _listening = False
 
 
+def _calls_custom_kernels(compiled: Any) -> bool:
+    """Whether ``compiled``'s code calls custom kernels (``custom-call`` ops; an
+    executable whose text cannot be read counts as one)."""
+    try:
+        return "custom-call" in compiled.as_text()
+    except Exception:  # pragma: no cover - no text: do not save it
+        return True
+
+
 def save_program(key: str, compiled: Any) -> None:
     """Save ``compiled`` (compiled in this process: see :func:`compile_fresh`) under
     ``key``, written to a temporary file and renamed, so a concurrent reader never sees
-    half an entry; does nothing without a cache or where it cannot be serialised."""
+    half an entry; does nothing without a cache, where it cannot be serialised, or where
+    it calls custom kernels (LAPACK's, from ``jnp.linalg``): their addresses are compiled
+    into the code, valid only in this process, so read back whole in another one it
+    crashes that process (HierarchicalDawidSkene's EM loop did); JAX's own cache keeps those."""
     folder = program_dir()
-    if folder is None:
+    if folder is None or _calls_custom_kernels(compiled):
         return
     import tempfile
 
