@@ -193,7 +193,7 @@ def test_check_convergence_names_bad_parameters():
 
 def test_em_users_cannot_get_idata():
     ds = DawidSkene().fit(cb.datasets.load("wsd")[0])
-    with pytest.raises(AttributeError, match="nuts"):
+    with pytest.raises(AttributeError, match="NUTS"):
         _ = ds.idata_
     with pytest.raises(ValueError, match="method"):
         DawidSkene(method="vi").fit(cb.datasets.load("wsd")[0])

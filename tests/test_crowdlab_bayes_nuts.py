@@ -169,7 +169,7 @@ def _check_intervals_and_idata(
 def test_em_users_cannot_get_idata():
     wide, pp, _ = _sim(1, useful=True, T=40)
     bcl = BayesianCrowdLab().fit(wide, pred_probs=pp)
-    with pytest.raises(AttributeError, match="nuts"):
+    with pytest.raises(AttributeError, match="NUTS"):
         _ = bcl.idata_
     with pytest.raises(ValueError, match="method"):
         BayesianCrowdLab(method="vi").fit(wide, pred_probs=pp)

@@ -243,9 +243,9 @@ def test_annotator_accuracy_intervals_and_skill_errors() -> None:
 
 # ------------------------------------------------------------ log-loss and ECE
 #: benchmarks/accuracy.py's scores() on these fits (its own copies of the two formulas,
-#: gold as text, as it reads the files), 2026-12-02
+#: gold as text, as it reads the files), 2026-12-02 (rte's after the coarser buckets of a6f223a)
 PROBA_REFERENCE = {
-    "rte": (cb.DawidSkene, 0.3449267634442239, 0.06148064504016518),
+    "rte": (cb.DawidSkene, 0.34492676307150644, 0.06148064515575749),
     "bluebirds": (cb.MajorityVote, 0.5052993080921557, 0.12891737891737876),
     "wsd": (cb.OneCoinDawidSkene, 0.19376627605199823, 0.005649717512424601),
 }
@@ -257,8 +257,11 @@ def test_log_loss_and_ece_match_the_benchmarks(name: str) -> None:
     df, gold = cb.datasets.load(name)
     model = model_class().fit(df)
     for g in (gold, gold.astype(str)):  # by label, or by the label's text
-        assert metrics.log_loss(model, g) == pytest.approx(ll, rel=1e-9)
-        assert metrics.expected_calibration_error(model, g) == pytest.approx(ece, abs=1e-12)
+        # the fits are float32: a change of shape bucket moves the log-loss's 9th digit (2e-9
+        # on rte with the coarser buckets, the ECE's 10th); a formula unlike the benchmarks' moves
+        # far more
+        assert metrics.log_loss(model, g) == pytest.approx(ll, rel=1e-7)
+        assert metrics.expected_calibration_error(model, g) == pytest.approx(ece, abs=1e-9)
     proba = model.predict_proba()
     codes = proba.columns.get_indexer(gold.to_numpy())
     rows = proba.loc[gold.index].to_numpy()
