@@ -151,6 +151,9 @@ def test_an_engine_object_sets_the_multi_process_fit(crowd: pd.DataFrame) -> Non
     )
     with pytest.raises(ValueError, match="runs EM only"):
         distributed.fit(table, cb.DawidSkene(inference=cb.NUTS()))
+    # flat NUTS settings, which EM ignores, are deprecated here as in a one-process fit
+    with pytest.warns(FutureWarning, match="deprecated"):
+        distributed.fit(table, cb.DawidSkene(max_iter=3, num_chains=2))
 
 
 def _alive(pid: int) -> bool:

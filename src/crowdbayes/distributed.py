@@ -47,7 +47,7 @@ from typing import Any, cast
 import numpy as np
 
 from .data import AnnotationsError, bincount, release_memory
-from .engines import engine_settings
+from .engines import engine_settings, warn_deprecated
 
 __all__ = [
     "MODELS",
@@ -272,7 +272,8 @@ def _check_estimator(est: Any) -> None:
             f"{type(est).__name__} does not run multi-process; use one of {', '.join(MODELS)}"
         )
     if engine_settings(est)["method"] != "em":
-        raise ValueError("a multi-process fit runs EM only (method='em', inference=EM(...))")
+        raise ValueError("a multi-process fit runs EM only (inference=EM(...))")
+    warn_deprecated(est)  # flat NUTS settings, ignored by EM: as a one-process fit warns
 
 
 # ------------------------------------------------------------------ fit
