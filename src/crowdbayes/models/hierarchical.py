@@ -121,6 +121,16 @@ def full_logits(off: jnp.ndarray) -> jnp.ndarray:
     return padded[..., np.arange(K)[:, None], pos]
 
 
+def _softmax_np(off: np.ndarray) -> np.ndarray:
+    """NumPy float64 ``softmax(full_logits(off))`` over the labels, ``[..., K, K]``."""
+    K = off.shape[-2]
+    logits = np.zeros((*off.shape[:-1], K), np.float64)
+    rows, cols = np.arange(K)[:, None], _off_index(K)
+    logits[..., rows, cols] = off
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
+
+
 def _logits(params: HDSParams) -> jnp.ndarray:
     """``[W, K, K-1]``: every annotator's wrong-label logits."""
     return params.mu + params.sigma * params.z - params.tau * params.u[:, None, None]
@@ -571,7 +581,7 @@ class HierarchicalDawidSkeneModel:
         classes ``post`` (one imputation); Dirichlet posterior of the class prior."""
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
         draws, _ = _interval_draws_jit(params, post, data, hyper, key, int(n))
-        conf = np.asarray(jax.nn.softmax(full_logits(draws), axis=-1))
+        conf = _softmax_np(np.asarray(draws)).astype(np.float32)  # numpy: no eager programs
         pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
         return conf, pi
 
@@ -683,19 +693,16 @@ class HierarchicalDawidSkene(BayesianAggregator):
             super()._fit(ann)
         finally:
             self._eb_post = self._eb_data = None
+        # numpy: eager jnp calls here compiled eight small programs in a fresh process
         if self.draws_ is None:
             self.population_scale_ = float(self.params_.sigma)
             self.ability_scale_ = float(self.params_.tau)
-            mu = jnp.asarray(self.params_.mu)
-            self.population_confusion_ = np.asarray(
-                jax.nn.softmax(full_logits(mu), axis=-1), np.float64
-            )
+            self.population_confusion_ = _softmax_np(np.asarray(self.params_.mu))
         else:
             self.population_scale_ = float(np.mean(self.draws_["sigma"]))
             self.ability_scale_ = float(np.mean(self.draws_["tau"]))
-            mu = jnp.asarray(self.draws_["mu"].reshape(-1, *self.draws_["mu"].shape[2:]))
-            conf = jax.nn.softmax(full_logits(mu), axis=-1)
-            self.population_confusion_ = np.asarray(conf, np.float64).mean(axis=0)
+            mu = self.draws_["mu"].reshape(-1, *self.draws_["mu"].shape[2:])
+            self.population_confusion_ = _softmax_np(np.asarray(mu)).mean(axis=0)
 
     def _fold_estimator(self, ann: Annotations) -> HierarchicalDawidSkene:
         """The estimator :func:`crowdbayes.compare` refits on each fold: the scales this
