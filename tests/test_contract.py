@@ -299,7 +299,8 @@ def test_params_and_sites_round_trip(key: str) -> None:
 
 
 def _functions(protocol: type) -> list[str]:
-    return sorted(n for n in vars(protocol) if not n.startswith("_"))
+    """The functions a Protocol asks for, its bases' included (BayesianFamily: EMModel's)."""
+    return sorted({n for k in protocol.__mro__[:-1] for n in vars(k) if not n.startswith("_")})
 
 
 @pytest.mark.parametrize("key", KEYS)

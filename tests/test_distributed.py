@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -198,23 +199,30 @@ except distributed.DistributedError as err:
 """
 
 
+def _two_peers(code: str, dataset: Path, **popen: Any) -> list[Any]:
+    """Processes 0 and 1 running ``code`` (argv: process id, coordinator port, dataset)."""
+    import subprocess
+    import sys
+
+    port = distributed.free_port()
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(i), str(port), str(dataset)],
+            stdout=subprocess.PIPE,
+            text=True,
+            **popen,
+        )
+        for i in range(2)
+    ]
+
+
 def test_a_peer_killed_during_em_is_an_error_in_the_survivor(dataset: Path) -> None:
     """Without the launcher (as under SLURM): a peer SIGKILLed inside the EM loop makes
     the survivor's collective fail at once; fit raises DistributedError, and the process
     ends (JAX's coordination service aborts it at exit) instead of hanging."""
     import subprocess
-    import sys
 
-    port = distributed.free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _PEER, str(i), str(port), str(dataset)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for i in range(2)
-    ]
+    procs = _two_peers(_PEER, dataset, stderr=subprocess.STDOUT)
     try:
         for p in procs:
             assert p.stdout is not None
@@ -253,22 +261,11 @@ print(json.dumps({"hits": ours("hits"), "misses": ours("misses"),
 def _fit_in_two_fresh_processes(dataset: Path, cache: Path) -> list[dict]:
     import json
     import subprocess
-    import sys
 
     env = {**os.environ, "CROWDBAYES_CACHE_DIR": str(cache)}
     for name in ("CROWDBAYES_NO_CACHE", "JAX_COMPILATION_CACHE_DIR"):
         env.pop(name, None)
-    port = distributed.free_port()
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", _CACHED, str(i), str(port), str(dataset)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        for i in range(2)
-    ]
+    procs = _two_peers(_CACHED, dataset, stderr=subprocess.PIPE, env=env)
     results = []
     try:
         for p in procs:

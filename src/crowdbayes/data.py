@@ -783,10 +783,10 @@ def as_annotations(
     if isinstance(data, str | os.PathLike):
         source = os.fspath(data)
         table = read_table(data)
-        from .io import is_platform_export, read_annotations  # io imports this module
+        from .io import _numbered, is_platform_export  # io imports this module
 
-        if is_platform_export(table):  # read as the platform's own reader does (text ids)
-            return read_annotations(data, gold=gold, classes=classes)
+        if is_platform_export(table):  # its errors name rows by line, as read_annotations'
+            table = _numbered(table)
         try:
             return as_annotations(
                 table, gold=gold, classes=classes, task=task, worker=worker, label=label

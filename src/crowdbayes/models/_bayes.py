@@ -42,6 +42,7 @@ from ..inference.em import (
     BUCKET_MAX_LABELS,
     BUCKETS,
     EMData,
+    EMModel,
     _e_step_jit,
     e_step,
     em_data,
@@ -76,7 +77,7 @@ __all__ = [
 
 
 @runtime_checkable
-class BayesianFamily(Protocol):
+class BayesianFamily(EMModel, Protocol):
     """What a family of a :class:`BayesianAggregator` provides (static functions; params
     are pytrees): EM's part (:class:`~crowdbayes.inference.em.EMModel`: ``log_lik``,
     ``log_class_prior``, ``m_step``, ``log_prior``) and the Bayesian part below. NumPyro's
@@ -84,18 +85,6 @@ class BayesianFamily(Protocol):
     objective up to a constant, in the same params (``tests/test_contract.py`` holds every
     registered family to both). A family with cheaper coordinates of its own for NUTS also
     implements :class:`Reparametrised`."""
-
-    @staticmethod
-    def log_lik(params: Any, data: EMData) -> jnp.ndarray: ...
-
-    @staticmethod
-    def log_class_prior(params: Any, data: EMData) -> jnp.ndarray: ...
-
-    @staticmethod
-    def m_step(post: jnp.ndarray, data: EMData, hyper: Any) -> Any: ...
-
-    @staticmethod
-    def log_prior(params: Any, hyper: Any) -> jnp.ndarray: ...
 
     @staticmethod
     def sample_sites(data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
