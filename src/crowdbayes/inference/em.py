@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, NamedTuple, Protocol, cast, runtime_checkable
 
 import jax
 import jax.numpy as jnp
@@ -453,8 +453,25 @@ def padding_log_prior(model: Any, params: Any, data: EMData, hyper: Any) -> jnp.
     return data.pad_rows[0] * worker + data.pad_rows[1] * task
 
 
+@runtime_checkable
+class WarmStarted(Protocol):
+    """A family whose M-step is iterative and continues from the last params (declared by
+    providing ``m_step_from``): EM calls it instead of ``m_step``, with ``first`` true on
+    its first step (when the params are the loop's zeros, not a fit)."""
+
+    @staticmethod
+    def m_step_from(
+        post: jnp.ndarray, data: EMData, hyper: Any, params: Any, first: jnp.ndarray
+    ) -> Any:
+        """New params from the posterior, the M-step's iterations started from ``params``."""
+        ...
+
+
 def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
-    params = model.m_step(state.post, data, hyper)
+    if isinstance(model, WarmStarted):
+        params = model.m_step_from(state.post, data, hyper, state.params, state.n_iter == 0)
+    else:
+        params = model.m_step(state.post, data, hyper)
     post, task_lp = e_step(model, params, data)
     objective = task_lp.sum() + model.log_prior(params, hyper)
     if data.pad_rows is not None:

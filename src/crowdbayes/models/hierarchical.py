@@ -230,10 +230,12 @@ def _block_diag(blocks: jnp.ndarray) -> jnp.ndarray:
     return (eye[:, None, :, None] * blocks[:, :, None, :]).reshape(K * m, K * m)
 
 
-def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
+def _newton(
+    E: jnp.ndarray, hyper: HDSHyper, start: tuple[jnp.ndarray, jnp.ndarray] | None = None
+) -> tuple[jnp.ndarray, jnp.ndarray]:
     """Maximise the expected complete-data log posterior over annotator logits ``b`` and
-    the population mean ``mu`` (``sigma``, ``tau`` fixed) by Newton steps from the prior
-    mean. The Hessian is block-arrow shaped (one block per annotator, coupled through
+    the population mean ``mu`` (``sigma``, ``tau`` fixed) by :data:`_NEWTON_STEPS` Newton
+    steps from ``start`` (``(b, mu)``; None: the prior mean). The Hessian is block-arrow shaped (one block per annotator, coupled through
     ``mu``): each annotator's block is inverted by Sherman–Morrison (:class:`_Solver`),
     ``mu``'s step solves the ``D x D`` Schur complement ``(S0 - P M P) d = r`` with
     ``M = sum_w H_w^-1``: formed and factorised up to :data:`_JOINT_MAX_CLASSES`
@@ -288,7 +290,9 @@ def _newton(E: jnp.ndarray, hyper: HDSHyper) -> tuple[jnp.ndarray, jnp.ndarray]:
             mu + jnp.clip(d_mu, -_MAX_STEP, _MAX_STEP),
         )
 
-    return jax.lax.fori_loop(0, _NEWTON_STEPS, step, (jnp.broadcast_to(mu0, (W, K, K - 1)), mu0))
+    if start is None:
+        start = (jnp.broadcast_to(mu0, (W, K, K - 1)), mu0)
+    return jax.lax.fori_loop(0, _NEWTON_STEPS, step, start)
 
 
 def _expected(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
@@ -510,7 +514,29 @@ class HierarchicalDawidSkeneModel:
 
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: HDSHyper) -> HDSParams:
-        b, mu = _newton(_expected(post, data), hyper)
+        return HierarchicalDawidSkeneModel._params(
+            post, hyper, *_newton(_expected(post, data), hyper)
+        )
+
+    @staticmethod
+    def m_step_from(
+        post: jnp.ndarray, data: EMData, hyper: HDSHyper, params: HDSParams, first: jnp.ndarray
+    ) -> HDSParams:
+        """EM's M-step continued from the last params (:class:`~crowdbayes.inference.em.
+        WarmStarted`): the Newton steps start where the previous M-step stopped, from the
+        prior mean on EM's first step (``first``), so over EM's iterations the M-step
+        converges instead of restarting 12 steps from the prior mean each time (which left
+        it far from converged where the scales are extreme, and EM stopped there)."""
+        E = _expected(post, data)
+        W, K, _ = E.shape
+        mu0 = jnp.full((K, K - 1), hyper.mean_logit, E.dtype)
+        b0 = jnp.where(first, jnp.broadcast_to(mu0, (W, K, K - 1)), _logits(params))
+        mu_start = jnp.where(first, mu0, params.mu)
+        b, mu = _newton(E, hyper, (b0.astype(E.dtype), mu_start.astype(E.dtype)))
+        return HierarchicalDawidSkeneModel._params(post, hyper, b, mu)
+
+    @staticmethod
+    def _params(post: jnp.ndarray, hyper: HDSHyper, b: jnp.ndarray, mu: jnp.ndarray) -> HDSParams:
         z, u = _split(b - mu, hyper.sigma, hyper.tau)
         class_counts = post.sum(1) + hyper.class_counts
         return HDSParams(
