@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import sample_priors
+from .bayesian import sample_priors
 from .dawid_skene import DawidSkeneModel, DSParams, row_strength
 from .one_coin import OCHyper, OneCoinDawidSkene, OneCoinModel
 

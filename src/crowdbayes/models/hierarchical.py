@@ -58,7 +58,7 @@ from jax.scipy.sparse.linalg import cg
 from ..data import Annotations
 from ..engines import engine_settings
 from ..inference.em import EMData, place_posterior, run_em
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors, vote_shares
+from .bayesian import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors, vote_shares
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = [
@@ -528,7 +528,7 @@ class HierarchicalDawidSkeneModel:
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: HDSHyper) -> dict[str, jnp.ndarray]:
         import numpyro.distributions as dist
@@ -622,7 +622,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
     population_confusion_ : ndarray ``[K, K]``, the typical annotator's confusion matrix
         (``softmax(mu)``; NUTS: posterior mean).
     confusion_, class_prior_, history_, n_iter_, converged_, draws_, idata_ :
-        as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+        as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = HierarchicalDawidSkeneModel

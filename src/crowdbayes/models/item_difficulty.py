@@ -53,7 +53,7 @@ from ..base import check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData, em_data, layout_segments
 from ..inference.segments import Segments
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
+from .bayesian import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
 
 __all__ = ["ABILITY_SCALE", "IDHyper", "IDParams", "ItemDifficulty", "ItemDifficultyModel"]
 
@@ -230,7 +230,7 @@ class ItemDifficultyModel:
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: IDHyper) -> dict[str, jnp.ndarray]:
         import numpyro.distributions as dist
@@ -308,7 +308,7 @@ class ItemDifficulty(BayesianAggregator):
     difficulty_ : pandas Series, each task's difficulty (EM: MAP; NUTS: posterior mean).
     confusion_ : ndarray ``[n_workers, K, K]``, on an item of typical difficulty.
     class_prior_, history_, n_iter_, converged_, draws_, idata_ :
-        as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+        as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = ItemDifficultyModel

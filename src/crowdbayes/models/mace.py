@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
+from .bayesian import (
     MIN_PSEUDO,
     BayesianAggregator,
     categorical_draws,

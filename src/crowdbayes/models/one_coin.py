@@ -33,7 +33,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
+from .bayesian import (
     MIN_PSEUDO,
     PRIOR_LABELS,
     BayesianAggregator,

@@ -53,7 +53,7 @@ import pandas as pd
 from ..base import check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
+from .bayesian import (
     MIN_PSEUDO,
     PRIOR_LABELS,
     BayesianAggregator,
@@ -162,7 +162,7 @@ class SharedErrorsModel:
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: SEHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``p_correct[w, k] ~ Beta(a, b)``, ``errors[k] ~ Dirichlet(g)`` over the
@@ -248,7 +248,7 @@ class SharedErrorsDawidSkene(BayesianAggregator):
     ----------
     error_pattern_ : ndarray ``[K, K]``: row ``k``, the distribution of a wrong label on a
         class-``k`` task (0 on the diagonal; EM: MAP, NUTS: posterior mean).
-    confusion_, class_prior_, ... : as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+    confusion_, class_prior_, ... : as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = SharedErrorsModel

@@ -1,4 +1,4 @@
-"""Shared machinery of the Bayesian annotator models: one estimator base, EM or NUTS.
+"""The public base of every Bayesian annotator model: one estimator base, EM or NUTS.
 
 A model family is a class of static functions. For EM it follows
 :class:`~crowdbayes.inference.em.EMModel` (``log_lik``, ``log_class_prior``,
