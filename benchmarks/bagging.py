@@ -38,7 +38,7 @@ from accuracy import default_root, load, to_markdown  # noqa: E402
 from calibration_loo import ece, log_loss, softmax_rows  # noqa: E402
 
 import crowdbayes as cb  # noqa: E402
-from crowdbayes.models._bayes import vote_shares  # noqa: E402
+from crowdbayes.models.bayesian import vote_shares  # noqa: E402
 from crowdbayes.models.dawid_skene import confusion_pseudo_counts  # noqa: E402
 from crowdbayes.recommend import CalibratedDawidSkene  # noqa: E402
 

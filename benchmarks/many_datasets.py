@@ -56,7 +56,7 @@ else:
         if event == "/jax/core/compile/backend_compile_duration" else None
     )
     import crowdbayes as cb
-    from crowdbayes.models._bayes import BayesianAggregator
+    from crowdbayes.models.bayesian import BayesianAggregator
     BayesianAggregator._buckets = not exact
     make = [getattr(cb, m) for m in models]
 t = time.perf_counter()

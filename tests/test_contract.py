@@ -238,7 +238,7 @@ def _density_setup(key: str) -> tuple[Any, ...]:
     import numpyro
     from numpyro.infer.util import log_density, unconstrain_fn
 
-    from crowdbayes.models._bayes import em_objective, marginal_model
+    from crowdbayes.models.bayesian import em_objective, marginal_model
 
     model = fitted(key)
     family, data_, hyper = model._family, model._data(), model._fitted_hyper()
@@ -308,7 +308,7 @@ def test_a_bayesian_family_declares_the_whole_contract(key: str) -> None:
     """Every family behind a Bayesian estimator is a ``BayesianFamily`` (EM's part, NumPyro
     sites, confusion, EM's interval draws); one with coordinates of its own for NUTS has all
     three of ``Reparametrised``'s functions, not some (NUTS would mix coordinates)."""
-    from crowdbayes.models._bayes import BayesianAggregator, BayesianFamily, Reparametrised
+    from crowdbayes.models.bayesian import BayesianAggregator, BayesianFamily, Reparametrised
 
     cls = MODELS[key].estimator_class()
     if not issubclass(cls, BayesianAggregator):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import crowdbayes as cb
-from crowdbayes.models._bayes import shortest_levels
+from crowdbayes.models.bayesian import shortest_levels
 from crowdbayes.simulate import simulate_population
 
 

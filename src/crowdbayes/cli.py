@@ -246,7 +246,7 @@ def _read_file(args: argparse.Namespace) -> Annotations:
 def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None, str]:
     """Annotations (without gold clamped), gold for evaluation, and a name for messages."""
     from . import datasets
-    from .data import AnnotationsError, as_annotations
+    from .data import as_annotations, merge_gold
     from .io import read_gold_file
 
     if args.dataset is not None:
@@ -258,12 +258,9 @@ def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None
     if ann.has_gold:  # an export's GOLDEN: column: evaluated, clamped only with --clamp-gold
         gold = ann.gold_series()
         ann = ann.with_gold(None)
-    if args.gold is not None:
-        gold = read_gold_file(args.gold, ann)
-        try:
-            ann.with_gold(gold)  # validates task ids
-        except AnnotationsError as err:
-            raise AnnotationsError(f"{args.gold}: {err}") from err
+    if args.gold is not None:  # added to the export's, a task both give: one label
+        names = ("the export's GOLDEN: column", str(args.gold))
+        gold = merge_gold(gold, read_gold_file(args.gold, ann), names)
     return ann, gold, str(args.input)
 
 

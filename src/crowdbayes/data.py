@@ -267,9 +267,8 @@ class Annotations:
         task_codes = aligned(task_codes, np.int32)
         worker_codes, worker_ids = _factorize(df[worker], worker, df.index)
         worker_codes = aligned(worker_codes, np.int32)
-        gold_values = _gold_values(gold)
         try:
-            class_index = _class_index(df[label], gold_values, classes, label)
+            class_index = _class_index(df[label], classes)
             label_codes = aligned(class_index.get_indexer(_normalise(df[label])), np.int32)
         except TypeError:
             _factorize(df[label], label, df.index)  # names an unhashable label
@@ -292,7 +291,11 @@ class Annotations:
                 f"{_show_list(class_index)}"
             )
         task_ids = pd.Index(task_ids, name=task)
-        gold_codes = _encode_gold(gold_values, task_ids, class_index)
+        inferred = classes is None and not isinstance(df[label].dtype, pd.CategoricalDtype)
+        gold_values = normalise_gold(
+            gold, task_ids, class_index, column=label if inferred else None
+        )
+        gold_codes = _gold_codes(gold_values, task_ids, class_index)
         if class_index.size < 2:
             raise AnnotationsError(
                 f"column {_show(label)} has only one class ({_show_list(class_index)}); "
@@ -366,8 +369,8 @@ class Annotations:
     # ---------------------------------------------------------- derived data
     def with_gold(self, gold: GoldLike) -> Annotations:
         """Return a copy with gold labels replaced by ``gold`` (task id -> label)."""
-        values = _gold_values(gold)
-        return replace(self, gold=_encode_gold(values, self.task_ids, self.classes))
+        values = normalise_gold(gold, self.task_ids, self.classes)
+        return replace(self, gold=_gold_codes(values, self.task_ids, self.classes))
 
     def encode_new(
         self,
@@ -550,28 +553,123 @@ def _wide_values(df: pd.DataFrame, rows: np.ndarray, cols: np.ndarray) -> pd.Ser
     return pd.Series(cells, dtype=object).infer_objects()
 
 
-def _gold_values(gold: GoldLike) -> pd.Series | None:
+def normalise_gold(
+    gold: Any,
+    task_ids: pd.Index | None = None,
+    classes: pd.Index | None = None,
+    *,
+    source: str = "gold",
+    column: str | None = None,
+) -> pd.Series | None:
+    """The one gold normaliser, every door's (``fit(gold=...)`` and :func:`as_annotations`,
+    a platform export's ``GOLDEN:`` column, a long table's gold column, a gold file).
+
+    ``gold``: a Series or mapping task id -> label, or a table with columns ``task`` and
+    ``label`` (else its first two, task then label; or one column indexed by task). A
+    missing label (NaN, None, empty text) is no gold; a task given twice with one label
+    is one, with two labels an error naming it; floats that are integers are ints. With
+    the annotations' ``task_ids`` and ``classes``, each task and label is matched to the
+    annotations' own value, else to the one with the same text (a file holds text; the
+    annotations may hold numbers), and the result holds those values; a task without
+    annotations or a label that is not a class is an error naming it (and, where the
+    classes were inferred from ``column``, saying how to add one). Errors name
+    ``source`` (a column or file) unless it is ``"gold"``.
+
+    >>> normalise_gold({"t1": "1", "t2": None, "t3": 0.0}, pd.Index(["t1", "t2", "t3"]),
+    ...                pd.Index([0, 1])).to_dict()
+    {'t1': 1, 't3': 0}
+    """
     if gold is None:
         return None
+    at = "" if source == "gold" else f"{source}: "
     if isinstance(gold, pd.DataFrame):
-        if gold.shape[1] == 1:
-            gold = gold.iloc[:, 0]
-        elif {"task", "label"} <= set(gold.columns):
+        if {"task", "label"} <= set(gold.columns):
             gold = gold.set_index("task")["label"]
+        elif gold.shape[1] == 1:
+            gold = gold.iloc[:, 0]
+        elif gold.shape[1] >= 2:
+            gold = gold.set_index(gold.columns[0])[gold.columns[1]]
         else:
-            raise AnnotationsError(
-                "gold as a DataFrame needs columns 'task' and 'label' (or a single column "
-                f"indexed by task); got columns {list(gold.columns)}"
-            )
+            raise AnnotationsError(f"{at}gold as a table needs columns 'task' and 'label'")
     series = pd.Series(gold) if not isinstance(gold, pd.Series) else gold
-    series = series[series.notna()]
+    series = series[series.notna().to_numpy() & (series.astype(str) != "").to_numpy()]
     if series.index.has_duplicates:
-        dup = series.index[series.index.duplicated()][0]
-        conflict = series.loc[[dup]].nunique() > 1
-        if conflict:
-            raise AnnotationsError(f"gold has conflicting labels for task {_show(dup)}")
-        series = series[~series.index.duplicated()]
-    return _normalise(series)
+        firsts = ~series.index.duplicated()
+        text = series.astype(str)
+        clash = text.groupby(level=0, sort=False).nunique() > 1
+        if clash.any():
+            task = clash.index[np.argmax(clash.to_numpy())]
+            values = sorted(set(text.loc[[task]]))
+            raise AnnotationsError(
+                f"{at}gold gives task {_show(task)} different labels {values}"
+                if source == "gold"
+                else f"{source} gives task {_show(task)} different gold labels {values}"
+            )
+        series = series[firsts]
+    series = _normalise(series)
+    if task_ids is None or classes is None:
+        return series
+    pos = _by_value_or_text(series.index, task_ids)
+    if (pos < 0).any():
+        missing = series.index[pos < 0]
+        raise AnnotationsError(
+            f"{at}gold has task {_show(missing[0])} (and {len(missing) - 1} more) with no "
+            "annotations; gold tasks must also appear in the annotations"
+        )
+    cls = _by_value_or_text(pd.Index(series.to_numpy(), dtype=object), classes)
+    if (cls < 0).any():
+        i = int(np.argmax(cls < 0))
+        value, task = _show(series.iloc[i]), _show(series.index[i])
+        if column is not None:
+            raise AnnotationsError(
+                f"{at}gold label {value} is not among the labels annotators gave in column "
+                f"{_show(column)} ({_show_list(classes)}); pass classes=[...] if it is a real "
+                "class"
+            )
+        raise AnnotationsError(
+            f"{at}gold label {value} for task {task} is not among the classes {_show_list(classes)}"
+        )
+    return pd.Series(classes[cls].to_numpy(), index=task_ids[pos], dtype=classes.dtype)
+
+
+def merge_gold(
+    first: pd.Series | None, second: pd.Series | None, names: tuple[str, str]
+) -> pd.Series | None:
+    """Gold from two sources (each from :func:`normalise_gold`) together: every task of
+    either; a task both give must have the same label (by text), else an error names the
+    task and both sources."""
+    if first is None or second is None:
+        return second if first is None else first
+    common = first.index.intersection(second.index)
+    differ = first.loc[common].astype(str).to_numpy() != second.loc[common].astype(str).to_numpy()
+    if differ.any():
+        t = common[differ][0]
+        raise AnnotationsError(
+            f"task {_show(t)} has gold {_show(first.loc[t])} in {names[0]} but "
+            f"{_show(second.loc[t])} in {names[1]}"
+        )
+    return pd.concat([first, second[~second.index.isin(common)]])
+
+
+def _by_value_or_text(values: pd.Index, index: pd.Index) -> np.ndarray:
+    """Positions in ``index`` (unique) of ``values``: by value, else by text where the
+    text of one entry of ``index`` is the value's text; -1 where neither."""
+    pos = np.asarray(index.get_indexer(values))
+    if (pos < 0).any():
+        by_text: dict[str, int] = {}
+        for i, v in enumerate(index):
+            by_text[str(v)] = -1 if str(v) in by_text else i  # ambiguous text: no match
+        miss = np.flatnonzero(pos < 0)
+        pos[miss] = [by_text.get(str(v), -1) for v in values[miss]]
+    return pos
+
+
+def _gold_codes(gold: pd.Series | None, task_ids: pd.Index, classes: pd.Index) -> np.ndarray:
+    """``[T]`` class codes of gold from :func:`normalise_gold` (matched), -1 for none."""
+    codes = np.full(len(task_ids), -1, dtype=np.int32)
+    if gold is not None and len(gold):
+        codes[task_ids.get_indexer(gold.index)] = classes.get_indexer(gold.to_numpy())
+    return codes
 
 
 def _sort_classes(values: np.ndarray) -> list[Any]:
@@ -582,9 +680,7 @@ def _sort_classes(values: np.ndarray) -> list[Any]:
         return sorted(uniq, key=str)
 
 
-def _class_index(
-    labels: pd.Series, gold: pd.Series | None, classes: Sequence[Any] | None, column: str
-) -> pd.Index:
+def _class_index(labels: pd.Series, classes: Sequence[Any] | None) -> pd.Index:
     if classes is not None:
         class_list = list(classes)
         if len(set(class_list)) != len(class_list):
@@ -592,40 +688,7 @@ def _class_index(
         return pd.Index(class_list, name="class")
     if isinstance(labels.dtype, pd.CategoricalDtype):
         return pd.Index(list(labels.cat.categories), name="class")
-    seen = _normalise(labels).to_numpy()
-    class_list = _sort_classes(seen)
-    if gold is not None and len(gold):
-        known = set(class_list)
-        unseen = [g for g in pd.unique(gold.to_numpy()) if g not in known]
-        if unseen:
-            raise AnnotationsError(
-                f"gold label {_show(unseen[0])} is not among the labels annotators gave in "
-                f"column {_show(column)} ({_show_list(class_list)}); pass classes=[...] if it is "
-                "a real class"
-            )
-    return pd.Index(class_list, name="class")
-
-
-def _encode_gold(gold: pd.Series | None, task_ids: pd.Index, classes: pd.Index) -> np.ndarray:
-    codes = np.full(len(task_ids), -1, dtype=np.int32)
-    if gold is None or len(gold) == 0:
-        return codes
-    pos = task_ids.get_indexer(gold.index)
-    if (pos < 0).any():
-        missing = gold.index[pos < 0]
-        raise AnnotationsError(
-            f"gold has task {_show(missing[0])} (and {len(missing) - 1} more) with no annotations; "
-            "gold tasks must also appear in the annotations"
-        )
-    cls_codes = classes.get_indexer(gold.to_numpy())
-    if (cls_codes < 0).any():
-        i = int(np.argmax(cls_codes < 0))
-        raise AnnotationsError(
-            f"gold label {_show(gold.iloc[i])} for task {_show(gold.index[i])} is not among the "
-            f"classes {_show_list(classes)}"
-        )
-    codes[pos] = cls_codes
-    return codes
+    return pd.Index(_sort_classes(_normalise(labels).to_numpy()), name="class")
 
 
 def read_table(path: str | os.PathLike[str], **read_kwargs: Any) -> pd.DataFrame:

@@ -40,13 +40,20 @@ t2  http://x/2.jpg
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
 import pandas as pd
 
-from .data import Annotations, AnnotationsError, GoldLike, _show, read_table
+from .data import (
+    Annotations,
+    AnnotationsError,
+    GoldLike,
+    merge_gold,
+    normalise_gold,
+    read_table,
+)
 
 _T = TypeVar("_T")
 
@@ -250,48 +257,10 @@ def _drop_non_votes(
 
 def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Series | None:
     gold_col = f"GOLDEN:{label_field}"
-    parts: list[pd.Series] = []
+    column = None
     if gold_col in df.columns:
-        g = df[[TASK_COL, gold_col]].dropna()
-        g = g[g[gold_col].astype(str) != ""]
-        if len(g):
-            dup = g.drop_duplicates()
-            clash = dup[TASK_COL].duplicated(keep=False)
-            if clash.any():
-                task = dup.loc[clash, TASK_COL].iloc[0]
-                values = sorted(map(str, dup.loc[dup[TASK_COL] == task, gold_col]))
-                raise AnnotationsError(
-                    f"column {gold_col!r} gives task {_show(task)} different gold labels {values}"
-                )
-            parts.append(dup.set_index(TASK_COL)[gold_col])
-    if extra is not None:
-        extra_s = _as_series(extra)
-        parts.append(extra_s)
-    if not parts:
-        return None
-    if len(parts) == 2:
-        a, b = parts
-        common = a.index.intersection(b.index)
-        differ = a.loc[common].astype(str).to_numpy() != b.loc[common].astype(str).to_numpy()
-        if differ.any():
-            t = common[differ][0]
-            raise AnnotationsError(
-                f"task {_show(t)} has gold {_show(a.loc[t])} in column {gold_col!r} but "
-                f"{_show(b.loc[t])} in the gold given"
-            )
-        return pd.concat([a, b[~b.index.isin(common)]])
-    return parts[0]
-
-
-def _as_series(gold: pd.Series | Mapping[Hashable, Any] | pd.DataFrame) -> pd.Series:
-    if isinstance(gold, pd.DataFrame):
-        if {"task", "label"} <= set(gold.columns):
-            return gold.set_index("task")["label"]
-        if gold.shape[1] >= 2:
-            return gold.set_index(gold.columns[0])[gold.columns[1]]
-        return gold.iloc[:, 0]
-    s = gold if isinstance(gold, pd.Series) else pd.Series(gold)
-    return s[s.notna()]
+        column = normalise_gold(df[[TASK_COL, gold_col]], source=f"column {gold_col!r}")
+    return merge_gold(column, normalise_gold(extra), (f"column {gold_col!r}", "the gold given"))
 
 
 def read_platform_export(
@@ -374,19 +343,11 @@ def _read_long(
         )
     gold_values: GoldLike = gold
     if gold_column is not None:
-        g = df[[task, gold_column]].dropna()
-        dup = g.drop_duplicates()
-        clash = dup[task].duplicated(keep=False)
-        if clash.any():
-            t = dup.loc[clash, task].iloc[0]
-            raise AnnotationsError(
-                f"column {gold_column!r} gives task {_show(t)} different gold labels"
-            )
-        from_col = dup.set_index(task)[gold_column]
-        if gold is not None:
-            extra = _as_series(gold)
-            from_col = pd.concat([from_col, extra[~extra.index.isin(from_col.index)]])
-        gold_values = from_col
+        gold_values = merge_gold(
+            normalise_gold(df[[task, gold_column]], source=f"column {gold_column!r}"),
+            normalise_gold(gold),
+            (f"column {gold_column!r}", "the gold given"),
+        )
     inputs = None
     if input_columns:
         inputs = df.groupby(task, sort=False)[list(input_columns)].first()
@@ -399,9 +360,11 @@ def _read_long(
 
 
 def read_gold_file(path: str | os.PathLike[str], ann: Annotations) -> pd.Series:
-    """Gold labels from a file (columns ``task, label``, else its first two), matched to
-    ``ann``'s task ids and label values by their text (a CSV gives text; the annotations
-    may hold numbers). A label no annotator gave is an error naming the file and value.
+    """Gold labels from a file (columns ``task, label``, else its first two), through
+    :func:`~crowdbayes.data.normalise_gold` as every door's gold: matched to ``ann``'s
+    task ids and label values by their text (a CSV gives text; the annotations may hold
+    numbers), an empty label is no gold, and a task without annotations or a label that
+    is not a class is an error naming the file and the value.
 
     >>> import tempfile, pathlib
     >>> ann = read_annotations(pd.DataFrame({"task": [1, 1, 2], "worker": ["a", "b", "a"],
@@ -416,15 +379,6 @@ def read_gold_file(path: str | os.PathLike[str], ann: Annotations) -> pd.Series:
         raise AnnotationsError(
             f"{path}: gold file needs two columns (task, label); got {list(table.columns)}"
         )
-    cols = ["task", "label"] if {"task", "label"} <= set(table.columns) else list(table.columns[:2])
-    raw = table.set_index(cols[0])[cols[1]]
-    by_text = {str(c): c for c in ann.classes}
-    unknown = sorted(set(raw.astype(str)) - set(by_text))
-    if unknown:
-        raise AnnotationsError(
-            f"{path}: gold label {unknown[0]!r} is not among the labels annotators gave "
-            f"({list(ann.classes)})"
-        )
-    by_task = {str(t): t for t in ann.task_ids}
-    index = [by_task.get(str(t), t) for t in raw.index]
-    return pd.Series(raw.astype(str).map(by_text).to_numpy(), index=index)
+    gold = normalise_gold(table, ann.task_ids, ann.classes, source=str(path))
+    assert gold is not None
+    return gold

@@ -216,7 +216,7 @@ def _psis_loo(model: Aggregator, ann: Annotations) -> dict[str, float] | None:
         return None
     import arviz as az
 
-    from .models._bayes import BayesianAggregator
+    from .models.bayesian import BayesianAggregator
 
     fit = _clone(model).fit(ann)
     assert isinstance(fit, BayesianAggregator)  # only those take inference=NUTS(...)

@@ -46,7 +46,7 @@ import numpy as np
 
 from .data import Annotations
 from .inference.em import EMData, em_data
-from .models._bayes import EM_PARAMETERS, RUN_PARAMETERS
+from .models.bayesian import EM_PARAMETERS, RUN_PARAMETERS
 from .models.dawid_skene import DawidSkene, row_strength
 from .models.temperature import temper  # one definition, NumPy only (CROWDLAB's too)
 from .models.vote_correlation import vote_correlation

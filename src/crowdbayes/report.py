@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from .base import Aggregator, check_is_fitted
-from .data import Annotations, AnnotationsError, GoldLike
+from .data import Annotations, AnnotationsError, GoldLike, merge_gold
 from .io import read_annotations, read_gold_file
 from .metrics import (
     fleiss_kappa,
@@ -652,15 +652,10 @@ def run_report(args: argparse.Namespace) -> int:
         from .cli import _read_file  # platform exports, long (renamed) and wide tables
 
         ann = _read_file(args)
-        if args.gold is not None:
-            extra = read_gold_file(args.gold, ann)
-            merged = pd.concat(
-                [ann.gold_series(), extra[~extra.index.isin(ann.task_ids[ann.gold >= 0])]]
-            )
-            try:
-                ann = ann.with_gold(merged)
-            except AnnotationsError as err:
-                raise AnnotationsError(f"{args.gold}: {err}") from err
+        if args.gold is not None:  # added to the export's, a task both give: one label
+            names = ("the export's GOLDEN: column", str(args.gold))
+            existing = ann.gold_series() if ann.has_gold else None
+            ann = ann.with_gold(merge_gold(existing, read_gold_file(args.gold, ann), names))
         source = str(args.input)
     title = args.title or f"Labelling quality report: {source}"
     pred_probs = None

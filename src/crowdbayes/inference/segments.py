@@ -48,6 +48,7 @@ __all__ = [
     "MAX_WIDTH",
     "FlatSegments",
     "Segments",
+    "ShapeOfSegments",
     "bucket_widths",
     "choose_widths",
     "stable_order",
@@ -446,8 +447,21 @@ class Segments(NamedTuple):
         return out[:n_segments].T.reshape(*lead, n_segments)
 
 
+class ShapeOfSegments:
+    """What a layout without :class:`Segments`' ``inverse`` array gives in its place
+    (:class:`FlatSegments`, :class:`~crowdbayes.inference.sharding.ShardedSegments`):
+    ``inverse``, a shape stand-in ``[n_segments]``, which is what callers read of it."""
+
+    n_segments: int
+
+    @property
+    def inverse(self) -> jax.ShapeDtypeStruct:
+        """Shape stand-in (``[n_segments]``), as :class:`Segments` has."""
+        return jax.ShapeDtypeStruct((self.n_segments,), jnp.int32)
+
+
 @jax.tree_util.register_pytree_node_class
-class FlatSegments:
+class FlatSegments(ShapeOfSegments):
     """A segment layout whose shapes depend only on padded sizes (shape buckets).
 
     ``index [n_items]`` is each item's source index (``n_source`` for a padding item:
@@ -469,11 +483,6 @@ class FlatSegments:
         self.index = index
         self.seg = seg
         self.n_segments = n_segments
-
-    @property
-    def inverse(self) -> jax.ShapeDtypeStruct:
-        """Shape stand-in (``[n_segments]``), as :class:`Segments` has."""
-        return jax.ShapeDtypeStruct((self.n_segments,), jnp.int32)
 
     def tree_flatten(self) -> tuple[tuple[Array, Array], int]:
         return (self.index, self.seg), self.n_segments

@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..data import Annotations
-from .segments import MAX_WIDTH, Segments, _chunks, choose_widths, stable_order
+from .segments import MAX_WIDTH, Segments, ShapeOfSegments, _chunks, choose_widths, stable_order
 
 __all__ = [
     "AXIS",
@@ -68,7 +68,7 @@ def resolve_devices(devices: int | Sequence[Any]) -> list[Any]:
 
 
 @jax.tree_util.register_pytree_node_class
-class ShardedSegments:
+class ShardedSegments(ShapeOfSegments):
     """Per-device :class:`Segments` stacked along a leading device axis.
 
     ``sum`` takes a global source and returns the global segment sums: sharded
@@ -89,11 +89,6 @@ class ShardedSegments:
         self.n_segments = n_segments
         self.source_sharded = source_sharded
         self.out_sharded = out_sharded
-
-    @property
-    def inverse(self) -> jax.ShapeDtypeStruct:
-        """Shape stand-in (``[n_segments]``), as :class:`Segments` has."""
-        return jax.ShapeDtypeStruct((self.n_segments,), jnp.int32)
 
     def tree_flatten(self) -> tuple[tuple[Segments], tuple[Any, ...]]:
         return (self.local,), (self.mesh, self.n_segments, self.source_sharded, self.out_sharded)

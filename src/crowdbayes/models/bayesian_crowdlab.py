@@ -60,7 +60,7 @@ from jax.scipy.special import digamma, gammaln, logsumexp, polygamma
 from ..base import AdversarialWarning, check_column_keywords, check_interval, check_is_fitted
 from ..data import Annotations, _show_list
 from ..inference.em import EMData
-from ._bayes import (
+from .bayesian import (
     MIN_PSEUDO,
     BayesianAggregator,
     dirichlet_draws,
@@ -213,7 +213,7 @@ class BayesianCrowdLabModel:
         bias_lp = -0.5 * (params.bias**2).sum() / hyper.bias_sd**2
         return conf_lp + mu_lp + beta_lp + bias_lp
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: BCLHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``beta ~ N(beta_mean, beta_sd^2)``, ``bias[k] ~ N(0, bias_sd^2)``,

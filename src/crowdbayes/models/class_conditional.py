@@ -29,7 +29,11 @@ import jax.numpy as jnp
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import sample_priors
+from .bayesian import (
+    BetaPrior,
+    ClassPrior,
+    sample_priors,
+)
 from .dawid_skene import DawidSkeneModel, DSParams, row_strength
 from .one_coin import OCHyper, OneCoinDawidSkene, OneCoinModel
 
@@ -73,8 +77,7 @@ class ClassConditionalModel(OneCoinModel):
     def m_step(post: jnp.ndarray, data: EMData, hyper: OCHyper) -> CCParams:  # type: ignore[override]
         right, total = _expected(post, data)
         acc = jnp.clip((right + hyper.a) / (total + hyper.a + hyper.b), 1e-6, 1 - 1e-6)
-        class_counts = post.sum(1) + hyper.class_counts
-        return CCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(class_counts / class_counts.sum()))
+        return CCParams(BetaPrior.logit(acc), ClassPrior.log_shares(post, hyper.class_counts))
 
     @staticmethod
     def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
@@ -87,8 +90,7 @@ class ClassConditionalModel(OneCoinModel):
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: OCHyper) -> CCParams:  # type: ignore[override]
-        acc = jnp.clip(sites["p_correct"], 1e-7, 1 - 1e-7)
-        return CCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(sites["pi"]))
+        return CCParams(BetaPrior.from_site(sites["p_correct"]), jnp.log(sites["pi"]))
 
     @staticmethod
     def confusion(params: CCParams) -> jnp.ndarray:  # type: ignore[override]

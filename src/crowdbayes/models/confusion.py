@@ -7,7 +7,7 @@ of :class:`~crowdbayes.inference.em.EMData` (one device, sharded or shape-bucket
 :class:`ConfusionModel` is the smallest family on them (a confusion matrix per annotator
 and one class prior), what a fitted model scores new tasks with and what a family whose
 params hold ``log_confusion`` (and ``log_pi``) inherits its likelihood from. It imports no
-model family, so every family (and :mod:`crowdbayes.models._bayes`) can import it.
+model family, so every family (and :mod:`crowdbayes.models.bayesian`) can import it.
 """
 
 from __future__ import annotations

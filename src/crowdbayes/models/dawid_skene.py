@@ -38,7 +38,7 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData, e_step
-from ._bayes import (
+from .bayesian import (
     EM_PARAMETERS,
     MIN_PSEUDO,
     NUTS_PARAMETERS,
@@ -131,7 +131,7 @@ class DawidSkeneModel(ConfusionModel):
             hyper.class_counts * params.log_pi
         ).sum()
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: DSHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``confusion[w, k] ~ Dirichlet(P_k)``, ``pi ~ Dirichlet(c)``."""
@@ -150,7 +150,7 @@ class DawidSkeneModel(ConfusionModel):
     def sites_from_params(params: DSParams, hyper: DSHyper) -> dict[str, jnp.ndarray]:
         return {"confusion": jnp.exp(params.log_confusion), "pi": jnp.exp(params.log_pi)}
 
-    # ---- NUTS on log-ratio coordinates (see models/_bayes.py: nuts_draws)
+    # ---- NUTS on log-ratio coordinates (see models/bayesian.py: nuts_draws)
     @staticmethod
     def params_from_unconstrained(z: dict[str, jnp.ndarray]) -> DSParams:
         """Softmax of logits whose last entry is pinned to 0 (additive log-ratios):

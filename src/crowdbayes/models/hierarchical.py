@@ -58,7 +58,13 @@ from jax.scipy.sparse.linalg import cg
 from ..data import Annotations
 from ..engines import engine_settings
 from ..inference.em import EMData, place_posterior, run_em
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors, vote_shares
+from .bayesian import (
+    BayesianAggregator,
+    ClassPrior,
+    safe_log,
+    sample_priors,
+    vote_shares,
+)
 from .dawid_skene import DawidSkeneModel, DSParams
 
 __all__ = [
@@ -499,7 +505,7 @@ _eb_scales_jit = jax.jit(_eb_scales)
 _interval_draws_jit = jax.jit(_interval_draws, static_argnums=5)
 
 
-class HierarchicalDawidSkeneModel:
+class HierarchicalDawidSkeneModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of hierarchical Dawid–Skene."""
 
     __name__ = "HierarchicalDawidSkene"
@@ -507,10 +513,6 @@ class HierarchicalDawidSkeneModel:
     @staticmethod
     def log_lik(params: HDSParams, data: EMData) -> jnp.ndarray:
         return DawidSkeneModel.log_lik(DSParams(_log_confusion(params), params.log_pi), data)
-
-    @staticmethod
-    def log_class_prior(params: HDSParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
 
     @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: HDSHyper) -> HDSParams:
@@ -538,9 +540,8 @@ class HierarchicalDawidSkeneModel:
     @staticmethod
     def _params(post: jnp.ndarray, hyper: HDSHyper, b: jnp.ndarray, mu: jnp.ndarray) -> HDSParams:
         z, u = _split(b - mu, hyper.sigma, hyper.tau)
-        class_counts = post.sum(1) + hyper.class_counts
         return HDSParams(
-            mu, hyper.sigma, z, jnp.log(class_counts / class_counts.sum()), hyper.tau, u
+            mu, hyper.sigma, z, ClassPrior.log_shares(post, hyper.class_counts), hyper.tau, u
         )
 
     @staticmethod
@@ -554,7 +555,7 @@ class HierarchicalDawidSkeneModel:
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: HDSHyper) -> dict[str, jnp.ndarray]:
         import numpyro.distributions as dist
@@ -572,9 +573,8 @@ class HierarchicalDawidSkeneModel:
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: HDSHyper) -> HDSParams:
-        pi = jnp.maximum(sites["pi"], jnp.finfo(sites["pi"].dtype).tiny)
         return HDSParams(
-            sites["mu"], sites["sigma"], sites["z"], jnp.log(pi), sites["tau"], sites["u"]
+            sites["mu"], sites["sigma"], sites["z"], safe_log(sites["pi"]), sites["tau"], sites["u"]
         )
 
     @staticmethod
@@ -608,8 +608,7 @@ class HierarchicalDawidSkeneModel:
         key = jax.random.PRNGKey(int(rng.integers(2**31)))
         draws, _ = _interval_draws_jit(params, post, data, hyper, key, int(n))
         conf = _softmax_np(np.asarray(draws)).astype(np.float32)  # numpy: no eager programs
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
-        return conf, pi
+        return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
 
 
 class HierarchicalDawidSkene(BayesianAggregator):
@@ -648,7 +647,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
     population_confusion_ : ndarray ``[K, K]``, the typical annotator's confusion matrix
         (``softmax(mu)``; NUTS: posterior mean).
     confusion_, class_prior_, history_, n_iter_, converged_, draws_, idata_ :
-        as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+        as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = HierarchicalDawidSkeneModel
@@ -695,7 +694,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
             put(f32(self.prior_logit_scale)),
             put(f32(self.scale_prior)),
             put(f32(scales[0])),
-            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
+            ClassPrior.counts(K, self.class_prior_strength),
             put(f32(scales[1])),
         )
 

@@ -53,7 +53,12 @@ from ..base import check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData, em_data, layout_segments
 from ..inference.segments import Segments
-from ._bayes import MIN_PSEUDO, BayesianAggregator, dirichlet_draws, sample_priors
+from .bayesian import (
+    BayesianAggregator,
+    ClassPrior,
+    safe_log,
+    sample_priors,
+)
 
 __all__ = ["ABILITY_SCALE", "IDHyper", "IDParams", "ItemDifficulty", "ItemDifficultyModel"]
 
@@ -199,7 +204,7 @@ def _log_confusion(ability: jnp.ndarray, n_classes: int) -> jnp.ndarray:
     return jnp.where(jnp.eye(n_classes, dtype=bool), right[..., None, None], wrong[..., None, None])
 
 
-class ItemDifficultyModel:
+class ItemDifficultyModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of the item-difficulty model."""
 
     __name__ = "ItemDifficulty"
@@ -213,14 +218,9 @@ class ItemDifficultyModel:
         return data.by_task_label.sum(jnp.where(data.label[None, :] == classes, right, wrong))
 
     @staticmethod
-    def log_class_prior(params: IDParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
-
-    @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: IDHyper) -> IDParams:
         a, d = _newton(_right(post, data), data, hyper)
-        class_counts = post.sum(1) + hyper.class_counts
-        return IDParams(a, d, jnp.log(class_counts / class_counts.sum()))
+        return IDParams(a, d, ClassPrior.log_shares(post, hyper.class_counts))
 
     @staticmethod
     def log_prior(params: IDParams, hyper: IDHyper) -> jnp.ndarray:
@@ -230,7 +230,7 @@ class ItemDifficultyModel:
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: IDHyper) -> dict[str, jnp.ndarray]:
         import numpyro.distributions as dist
@@ -245,8 +245,7 @@ class ItemDifficultyModel:
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: IDHyper) -> IDParams:
-        pi = jnp.maximum(sites["pi"], jnp.finfo(sites["pi"].dtype).tiny)
-        return IDParams(sites["ability"], sites["difficulty"], jnp.log(pi))
+        return IDParams(sites["ability"], sites["difficulty"], safe_log(sites["pi"]))
 
     @staticmethod
     def sites_from_params(params: IDParams, hyper: IDHyper) -> dict[str, jnp.ndarray]:
@@ -277,8 +276,7 @@ class ItemDifficultyModel:
         draws = a + np.sqrt(var) * rng.standard_normal((n, a.shape[0]))
         K = int(params.log_pi.shape[0])
         conf = np.asarray(jnp.exp(_log_confusion(jnp.asarray(draws, jnp.float32), K)))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
-        return conf, pi
+        return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
 
 
 class ItemDifficulty(BayesianAggregator):
@@ -308,7 +306,7 @@ class ItemDifficulty(BayesianAggregator):
     difficulty_ : pandas Series, each task's difficulty (EM: MAP; NUTS: posterior mean).
     confusion_ : ndarray ``[n_workers, K, K]``, on an item of typical difficulty.
     class_prior_, history_, n_iter_, converged_, draws_, idata_ :
-        as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+        as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = ItemDifficultyModel
@@ -357,7 +355,7 @@ class ItemDifficulty(BayesianAggregator):
             put(f32(np.log(knows / (1.0 - knows)))),
             put(f32(self.ability_scale)),
             put(f32(self.difficulty_scale)),
-            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
+            ClassPrior.counts(K, self.class_prior_strength),
             Segments.build(ann.worker, ann.n_workers) if by_worker is None else by_worker,
         )
 

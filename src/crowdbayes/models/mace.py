@@ -34,11 +34,12 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
-    MIN_PSEUDO,
+from .bayesian import (
     BayesianAggregator,
+    BetaPrior,
+    ClassPrior,
     categorical_draws,
-    dirichlet_draws,
+    pseudo_counts,
     sample_priors,
 )
 from .confusion import _expected_counts_jit
@@ -104,7 +105,7 @@ def _expected(post: jnp.ndarray, data: EMData) -> jnp.ndarray:
     return DawidSkeneModel.expected_counts(post, data, data.n_labels_per_worker.shape[0])
 
 
-class MACEModel:
+class MACEModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of MACE."""
 
     __name__ = "MACE"
@@ -116,24 +117,15 @@ class MACEModel:
         )
 
     @staticmethod
-    def log_class_prior(params: MACEParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
-
-    @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: MACEHyper) -> MACEParams:
         t, xi, _ = _inner(_expected(post, data), hyper)
-        class_counts = post.sum(1) + hyper.class_counts
-        return MACEParams(
-            jnp.log(t) - jnp.log1p(-t),
-            jnp.log(jnp.maximum(xi, 1e-30)),
-            jnp.log(class_counts / class_counts.sum()),
-        )
+        log_pi = ClassPrior.log_shares(post, hyper.class_counts)
+        return MACEParams(BetaPrior.logit(t), jnp.log(jnp.maximum(xi, 1e-30)), log_pi)
 
     @staticmethod
     def log_prior(params: MACEParams, hyper: MACEHyper) -> jnp.ndarray:
-        x = params.logit_competence
         return (
-            (hyper.a * jax.nn.log_sigmoid(x) + hyper.b * jax.nn.log_sigmoid(-x)).sum()
+            BetaPrior.log_prior(params.logit_competence, hyper.a, hyper.b).sum()
             + (hyper.spam_counts * params.log_xi).sum()
             + (hyper.class_counts * params.log_pi).sum()
         )
@@ -152,12 +144,8 @@ class MACEModel:
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: MACEHyper) -> MACEParams:
-        t = jnp.clip(sites["competence"], 1e-7, 1 - 1e-7)
-        return MACEParams(
-            jnp.log(t) - jnp.log1p(-t),
-            jnp.log(jnp.maximum(sites["xi"], 1e-30)),
-            jnp.log(sites["pi"]),
-        )
+        log_xi = jnp.log(jnp.maximum(sites["xi"], 1e-30))
+        return MACEParams(BetaPrior.from_site(sites["competence"]), log_xi, jnp.log(sites["pi"]))
 
     @staticmethod
     def sites_from_params(params: MACEParams, hyper: MACEHyper) -> dict[str, jnp.ndarray]:
@@ -212,8 +200,7 @@ class MACEModel:
         g_xi = np.maximum(rng.standard_gamma(np.maximum(spam, tiny)).astype(np.float32), tiny)
         xi_d = g_xi / g_xi.sum(-1, keepdims=True)
         conf = np.asarray(mace_confusion(jnp.asarray(t, jnp.float32), jnp.asarray(xi_d)))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
-        return conf, pi
+        return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
 
 
 class MACE(BayesianAggregator):
@@ -255,14 +242,10 @@ class MACE(BayesianAggregator):
         if s < 0 or not 0.0 <= q <= 1.0 or self.spam_prior_strength < 0:
             raise ValueError("need prior_strength >= 0, 0 <= prior_competence <= 1")
         K = ann.n_classes
-        # numpy, then one transfer each: eager jnp calls would compile a small program
-        # per class count in a fresh process
-        f32, put = np.float32, jax.device_put
         return MACEHyper(
-            put(f32(max(s * q, MIN_PSEUDO))),
-            put(f32(max(s * (1.0 - q), MIN_PSEUDO))),
-            put(np.full((K,), max(self.spam_prior_strength, MIN_PSEUDO), f32)),
-            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), f32)),
+            *BetaPrior.hyper(s, q),
+            pseudo_counts(K, self.spam_prior_strength),
+            ClassPrior.counts(K, self.class_prior_strength),
         )
 
     def _competence_draws(self, conf_draws: np.ndarray) -> np.ndarray | None:

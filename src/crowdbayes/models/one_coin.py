@@ -33,12 +33,12 @@ import numpy as np
 
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
-    MIN_PSEUDO,
+from .bayesian import (
     PRIOR_LABELS,
     BayesianAggregator,
+    BetaPrior,
+    ClassPrior,
     beta_draws,
-    dirichlet_draws,
     sample_priors,
 )
 from .dawid_skene import DawidSkeneModel, DSParams
@@ -74,7 +74,7 @@ def _expected(post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray
 _expected_jit = jax.jit(_expected)
 
 
-class OneCoinModel:
+class OneCoinModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of the one-coin model."""
 
     __name__ = "OneCoinDawidSkene"
@@ -86,23 +86,16 @@ class OneCoinModel:
         return DawidSkeneModel.log_lik(DSParams(log_conf, params.log_pi), data)
 
     @staticmethod
-    def log_class_prior(params: OCParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
-
-    @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: OCHyper) -> OCParams:
         right, total = _expected(post, data)
         acc = (right + hyper.a) / (total + hyper.a + hyper.b)
         acc = jnp.clip(acc, 1e-6, 1 - 1e-6)
-        class_counts = post.sum(1) + hyper.class_counts
-        return OCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(class_counts / class_counts.sum()))
+        return OCParams(BetaPrior.logit(acc), ClassPrior.log_shares(post, hyper.class_counts))
 
     @staticmethod
     def log_prior(params: OCParams, hyper: OCHyper) -> jnp.ndarray:
-        x = params.logit_accuracy
-        return (hyper.a * jax.nn.log_sigmoid(x) + hyper.b * jax.nn.log_sigmoid(-x)).sum() + (
-            hyper.class_counts * params.log_pi
-        ).sum()
+        accuracy = BetaPrior.log_prior(params.logit_accuracy, hyper.a, hyper.b)
+        return accuracy.sum() + (hyper.class_counts * params.log_pi).sum()
 
     @staticmethod
     def sample_sites(data: EMData, hyper: OCHyper) -> dict[str, jnp.ndarray]:
@@ -113,8 +106,7 @@ class OneCoinModel:
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: OCHyper) -> OCParams:
-        acc = jnp.clip(sites["p_correct"], 1e-7, 1 - 1e-7)
-        return OCParams(jnp.log(acc) - jnp.log1p(-acc), jnp.log(sites["pi"]))
+        return OCParams(BetaPrior.from_site(sites["p_correct"]), jnp.log(sites["pi"]))
 
     @staticmethod
     def sites_from_params(params: OCParams, hyper: OCHyper) -> dict[str, jnp.ndarray]:
@@ -144,10 +136,8 @@ class OneCoinModel:
         right, total = (np.asarray(x, np.float64) for x in cls.expected_right(post, data))
         a, b = float(hyper.a), float(hyper.b)
         acc = beta_draws(right + a, total - right + b, rng, n)  # [n, *accuracies]
-        drawn = params._replace(logit_accuracy=jnp.log(acc) - jnp.log1p(-acc))
-        conf = np.asarray(cls.confusion(drawn))
-        pi = dirichlet_draws(np.asarray(post.sum(1) + hyper.class_counts, np.float64), rng, n)
-        return conf, pi
+        conf = np.asarray(cls.confusion(params._replace(logit_accuracy=BetaPrior.logit(acc))))
+        return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
 
 
 class OneCoinDawidSkene(BayesianAggregator):
@@ -182,9 +172,6 @@ class OneCoinDawidSkene(BayesianAggregator):
         s, q = self._strength(ann.n_classes), float(self.prior_accuracy)
         if s < 0 or not 0.0 <= q <= 1.0 or self.class_prior_strength < 0:
             raise ValueError("need prior_strength >= 0, 0 <= prior_accuracy <= 1")
-        put = jax.device_put  # numpy, then a transfer: jnp.full compiles a program per K
         return OCHyper(
-            put(np.float32(max(s * q, MIN_PSEUDO))),
-            put(np.float32(max(s * (1.0 - q), MIN_PSEUDO))),
-            put(np.full((ann.n_classes,), max(self.class_prior_strength, MIN_PSEUDO), np.float32)),
+            *BetaPrior.hyper(s, q), ClassPrior.counts(ann.n_classes, self.class_prior_strength)
         )

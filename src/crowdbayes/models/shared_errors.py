@@ -53,10 +53,12 @@ import pandas as pd
 from ..base import check_is_fitted
 from ..data import Annotations
 from ..inference.em import EMData
-from ._bayes import (
+from .bayesian import (
     MIN_PSEUDO,
     PRIOR_LABELS,
     BayesianAggregator,
+    BetaPrior,
+    ClassPrior,
     beta_draws,
     dirichlet_draws,
     sample_priors,
@@ -123,7 +125,7 @@ def _expected(post: jnp.ndarray, data: EMData) -> tuple[jnp.ndarray, jnp.ndarray
 _expected_jit = jax.jit(_expected)
 
 
-class SharedErrorsModel:
+class SharedErrorsModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of the shared-errors model."""
 
     __name__ = "SharedErrorsDawidSkene"
@@ -134,35 +136,27 @@ class SharedErrorsModel:
         return confusion_log_lik(log_conf, data)
 
     @staticmethod
-    def log_class_prior(params: SEParams, data: EMData) -> jnp.ndarray:
-        return params.log_pi[:, None]
-
-    @staticmethod
     def m_step(post: jnp.ndarray, data: EMData, hyper: SEHyper) -> SEParams:
         right, total, wrong = _expected(post, data)
         acc = jnp.clip((right + hyper.a) / (total + hyper.a + hyper.b), 1e-6, 1 - 1e-6)
         errors = wrong + hyper.g
         errors = jnp.maximum(errors / errors.sum(-1, keepdims=True), jnp.finfo(jnp.float32).tiny)
-        class_counts = post.sum(1) + hyper.class_counts
         return SEParams(
-            jnp.log(acc) - jnp.log1p(-acc),
-            jnp.log(errors),
-            jnp.log(class_counts / class_counts.sum()),
+            BetaPrior.logit(acc), jnp.log(errors), ClassPrior.log_shares(post, hyper.class_counts)
         )
 
     @staticmethod
     def log_prior(params: SEParams, hyper: SEHyper) -> jnp.ndarray:
         """In log-ratio coordinates (logit, softmax): ``a log p + b log(1 - p)`` per
         accuracy, ``g log e`` per error cell, ``c log pi`` per class."""
-        x = params.logit_accuracy
-        accuracy = hyper.a * jax.nn.log_sigmoid(x) + hyper.b * jax.nn.log_sigmoid(-x)
+        accuracy = BetaPrior.log_prior(params.logit_accuracy, hyper.a, hyper.b)
         return (
             accuracy.sum()
             + (hyper.g * params.log_errors).sum()
             + (hyper.class_counts * params.log_pi).sum()
         )
 
-    # ---- NUTS and intervals (see models/_bayes.py)
+    # ---- NUTS and intervals (see models/bayesian.py)
     @staticmethod
     def sample_sites(data: EMData, hyper: SEHyper) -> dict[str, jnp.ndarray]:
         """Priors: ``p_correct[w, k] ~ Beta(a, b)``, ``errors[k] ~ Dirichlet(g)`` over the
@@ -179,13 +173,8 @@ class SharedErrorsModel:
 
     @staticmethod
     def params_from_sites(sites: dict[str, jnp.ndarray], hyper: SEHyper) -> SEParams:
-        acc = jnp.clip(sites["p_correct"], 1e-7, 1 - 1e-7)
-        tiny = jnp.finfo(jnp.float32).tiny
-        return SEParams(
-            jnp.log(acc) - jnp.log1p(-acc),
-            jnp.log(jnp.maximum(sites["errors"], tiny)),
-            jnp.log(sites["pi"]),
-        )
+        log_errors = jnp.log(jnp.maximum(sites["errors"], jnp.finfo(jnp.float32).tiny))
+        return SEParams(BetaPrior.from_site(sites["p_correct"]), log_errors, jnp.log(sites["pi"]))
 
     @staticmethod
     def sites_from_params(params: SEParams, hyper: SEHyper) -> dict[str, jnp.ndarray]:
@@ -220,8 +209,7 @@ class SharedErrorsModel:
         K = errors.shape[-2]
         wrong_label = full_errors(errors)[:, None]  # [n, 1, K, K]: no logs, no 0 to take
         conf = np.where(np.eye(K, dtype=bool), acc[..., None], (1 - acc)[..., None] * wrong_label)
-        class_counts = np.asarray(post.sum(1) + hyper.class_counts, np.float64)
-        return conf, dirichlet_draws(class_counts, rng, n)
+        return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
 
 
 class SharedErrorsDawidSkene(BayesianAggregator):
@@ -248,7 +236,7 @@ class SharedErrorsDawidSkene(BayesianAggregator):
     ----------
     error_pattern_ : ndarray ``[K, K]``: row ``k``, the distribution of a wrong label on a
         class-``k`` task (0 on the diagonal; EM: MAP, NUTS: posterior mean).
-    confusion_, class_prior_, ... : as in :class:`~crowdbayes.models._bayes.BayesianAggregator`.
+    confusion_, class_prior_, ... : as in :class:`~crowdbayes.models.bayesian.BayesianAggregator`.
     """
 
     _family = SharedErrorsModel
@@ -274,12 +262,10 @@ class SharedErrorsDawidSkene(BayesianAggregator):
                 "need prior_strength, error_prior_strength, class_prior_strength >= 0 "
                 "and 0 <= prior_accuracy <= 1"
             )
-        put = jax.device_put  # numpy, then a transfer: jnp.full compiles a program per K
         return SEHyper(
-            put(np.float32(max(s * q, MIN_PSEUDO))),
-            put(np.float32(max(s * (1.0 - q), MIN_PSEUDO))),
-            put(np.float32(max(e / max(K - 1, 1), MIN_PSEUDO))),
-            put(np.full((K,), max(self.class_prior_strength, MIN_PSEUDO), np.float32)),
+            *BetaPrior.hyper(s, q),
+            jax.device_put(np.float32(max(e / max(K - 1, 1), MIN_PSEUDO))),
+            ClassPrior.counts(K, self.class_prior_strength),
         )
 
     def _fit(self, ann: Annotations) -> None:

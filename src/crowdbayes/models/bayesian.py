@@ -1,4 +1,4 @@
-"""Shared machinery of the Bayesian annotator models: one estimator base, EM or NUTS.
+"""The public base of every Bayesian annotator model: one estimator base, EM or NUTS.
 
 A model family is a class of static functions. For EM it follows
 :class:`~crowdbayes.inference.em.EMModel` (``log_lik``, ``log_class_prior``,
@@ -62,6 +62,8 @@ __all__ = [
     "MIN_PSEUDO",
     "BayesianAggregator",
     "BayesianFamily",
+    "BetaPrior",
+    "ClassPrior",
     "Reparametrised",
     "beta_draws",
     "categorical_draws",
@@ -70,7 +72,9 @@ __all__ = [
     "interval_bounds",
     "marginal_model",
     "nuts_draws",
+    "pseudo_counts",
     "quality_frame",
+    "safe_log",
     "shortest_levels",
     "vote_shares",
 ]
@@ -164,6 +168,81 @@ def sample_priors(hyper: Any, **priors: Any) -> dict[str, jnp.ndarray]:
 
     priors["pi"] = dist.Dirichlet(hyper.class_counts)
     return {name: numpyro.sample(name, prior) for name, prior in priors.items()}
+
+
+# ------------------------------------------ the pieces families are written from
+def safe_log(x: jnp.ndarray) -> jnp.ndarray:
+    """``log x`` with ``x`` floored at its dtype's smallest normal number (a probability
+    site's value can underflow to 0)."""
+    return jnp.log(jnp.maximum(x, jnp.finfo(x.dtype).tiny))
+
+
+def pseudo_counts(n: int, strength: float) -> jax.Array:
+    """``[n]`` float32 Dirichlet pseudo-counts, each ``strength`` floored at
+    :data:`MIN_PSEUDO` (``np.full`` then one transfer: ``jnp.full`` would compile a
+    program per ``n`` in a fresh process)."""
+    return jax.device_put(np.full((n,), max(strength, MIN_PSEUDO), np.float32))
+
+
+class BetaPrior:
+    """A probability with a ``Beta(a, b)`` prior, as the families write it: EM holds its
+    log-odds, NUTS samples the probability (a Beta site), EM's intervals draw it from
+    the Beta given the counts (:func:`beta_draws`)."""
+
+    @staticmethod
+    def hyper(strength: float, mean: float) -> tuple[jax.Array, jax.Array]:
+        """``(a, b) = (strength * mean, strength * (1 - mean))``, each at least
+        :data:`MIN_PSEUDO`, float32 scalars (numpy, then one transfer each: eager jnp
+        calls would compile a small program per value in a fresh process)."""
+        put = jax.device_put
+        return (
+            put(np.float32(max(strength * mean, MIN_PSEUDO))),
+            put(np.float32(max(strength * (1.0 - mean), MIN_PSEUDO))),
+        )
+
+    @staticmethod
+    def logit(p: Any) -> jnp.ndarray:
+        """``log p - log(1 - p)``: the probability's EM coordinate."""
+        return jnp.log(p) - jnp.log1p(-p)
+
+    @staticmethod
+    def from_site(p: jnp.ndarray) -> jnp.ndarray:
+        """The log-odds of a Beta site's value, clipped to ``[1e-7, 1 - 1e-7]`` first (a
+        draw can round to 0 or 1 in float32)."""
+        return BetaPrior.logit(jnp.clip(p, 1e-7, 1 - 1e-7))
+
+    @staticmethod
+    def log_prior(x: jnp.ndarray, a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
+        """``Beta(a, b)``'s log density in log-odds coordinates ``x``, elementwise (up to
+        a constant): ``a log p + b log(1 - p)``, ``p = sigmoid(x)``; its mode is the
+        Beta's mean given the counts, EM's M-step."""
+        return a * jax.nn.log_sigmoid(x) + b * jax.nn.log_sigmoid(-x)
+
+
+class ClassPrior:
+    """The class prior the annotator families compose: ``pi ~ Dirichlet(c)`` (``c``,
+    ``hyper.class_counts``, from :meth:`counts`), held as ``params.log_pi`` ``[K]``, one
+    for every task. A family inherits its ``log_class_prior`` from here."""
+
+    counts = staticmethod(pseudo_counts)
+
+    @staticmethod
+    def log_class_prior(params: Any, data: EMData) -> jnp.ndarray:
+        return params.log_pi[:, None]
+
+    @staticmethod
+    def log_shares(post: jnp.ndarray, class_counts: jnp.ndarray) -> jnp.ndarray:
+        """The M-step of ``log pi``: the log of the Dirichlet posterior's mean given the tasks'
+        posterior ``post [K, T]`` (the mode in softmax coordinates)."""
+        counts = post.sum(1) + class_counts
+        return jnp.log(counts / counts.sum())
+
+    @staticmethod
+    def draws(
+        post: jnp.ndarray, class_counts: jnp.ndarray, rng: np.random.Generator, n: int
+    ) -> np.ndarray:
+        """``[n, K]`` draws from the Dirichlet posterior given ``post`` (EM's intervals)."""
+        return dirichlet_draws(np.asarray(post.sum(1) + class_counts, np.float64), rng, n)
 
 
 def nuts_draws(
