@@ -95,3 +95,23 @@ def test_a_subset_of_the_annotations_keeps_its_tasks_pred_probs():
     kept = np.flatnonzero(new_code >= 0)
     assert sub.pred_probs.shape == (sub.n_tasks, 2)
     np.testing.assert_array_equal(sub.pred_probs, pp[kept])
+
+
+def test_a_platform_export_goes_through_the_same_door():
+    """``as_annotations`` reads an export before asking whether a table is wide; with
+    ``pred_probs`` it did not (the export was refused as an ambiguous wide table)."""
+    from pathlib import Path
+
+    export = pd.read_csv(Path(__file__).parent / "data" / "platform_export.tsv", sep="\t")
+    ann = cb.as_annotations(export)
+    pp = pd.DataFrame(
+        np.full((ann.n_tasks, ann.n_classes), 1.0 / ann.n_classes),
+        index=ann.task_ids,
+        columns=ann.classes,
+    )
+    carried = cb.as_annotations(export, pred_probs=pp)
+    assert list(carried.task_ids) == list(ann.task_ids)
+    np.testing.assert_array_equal(carried.gold, ann.gold)
+    no_gold = export.drop(columns=[c for c in export.columns if c.startswith("GOLDEN:")])
+    cl = CrowdLab().fit(no_gold, pred_probs=pp)
+    assert sorted(cl.annotator_quality().index) == sorted(ann.worker_ids)

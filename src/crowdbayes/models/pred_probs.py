@@ -35,9 +35,14 @@ PredProbsLike: TypeAlias = pd.DataFrame | np.ndarray
 
 
 def _is_wide(data: Any, task: str = "task", worker: str = "worker", label: str = "label") -> bool:
-    """Whether ``data`` is read as a wide table (an error when that is ambiguous)."""
-    return isinstance(data, pd.DataFrame) and read_as_wide(
-        data, task=task, worker=worker, label=label
+    """Whether ``data`` is read as a wide table (an error when that is ambiguous; a
+    platform export is not one, as :func:`~crowdbayes.data.as_annotations` reads it)."""
+    from ..io import is_platform_export  # io imports the data module
+
+    return (
+        isinstance(data, pd.DataFrame)
+        and not is_platform_export(data)
+        and read_as_wide(data, task=task, worker=worker, label=label)
     )
 
 
