@@ -111,7 +111,8 @@ def test_the_registry_describes_the_estimator(key: str) -> None:
     assert spec.iterative == ({"max_iter", "progress"} <= params)
     assert not spec.tie_break or {"tie_break", "seed"} <= params
     fit_params = inspect.signature(spec.estimator_class().fit).parameters
-    assert not spec.needs_pred_probs or "pred_probs" in fit_params
+    assert "pred_probs" in fit_params  # every fit takes it: the one door (base.Aggregator.fit)
+    assert spec.needs_pred_probs == spec.estimator_class()._uses_pred_probs
 
 
 # ---------------------------------------------------------------------- parameters

@@ -64,7 +64,7 @@ def test_ignores_a_useless_classifier_and_clamps_gold():
     assert abs(bcl.classifier_weight_) < 0.3
     assert bcl.predict().loc[5] == truth[5]
     # fit_predict takes fit's arguments, gold included (it used to drop it)
-    again = BayesianCrowdLab().fit_predict(long, probs, gold={5: int(truth[5])})
+    again = BayesianCrowdLab().fit_predict(long, pred_probs=probs, gold={5: int(truth[5])})
     pd.testing.assert_series_equal(again, bcl.predict())
     pred = bcl.predict().loc[np.arange(len(truth))].to_numpy()
     cl = CrowdLab().fit(wide, pred_probs=noise)

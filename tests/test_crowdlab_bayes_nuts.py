@@ -39,7 +39,7 @@ def test_em_objective_and_numpyro_log_density_share_the_likelihood():
     ann = cb.as_annotations(df, gold=gold.iloc[:20])  # gold tasks: clamped in both
     W, K = ann.n_workers, ann.n_classes
     pp = np.random.default_rng(0).dirichlet(np.ones(K), size=ann.n_tasks)
-    data, hyper = em_data(ann), BayesianCrowdLab()._hyper(ann, pp)
+    data, hyper = em_data(ann), BayesianCrowdLab()._hyper(ann.with_pred_probs(pp))
     em_fn = jax.jit(lambda p: em_objective(BayesianCrowdLabModel, p, data, hyper))
     nuts_fn = jax.jit(lambda s: log_density(numpyro_model, (data, hyper), {}, s)[0])
 

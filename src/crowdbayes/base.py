@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from .data import Annotations, GoldLike, as_annotations
+from .data import Annotations, GoldLike, as_annotations, pred_probs_needed
 
 __all__ = [
     "AdversarialWarning",
@@ -196,6 +196,11 @@ class Aggregator:
     proba_: np.ndarray
     label_codes_: np.ndarray
 
+    #: Whether the model fits with a classifier's ``pred_probs`` (the CROWDLAB models:
+    #: they read ``annotations.pred_probs`` in ``_fit``); ``fit(pred_probs=...)`` to any
+    #: other is an error.
+    _uses_pred_probs: ClassVar[bool] = False
+
     #: Parameters shared by a family of aggregators, taken after a class's own, by name
     #: (declared, with their defaults, in a base class or the class itself).
     _engine_parameters: ClassVar[tuple[str, ...]] = ()
@@ -302,15 +307,35 @@ class Aggregator:
         self,
         annotations: Annotations | pd.DataFrame | str,
         gold: GoldLike = None,
+        *,
+        pred_probs: Any = None,
         **columns: str,
     ) -> Aggregator:
         """Fit to annotations (long or wide DataFrame, file path or :class:`Annotations`).
 
         ``gold`` (task id -> true label) is clamped where the model supports it.
-        ``columns`` may rename the long table's columns: ``task=``, ``worker=``, ``label=``.
+        ``pred_probs``, a classifier's out-of-sample probabilities per task (a DataFrame
+        by task id with the classes as columns, in any order; an array only with wide
+        input or :class:`Annotations`), are for the models that fit with them (CrowdLab,
+        BayesianCrowdLab), aligned once by :func:`~crowdbayes.as_annotations`; any other
+        model refuses them (a ``TypeError``), and ignores those an :class:`Annotations`
+        carries. ``columns`` may rename the long table's columns: ``task=``, ``worker=``,
+        ``label=``.
         """
-        check_column_keywords(type(self).__name__, columns)
-        ann = as_annotations(annotations, gold=gold, **columns)
+        owner = type(self).__name__
+        check_column_keywords(owner, columns)
+        if pred_probs is not None and not self._uses_pred_probs:
+            raise TypeError(
+                f"{owner} does not use pred_probs (a classifier's probabilities); "
+                "CrowdLab and BayesianCrowdLab fit with them"
+            )
+        if (
+            self._uses_pred_probs
+            and pred_probs is None
+            and not isinstance(annotations, Annotations)
+        ):
+            raise TypeError(pred_probs_needed(owner))  # before the annotations are read
+        ann = as_annotations(annotations, gold=gold, pred_probs=pred_probs, **columns)
         self.annotations_ = ann
         self._fit(ann)
         return self
@@ -319,11 +344,16 @@ class Aggregator:
         raise NotImplementedError
 
     def fit_predict(
-        self, annotations: Annotations | pd.DataFrame | str, *args: Any, **kwargs: Any
+        self,
+        annotations: Annotations | pd.DataFrame | str,
+        gold: GoldLike = None,
+        *,
+        pred_probs: Any = None,
+        **columns: str,
     ) -> pd.Series:
         """``fit`` then ``predict``, with ``fit``'s arguments (``gold``, a CROWDLAB
         model's ``pred_probs``, the column names)."""
-        return self.fit(annotations, *args, **kwargs).predict()
+        return self.fit(annotations, gold, pred_probs=pred_probs, **columns).predict()
 
     # --------------------------------------------------------------- outputs
     @property

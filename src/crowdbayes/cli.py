@@ -338,7 +338,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
         fit_ann = ann.with_gold(gold) if clamp else ann
         start = time.perf_counter()
         if spec.needs_pred_probs:
-            model.fit(fit_ann, pred_probs=pred_probs)  # type: ignore[call-arg,arg-type]
+            model.fit(fit_ann, pred_probs=pred_probs)
         else:
             model.fit(fit_ann)
         elapsed = time.perf_counter() - start

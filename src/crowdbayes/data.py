@@ -138,6 +138,15 @@ class AnnotationsError(ValueError):
     """Raised when input annotations cannot be used; the message names the culprit."""
 
 
+def pred_probs_needed(owner: str) -> str:
+    """What a CROWDLAB model ``owner`` says when it is given no ``pred_probs``."""
+    return (
+        f"{owner}.fit needs pred_probs: the classifier's out-of-sample probabilities, as a "
+        "keyword argument (fit(annotations, pred_probs=...)) or carried by the annotations "
+        "(as_annotations(..., pred_probs=...))"
+    )
+
+
 GoldLike: TypeAlias = "pd.Series | Mapping[Hashable, Any] | None"
 
 
@@ -162,6 +171,14 @@ class Annotations:
         Input rows left out on purpose, counted by reason (a platform export's REJECTED,
         SKIPPED and EXPIRED assignments, see :func:`crowdbayes.io.read_platform_export`);
         empty when every row is a label.
+    pred_probs : np.ndarray of float64, shape (n_tasks, n_classes), or None
+        A classifier's out-of-sample probabilities of each class per task (what the
+        CROWDLAB models fit with), aligned to ``task_ids`` and ``classes`` once by
+        :func:`as_annotations` (``pred_probs=``) or :meth:`with_pred_probs`; ``None``
+        when none was given. Models that do not use them ignore them.
+    wide_columns : pd.Index or None
+        A wide table's annotator columns in the table's order (CROWDLAB lists annotators
+        so, as cleanlab does); ``None`` for other input.
     """
 
     task: np.ndarray
@@ -173,6 +190,8 @@ class Annotations:
     gold: np.ndarray
     task_inputs: pd.DataFrame | None = field(default=None, repr=False)
     dropped: Mapping[str, int] = field(default_factory=dict)
+    pred_probs: np.ndarray | None = field(default=None, repr=False)
+    wide_columns: pd.Index | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # The code arrays are kept ALIGN-aligned (one copy here where they are not):
@@ -181,6 +200,15 @@ class Annotations:
             value = getattr(self, name)
             if isinstance(value, np.ndarray) and value.ndim == 1 and not is_aligned(value):
                 object.__setattr__(self, name, aligned(value))
+        pp = self.pred_probs
+        if pp is not None:  # a copy that cut the tasks or classes must cut these too
+            pp = np.asarray(pp, dtype=np.float64)
+            if pp.shape != (self.n_tasks, self.n_classes):
+                raise AnnotationsError(
+                    f"pred_probs has shape {pp.shape} but the annotations have "
+                    f"{self.n_tasks} tasks and {self.n_classes} classes"
+                )
+            object.__setattr__(self, "pred_probs", pp)
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -364,6 +392,7 @@ class Annotations:
             task=remap[ann.task],
             task_ids=pd.Index(df.index, name=df.index.name or "task"),
             gold=ann.gold[order],
+            wide_columns=df.columns,
         )
 
     # ---------------------------------------------------------- derived data
@@ -371,6 +400,31 @@ class Annotations:
         """Return a copy with gold labels replaced by ``gold`` (task id -> label)."""
         values = normalise_gold(gold, self.task_ids, self.classes)
         return replace(self, gold=_gold_codes(values, self.task_ids, self.classes))
+
+    def with_pred_probs(self, pred_probs: Any) -> Annotations:
+        """Return a copy carrying a classifier's ``pred_probs`` aligned to these tasks and
+        classes (``None``: without any), as :func:`as_annotations` aligns them: a DataFrame
+        by task id (index) and class (columns, in any order; a class only the classifier
+        has becomes a class), an array row by row in the order of ``task_ids``.
+
+        >>> import numpy as np, pandas as pd
+        >>> ann = Annotations.from_wide(pd.DataFrame({"A": [0, 1], "B": [0, 0]}))
+        >>> probs = pd.DataFrame({1: [0.2, 0.9], 0: [0.8, 0.1]})  # columns by class
+        >>> ann.with_pred_probs(probs).pred_probs.tolist()
+        [[0.8, 0.2], [0.1, 0.9]]
+        """
+        if pred_probs is None:
+            return replace(self, pred_probs=None)
+        from .models.pred_probs import align_pred_probs  # it imports this module
+
+        return align_pred_probs(self, pred_probs)[0]
+
+    def require_pred_probs(self, owner: str) -> np.ndarray:
+        """The ``pred_probs`` these annotations carry; a ``TypeError`` that says how to
+        give them, for the model ``owner``, when they carry none."""
+        if self.pred_probs is None:
+            raise TypeError(pred_probs_needed(owner))
+        return self.pred_probs
 
     def encode_new(
         self,
@@ -828,6 +882,7 @@ def as_annotations(
     task: str = "task",
     worker: str = "worker",
     label: str = "label",
+    pred_probs: Any = None,
 ) -> Annotations:
     """Turn what a user passes to ``fit`` into :class:`Annotations`.
 
@@ -840,7 +895,20 @@ def as_annotations(
     says how to name the columns. A path is read with :func:`read_table`, then the same way
     (errors name the file). An :class:`Annotations` object passes through (with ``gold``
     added when given).
+
+    ``pred_probs``, a classifier's out-of-sample probabilities (what the CROWDLAB models
+    fit with), are aligned here once and carried by the result (its ``pred_probs``): a
+    DataFrame is matched by task id (index) and class (columns, by label or by the label's
+    text; a class only the classifier has becomes a class); a NumPy array only where the
+    row order is unambiguous, a wide table (rows are tasks) or an :class:`Annotations`
+    (rows follow ``task_ids``). Errors name the task or the column.
     """
+    if pred_probs is not None:
+        from .models.pred_probs import align_pred_probs  # it imports this module
+
+        return align_pred_probs(
+            data, pred_probs, gold=gold, classes=classes, task=task, worker=worker, label=label
+        )[0]
     if isinstance(data, Annotations):
         return data if gold is None else data.with_gold(gold)
     if isinstance(data, str | os.PathLike):

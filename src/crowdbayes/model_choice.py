@@ -45,8 +45,8 @@ BY = ("labels", "annotators")
 
 def _subset(ann: Annotations, keep: np.ndarray) -> tuple[Annotations, np.ndarray]:
     """The annotations of the labels ``keep`` (bool ``[n_labels]``), with only the tasks
-    that keep a label (returned: old task code -> new code, -1 where dropped); annotators
-    and classes keep their codes."""
+    that keep a label (returned: old task code -> new code, -1 where dropped; a
+    classifier's ``pred_probs`` cut to them too); annotators and classes keep their codes."""
     tasks = np.unique(ann.task[keep])
     new_code = np.full(ann.n_tasks, -1, np.int64)
     new_code[tasks] = np.arange(tasks.size)
@@ -58,6 +58,7 @@ def _subset(ann: Annotations, keep: np.ndarray) -> tuple[Annotations, np.ndarray
         task_ids=ann.task_ids[tasks],
         gold=ann.gold[tasks],
         task_inputs=None,
+        pred_probs=None if ann.pred_probs is None else ann.pred_probs[tasks],
     )
     return sub, new_code
 

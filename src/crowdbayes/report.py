@@ -439,14 +439,14 @@ def build_report(
                 raise ValueError(f"model {key} needs the classifier's pred_probs=")
             if key == "crowdlab" and ann.has_gold:
                 # CROWDLAB has no place for gold: fitted without it, scored against it
-                fitted.fit(replace(ann, gold=np.full_like(ann.gold, -1)), pred_probs=pred_probs)  # type: ignore[call-arg]
+                fitted.fit(replace(ann, gold=np.full_like(ann.gold, -1)), pred_probs=pred_probs)
                 known = ann.gold >= 0
                 gold_labels = pd.Series(
                     np.asarray(ann.classes)[ann.gold[known]], index=ann.task_ids[known]
                 )
                 fitted.annotations_ = fitted.annotations_.with_gold(gold_labels)
             else:
-                fitted.fit(ann, pred_probs=pred_probs)  # type: ignore[call-arg]
+                fitted.fit(ann, pred_probs=pred_probs)
         else:
             if pred_probs is not None:
                 raise ValueError(f"model {key} does not use pred_probs=")

@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 from jax.scipy.special import digamma, gammaln, logsumexp, polygamma
 
-from ..base import AdversarialWarning, check_column_keywords, check_interval, check_is_fitted
+from ..base import AdversarialWarning, check_interval, check_is_fitted
 from ..data import Annotations, _show_list
 from ..inference.em import EMData
 from .bayesian import (
@@ -70,7 +70,6 @@ from .bayesian import (
 )
 from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
 from .dawid_skene import confusion_pseudo_counts
-from .pred_probs import PredProbsLike, align_pred_probs
 
 __all__ = [
     "BCLHyper",
@@ -321,7 +320,7 @@ def numpyro_model(data: EMData, hyper: BCLHyper) -> None:
     >>> from crowdbayes.inference.em import em_data
     >>> ann = cb.as_annotations(cb.datasets.load("wsd")[0])
     >>> pp = np.full((ann.n_tasks, ann.n_classes), 1.0 / ann.n_classes)
-    >>> hyper = BayesianCrowdLab()._hyper(ann, pp)
+    >>> hyper = BayesianCrowdLab()._hyper(ann.with_pred_probs(pp))
     >>> tr = numpyro.handlers.trace(numpyro.handlers.seed(numpyro_model, 0)).get_trace(
     ...     em_data(ann), hyper)
     >>> tr["confusion"]["value"].shape, tr["beta"]["value"].shape, tr["labels"]["type"]
@@ -403,9 +402,8 @@ class BayesianCrowdLab(BayesianAggregator):
         "inference",
     )
 
-    def _hyper(self, ann: Annotations, pp: np.ndarray | None = None) -> BCLHyper:
-        if pp is None:
-            pp = self.pred_probs_
+    def _hyper(self, ann: Annotations) -> BCLHyper:
+        pp = ann.require_pred_probs(type(self).__name__)
         if not 0.0 < self.prob_floor < 1.0:
             raise ValueError(f"prob_floor must be in (0, 1), got {self.prob_floor}")
         if self.pooling < 0 or self.prior_strength < 0:
@@ -432,32 +430,23 @@ class BayesianCrowdLab(BayesianAggregator):
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         """EM starts from the classifier and the votes together (gold clamped)."""
-        pp = self.pred_probs_
+        pp = ann.require_pred_probs(type(self).__name__)
         init = vote_shares(ann) + pp / pp.sum(axis=1, keepdims=True)
         init /= init.sum(axis=1, keepdims=True)
         known = ann.gold >= 0
         init[known] = np.eye(ann.n_classes)[ann.gold[known]]
         return init
 
-    def fit(  # type: ignore[override]
-        self,
-        annotations: Annotations | pd.DataFrame | str,
-        pred_probs: PredProbsLike | None = None,
-        gold: Any = None,
-        **columns: str,
-    ) -> BayesianCrowdLab:
-        """Fit to annotations (long or wide) and the classifier's out-of-sample
-        ``pred_probs`` (DataFrame by task; an array only with wide input). ``gold``
-        labels (task id -> label) are clamped. A labelled ``pred_probs`` is matched to the
-        classes by its column names, in any order; an :class:`AdversarialWarning` says when
-        the fit finds the annotators or the classifier worse than chance."""
-        check_column_keywords(type(self).__name__, columns)
-        ann, pp = align_pred_probs(annotations, pred_probs, **columns)
-        if gold is not None:
-            ann = ann.with_gold(gold)
-        self.annotations_ = ann
-        self.pred_probs_ = np.asarray(pp, dtype=np.float64)
-        self._fit(ann)
+    _uses_pred_probs = True
+
+    def _fit(self, ann: Annotations) -> None:
+        """Fit to the annotations and the classifier's out-of-sample ``pred_probs`` they
+        carry (aligned by ``fit(annotations, pred_probs=...)``: a DataFrame by task with the
+        classes as columns, in any order; an array only with wide input); gold labels are
+        clamped. An :class:`AdversarialWarning` says when the fit finds the annotators or
+        the classifier worse than chance."""
+        self.pred_probs_ = ann.require_pred_probs(type(self).__name__)
+        super()._fit(ann)
         p = self.params_
         if self.draws_ is None:
             self.class_prior_ = np.asarray(_mean_class_prior_jit(p), dtype=np.float64)
@@ -476,7 +465,6 @@ class BayesianCrowdLab(BayesianAggregator):
             self.classifier_weight_ = float(d["beta"].mean(dtype=np.float64))
             self.class_bias_ = bias.mean(axis=(0, 1))
         _warn_if_adversarial(self)
-        return self
 
     def classifier_weight(self, interval: float = 0.9) -> pd.Series:
         """The classifier's weight ``beta``: ``estimate`` (EM: MAP; NUTS: posterior mean),
@@ -552,12 +540,12 @@ def _warn_if_adversarial(bcl: BayesianCrowdLab) -> None:
             f"{bcl.classifier_weight_:.2f}: the classifier has likely turned the classes "
             f"around; {hint}",
             AdversarialWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's fit: _fit, Aggregator.fit
         )
     elif bcl.classifier_weight_ < -0.5 and bcl.classifier_weight(0.99)["upper"] < 0:
         warnings.warn(
             f"BayesianCrowdLab: the classifier is worse than chance (weight "
             f"{bcl.classifier_weight_:.2f}, 99% upper bound below 0): {hint}",
             AdversarialWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's fit: _fit, Aggregator.fit
         )

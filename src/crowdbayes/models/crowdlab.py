@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..base import Aggregator, check_column_keywords, check_is_fitted
+from ..base import Aggregator, check_is_fitted
 from ..data import Annotations, AnnotationsError, _show
 from .active_learning import active_learning_scores
 from .crowdlab_algorithm import (
@@ -88,9 +88,10 @@ class CrowdLab(Aggregator):
     majority_vote_ : Series, the initial majority vote.
     random_tied_tasks_ : Index of tasks whose majority vote was decided at random.
 
-    ``fit(annotations, pred_probs)``: annotations long (``task``/``worker``/``label``) or
-    wide (tasks x annotators, as cleanlab); ``pred_probs`` a DataFrame indexed by task
-    with one column per class (a NumPy array only with wide input).
+    ``fit(annotations, pred_probs=...)``: annotations long (``task``/``worker``/``label``)
+    or wide (tasks x annotators, as cleanlab); ``pred_probs`` a DataFrame indexed by task
+    with one column per class (a NumPy array only with wide input), or carried by the
+    annotations (``as_annotations(..., pred_probs=...)``).
     """
 
     # parameters (the constructor takes these)
@@ -99,31 +100,25 @@ class CrowdLab(Aggregator):
     calibration: str = "cleanlab"
     seed: int | None = 0
 
-    def fit(  # type: ignore[override]
-        self,
-        annotations: Annotations | pd.DataFrame | str,
-        pred_probs: PredProbsLike | None = None,
-        gold: Any = None,
-        **columns: str,
-    ) -> CrowdLab:
-        """Fit to annotations and the classifier's out-of-sample ``pred_probs`` (a DataFrame
-        by task with the classes as columns, in any order; an array only with wide input).
-        CROWDLAB has no use for ``gold``: giving it is an error that points to
+    _uses_pred_probs = True
+
+    def _fit(self, ann: Annotations) -> None:
+        """CROWDLAB on the annotations and the ``pred_probs`` they carry (aligned by
+        ``fit(annotations, pred_probs=...)``: a DataFrame by task with the classes as
+        columns, in any order; an array only with wide input). CROWDLAB has no use for
+        gold: giving it is an error that points to
         :class:`~crowdbayes.models.bayesian_crowdlab.BayesianCrowdLab`, which clamps it."""
-        check_column_keywords(type(self).__name__, columns)
-        ann, pp = align_pred_probs(annotations, pred_probs, **columns)
-        if gold is not None or ann.has_gold:
+        pp = ann.require_pred_probs(type(self).__name__)
+        if ann.has_gold:
             raise AnnotationsError(
                 "CrowdLab does not use gold labels (CROWDLAB has no place for them); "
                 "BayesianCrowdLab clamps them: BayesianCrowdLab().fit(annotations, "
                 "pred_probs=..., gold=...)"
             )
-        self.annotations_ = ann
         # annotators in the wide table's column order (as cleanlab lists them), else as seen
         order = np.arange(ann.n_workers)
-        long_columns = {columns.get(c, c) for c in ("task", "worker", "label")}
-        if isinstance(annotations, pd.DataFrame) and not long_columns <= set(annotations.columns):
-            pos = ann.worker_ids.get_indexer(annotations.columns)  # wide (align checked it)
+        if ann.wide_columns is not None:
+            pos = ann.worker_ids.get_indexer(ann.wide_columns)
             order = pos[pos >= 0]
         self.annotator_order_ = order
         lab = labels_of(ann)
@@ -146,10 +141,6 @@ class CrowdLab(Aggregator):
         )
         self.random_tied_tasks_ = ann.task_ids[res.random_ties]
         _warn_if_classifier_adversarial(ann, self.raw_pred_probs_, res.majority_vote)
-        return self
-
-    def _fit(self, ann: Annotations) -> None:  # pragma: no cover - fit is overridden
-        raise TypeError("CrowdLab.fit needs pred_probs")
 
     # ------------------------------------------------------------- outputs
     def label_quality(self) -> pd.DataFrame:

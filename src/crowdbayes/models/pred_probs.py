@@ -1,11 +1,14 @@
 """Input alignment of the CROWDLAB models: annotations (long or wide) encoded once and
 the classifier's ``pred_probs`` matched to their tasks and classes
-(:func:`align_pred_probs`), with a fast path for wide tables of integer labels."""
+(:func:`align_pred_probs`, what ``as_annotations(..., pred_probs=...)`` and
+``Annotations.with_pred_probs`` run), with a fast path for wide tables of integer
+labels."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, TypeAlias
 
@@ -16,6 +19,7 @@ from ..base import AdversarialWarning
 from ..data import (
     Annotations,
     AnnotationsError,
+    GoldLike,
     _normalise,
     _plain,
     _show,
@@ -31,9 +35,14 @@ PredProbsLike: TypeAlias = pd.DataFrame | np.ndarray
 
 
 def _is_wide(data: Any, task: str = "task", worker: str = "worker", label: str = "label") -> bool:
-    """Whether ``data`` is read as a wide table (an error when that is ambiguous)."""
-    return isinstance(data, pd.DataFrame) and read_as_wide(
-        data, task=task, worker=worker, label=label
+    """Whether ``data`` is read as a wide table (an error when that is ambiguous; a
+    platform export is not one, as :func:`~crowdbayes.data.as_annotations` reads it)."""
+    from ..io import is_platform_export  # io imports the data module
+
+    return (
+        isinstance(data, pd.DataFrame)
+        and not is_platform_export(data)
+        and read_as_wide(data, task=task, worker=worker, label=label)
     )
 
 
@@ -53,10 +62,15 @@ def _check_probs(values: np.ndarray, name: str) -> np.ndarray:
 
 def align_pred_probs(
     data: Annotations | pd.DataFrame | str | os.PathLike[str],
-    pred_probs: PredProbsLike | None,
+    pred_probs: PredProbsLike,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
     **columns: str,
 ) -> tuple[Annotations, np.ndarray]:
-    """Encode ``data`` and align ``pred_probs`` to its tasks and classes.
+    """Encode ``data`` (with ``gold`` and ``classes`` as :func:`as_annotations` takes them)
+    and align ``pred_probs`` to its tasks and classes: the annotations, carrying the
+    aligned probabilities (``pred_probs``), and those probabilities ``[n_tasks, K]``.
 
     A DataFrame of probabilities is matched by task id (index) and class (columns, by
     label, or by the label's text when the columns are text, as read from a file; classes
@@ -65,16 +79,19 @@ def align_pred_probs(
     an :class:`Annotations` (rows follow ``task_ids``); its columns are the sorted classes,
     or the codes ``0..K-1`` when the labels are those integers.
     """
-    if pred_probs is None:
-        raise TypeError("fit needs pred_probs: the classifier's out-of-sample probabilities")
     wide = _is_wide(data, **columns)
-    fast = _numeric_wide(data) if wide else None
-    ann = fast if fast is not None else as_annotations(data, **columns)
+    fast = _numeric_wide(data) if wide and classes is None else None
+    if fast is not None:  # a wide table of numbers has no gold of its own
+        ann = fast if gold is None else fast.with_gold(gold)
+    else:
+        ann = as_annotations(data, gold=gold, classes=classes, **columns)
+    if ann.pred_probs is not None:  # aligned afresh
+        ann = replace(ann, pred_probs=None)
     if isinstance(pred_probs, pd.DataFrame):
         if pred_probs.index.has_duplicates:
             dup = pred_probs.index[pred_probs.index.duplicated()][0]
             raise AnnotationsError(f"pred_probs has task {_show(dup)} on more than one row")
-        classes, order = _class_columns(ann, pred_probs.columns)
+        names, order = _class_columns(ann, pred_probs.columns)
         pos = pred_probs.index.get_indexer(ann.task_ids)
         if (pos < 0).any():
             miss = ann.task_ids[pos < 0]
@@ -91,7 +108,7 @@ def align_pred_probs(
             )
         values = pred_probs.to_numpy(dtype=np.float64)[:, order]
         pp = _check_probs(values, "pred_probs")[pos]
-        return _with_classes(ann, classes), pp
+        return _carrying(_with_classes(ann, names), pp)
     if not (wide or isinstance(data, Annotations)):
         raise AnnotationsError(
             "pred_probs as a NumPy array needs wide annotations (rows are tasks); with long "
@@ -104,14 +121,19 @@ def align_pred_probs(
         )
     K = pp.shape[1]
     if K == ann.n_classes:
-        return ann, pp
+        return _carrying(ann, pp)
     ints = pd.api.types.is_integer_dtype(ann.classes.dtype)
     if ints and K > ann.n_classes and ann.classes.min() >= 0 and ann.classes.max() < K:
-        return _with_classes(ann, list(range(K))), pp
+        return _carrying(_with_classes(ann, list(range(K))), pp)
     raise AnnotationsError(
         f"pred_probs has {K} columns but the labels have {ann.n_classes} classes "
         f"{list(ann.classes)}; pass a DataFrame with one column per class"
     )
+
+
+def _carrying(ann: Annotations, pp: np.ndarray) -> tuple[Annotations, np.ndarray]:
+    ann = replace(ann, pred_probs=pp)
+    return ann, ann.pred_probs  # type: ignore[return-value]  # set just above
 
 
 def _class_columns(ann: Annotations, columns: pd.Index) -> tuple[list[Any], np.ndarray]:
@@ -183,6 +205,7 @@ def _numeric_wide(df: pd.DataFrame) -> Annotations | None:
         worker_ids=pd.Index(df.columns.to_numpy()[worker_ids], name="worker"),
         classes=pd.Index(classes, name="class"),
         gold=np.full(df.shape[0], -1, dtype=np.int32),
+        wide_columns=df.columns,
     )
 
 
@@ -214,5 +237,5 @@ def _warn_if_classifier_adversarial(
             f"columns are likely not in the class order {_show_list(ann.classes)}; give "
             "pred_probs as a DataFrame whose columns are the class labels",
             AdversarialWarning,
-            stacklevel=3,
+            stacklevel=4,  # the user's fit: its _fit, Aggregator.fit
         )
