@@ -162,8 +162,7 @@ def test_long_detailed_quality_and_cleanlab_dict():
 
 @pytest.mark.parametrize("name", ["seed", "wide_sparse", "handmade"])
 def test_fast_wide_encoding_equals_from_wide(name):
-    from crowdbayes.data import Annotations
-    from crowdbayes.models.pred_probs import _numeric_wide
+    from crowdbayes.data import Annotations, _numeric_wide
 
     wide, _, _ = case(name)
     fast, slow = _numeric_wide(wide), Annotations.from_wide(wide)

@@ -40,7 +40,6 @@ import argparse
 import importlib
 import importlib.util
 import os
-import re
 import sys
 import time
 import warnings
@@ -48,6 +47,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import _report_parser  # standard library only
 from .engines import NUTS  # standard library only
 from .registry import MODELS, ModelSpec
 
@@ -134,9 +134,7 @@ def _installed(name: str) -> bool:
 
 
 def _dataset_names() -> list[str]:
-    from .datasets import available
-
-    return available()
+    return _report_parser.dataset_names()
 
 
 def _stderr(*lines: str) -> None:
@@ -145,109 +143,12 @@ def _stderr(*lines: str) -> None:
 
 
 # ---------------------------------------------------------------------------- reading
-_INTEGER = re.compile(r"^(0|-?[1-9][0-9]*)$")  # as int() prints it: "01", "+1" stay text
-
-
-def _integers_if_all(values: pd.Series) -> pd.Series:
-    """Text labels that are all integers written as Python writes them (as a CSV gives them)
-    as int64; others unchanged, so that no two labels merge ("01" and "1" stay two)."""
-    present = values.dropna()
-    if len(present) == 0 or values.dtype.kind in "iub" or values.dtype.kind == "f":
-        return values
-    text = present.astype(str)
-    if not text.map(lambda s: bool(_INTEGER.match(s))).all():
-        return values
-    numbers = [int(s) for s in text]
-    if not all(-(2**63) <= n < 2**63 for n in numbers):
-        return values  # past int64: kept as text, exactly
-    import pandas as pd
-
-    if len(present) == len(values):
-        return pd.Series(numbers, index=values.index, name=values.name, dtype="int64")
-    out = pd.Series(pd.NA, index=values.index, name=values.name, dtype="Int64")
-    out.loc[present.index] = numbers
-    return out
-
-
-def _flags(task: str, worker: str, label: str) -> str:
-    return (
-        "name the columns with --task-col, --worker-col and --label-col "
-        f"(now {task!r}, {worker!r}, {label!r})"
-    )
-
-
-def _wide_table(table: pd.DataFrame, task: str) -> pd.DataFrame | None:
-    """The table as wide annotations (indexed by item), or None when it is not plainly wide.
-    The first column holds the item ids when it is named ``task`` (or has no name), or when
-    its values are unique and the other columns are plainly wide; otherwise a table of labels
-    only is wide with its items numbered from 0. A Parquet file's own index holds them."""
-    import pandas as pd
-
-    from .data import _not_wide_because
-
-    if not isinstance(table.index, pd.RangeIndex):  # a Parquet file's own index: the items
-        return table if _not_wide_because(table) is None else None
-    first = table.columns[0]
-    rest = table.drop(columns=[first]) if table.shape[1] > 1 else None
-    named = str(first) == task or str(first) == "" or str(first).startswith("Unnamed: ")
-    ids = table[first]
-    unique_ids = bool(ids.notna().all() and ids.is_unique)
-    if rest is not None and (named or unique_ids) and _not_wide_because(rest) is None:
-        index = pd.Index(ids.to_numpy(), name=task if named else first)
-        return rest.set_axis(index, axis=0)
-    if named:
-        return None
-    if _not_wide_because(table) is None:
-        return table.reset_index(drop=True).rename_axis("task")
-    return None
-
-
-def _read_file(args: argparse.Namespace) -> Annotations:
-    """Annotations from INPUT: a platform export, a long table or a wide table."""
-    from .data import Annotations, AnnotationsError, _not_wide_because, read_table
-    from .io import _numbered, is_platform_export, read_annotations
-
-    path = args.input
-    table = read_table(path)
-    task, worker, label = args.task_col, args.worker_col, args.label_col
-    named = (task, worker, label) != ("task", "worker", "label")
-    try:
-        if is_platform_export(table):
-            return read_annotations(_numbered(table), label_field=args.label_field)
-        cols = {str(c) for c in table.columns}
-        long = named or worker in cols or label in cols
-        if not long:
-            wide = _wide_table(table, task)
-            if wide is not None:
-                numbers = wide.apply(_integers_if_all)
-                if all(d.kind in "iu" or str(d) == "Int64" for d in numbers.dtypes):
-                    wide = numbers  # every cell an integer: integer labels
-                return Annotations.from_wide(wide)
-            problem = _not_wide_because(table)
-            raise AnnotationsError(
-                f"columns {list(map(str, table.columns))} are neither a long table (no "
-                f"columns {task!r}, {worker!r}, {label!r}) nor plainly a wide one (rows items, "
-                f"columns annotators, cells labels: they {problem}); for a long table, "
-                f"{_flags(task, worker, label)}"
-            )
-        for col in (task, worker, label):
-            if col not in cols:
-                raise AnnotationsError(
-                    f"no column {col!r} (columns: {list(map(str, table.columns))}); "
-                    f"{_flags(task, worker, label)}"
-                )
-        table = _numbered(table)
-        table[label] = _integers_if_all(table[label])
-        return read_annotations(table, task=task, worker=worker, label=label)
-    except AnnotationsError as err:
-        raise AnnotationsError(f"{path}: {err}") from err
-
-
+# (the files are read by crowdbayes.io._read_file and _read_pred_probs, as the report's)
 def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None, str]:
     """Annotations (without gold clamped), gold for evaluation, and a name for messages."""
     from . import datasets
     from .data import as_annotations, merge_gold
-    from .io import read_gold_file
+    from .io import _read_file, read_gold_file
 
     if args.dataset is not None:
         labels, bundled_gold = datasets.load(args.dataset)
@@ -264,41 +165,6 @@ def _load_input(args: argparse.Namespace) -> tuple[Annotations, pd.Series | None
     return ann, gold, str(args.input)
 
 
-def _read_pred_probs(path: str, ann: Annotations, task: str) -> pd.DataFrame:
-    """A classifier's probabilities: one row per task (a ``task`` column, or the first
-    column, or a Parquet file's own index), one numeric column per class. Task ids are
-    matched to the annotations' by their text."""
-    import pandas as pd
-
-    from .data import AnnotationsError, read_table
-
-    table = read_table(path)
-    try:
-        if task in table.columns:
-            table = table.set_index(task)
-        elif "task" in table.columns:
-            table = table.set_index("task")
-        elif isinstance(table.index, pd.RangeIndex):
-            table = table.set_index(table.columns[0])
-        if table.shape[1] == 0:
-            raise AnnotationsError("no class columns")
-        for col in table.columns:
-            numbers = pd.to_numeric(table[col], errors="coerce")
-            bad = numbers.isna() & table[col].notna()
-            if bad.any() or numbers.isna().any():
-                row = table.index[int((bad | numbers.isna()).to_numpy().argmax())]
-                raise AnnotationsError(
-                    f"column {str(col)!r} has a missing or non-numeric probability "
-                    f"{table.loc[row, col]!r} for task {row!r}"
-                )
-            table[col] = numbers.astype("float64")
-        by_text = {str(t): t for t in ann.task_ids}
-        table.index = pd.Index([by_text.get(str(t), t) for t in table.index], name="task")
-        return table
-    except AnnotationsError as err:
-        raise AnnotationsError(f"--pred-probs {path}: {err}") from err
-
-
 def _accuracy(pred: pd.Series, gold: pd.Series) -> float:
     return float((pred.loc[gold.index].to_numpy() == gold.to_numpy()).mean())
 
@@ -310,6 +176,7 @@ def _cmd_aggregate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from .data import AnnotationsError
+    from .io import _read_pred_probs
 
     ann, gold, name = _load_input(args)
     n_gold = 0 if gold is None else len(gold)
@@ -543,53 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``crowdbayes report`` (handler :func:`crowdbayes.report.run_report`, imported
-    when it runs) on an argparse subparsers object."""
-    rep = subparsers.add_parser(
-        "report", help="write a self-contained HTML quality report (plots, annotators, tasks)"
-    )
-    rep.add_argument("input", nargs="?", help="platform export or long table (CSV/TSV/Parquet)")
-    rep.add_argument("--dataset", choices=_dataset_names(), help="use a bundled dataset")
-    rep.add_argument("--gold", help="gold (control) labels file (task, label), used in the fit")
-    rep.add_argument(
-        "--gold-fraction",
-        type=float,
-        default=0.1,
-        help="with --dataset: share of the dataset's gold used as control tasks; the rest is "
-        "held out to measure accuracy (default 0.1)",
-    )
-    rep.add_argument("--out", required=True, help="the HTML file to write")
-    rep.add_argument(
-        "--model",
-        choices=list(MODELS),
-        help="the model behind the report (default: recommended; `crowdbayes models` lists them)",
-    )
-    rep.add_argument(
-        "--pred-probs",
-        help="crowdlab, bayesian-crowdlab: a classifier's out-of-sample probabilities "
-        "(CSV/Parquet, one row per task: a task column, one column per class)",
-    )
-    rep.add_argument("--label-field", help="platform export: the OUTPUT:<field> with the label")
-    rep.add_argument("--task-col", default="task")
-    rep.add_argument("--worker-col", default="worker")
-    rep.add_argument("--label-col", default="label")
-    rep.add_argument(
-        "--uncertainty-above", type=float, help="flag tasks whose entropy (nats) is above this"
-    )
-    rep.add_argument(
-        "--consistency-below",
-        type=float,
-        help="flag tasks whose label's probability is below this",
-    )
-    rep.add_argument(
-        "--share",
-        type=float,
-        help="flag this share of the tasks, the least consistent (default 0.1 when no rule "
-        "is given; each rule works on its own)",
-    )
-    rep.add_argument("--title")
-    rep.add_argument("--seed", type=int, default=0)
-    rep.set_defaults(handler=_cmd_report)
-    return rep
+    when it runs) on an argparse subparsers object; its arguments are defined in
+    ``crowdbayes._report_parser``, which :func:`crowdbayes.report.add_report_command` uses too."""
+    return _report_parser.add_report_parser(subparsers, _cmd_report)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:

@@ -27,10 +27,10 @@ Example
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -415,8 +415,6 @@ class Annotations:
         """
         if pred_probs is None:
             return replace(self, pred_probs=None)
-        from .models.pred_probs import align_pred_probs  # it imports this module
-
         return align_pred_probs(self, pred_probs)[0]
 
     def require_pred_probs(self, owner: str) -> np.ndarray:
@@ -874,6 +872,410 @@ def _not_wide_because(df: pd.DataFrame) -> str | None:
     return why
 
 
+# ------------------------------------------------------- platform exports
+# (crowdbayes.io re-exports these: as_annotations reads an export as io.read_annotations does)
+_T = TypeVar("_T")
+
+TASK_COL = "ASSIGNMENT:task_id"
+WORKER_COL = "ASSIGNMENT:worker_id"
+STATUS_COL = "ASSIGNMENT:status"
+#: Assignment statuses whose rows are not votes: left out unless ``drop_statuses`` says otherwise.
+DROPPED_STATUSES: tuple[str, ...] = ("REJECTED", "SKIPPED", "EXPIRED")
+_NO_ANSWER = ("SKIPPED", "EXPIRED")  # rows that may have no OUTPUT at all
+_PREFIXES = ("INPUT:", "OUTPUT:", "GOLDEN:", "ASSIGNMENT:", "HINT:", "ACCEPT:")
+
+
+class PlatformExport(NamedTuple):
+    """A platform export read in full: the encoded annotations, and the per-label
+    ``ASSIGNMENT:*`` (and ``HINT:``/``ACCEPT:``) columns, one row per label given, in the
+    order of ``annotations.task``/``worker``/``label``."""
+
+    annotations: Annotations
+    assignments: pd.DataFrame
+
+
+def _numbered(df: pd.DataFrame) -> pd.DataFrame:
+    """Index rows by their line in the file (the header is line 1), for error messages."""
+    df.index = pd.RangeIndex(2, len(df) + 2, name="line")
+    return df
+
+
+def is_platform_export(df: pd.DataFrame) -> bool:
+    """Whether a table looks like a platform export (``OUTPUT:*`` or ``ASSIGNMENT:*`` columns).
+
+    >>> import pandas as pd
+    >>> is_platform_export(pd.DataFrame(columns=["ASSIGNMENT:task_id", "OUTPUT:label"]))
+    True
+    >>> is_platform_export(pd.DataFrame(columns=["task", "worker", "label"]))
+    False
+    """
+    cols = [str(c) for c in df.columns]
+    return any(c.startswith(("OUTPUT:", "ASSIGNMENT:")) for c in cols)
+
+
+def _output_fields(df: pd.DataFrame) -> list[str]:
+    return [str(c)[len("OUTPUT:") :] for c in df.columns if str(c).startswith("OUTPUT:")]
+
+
+def load_platform_export(
+    data: pd.DataFrame | str | os.PathLike[str],
+    label_field: str | None = None,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
+    drop_statuses: Sequence[str] = DROPPED_STATUSES,
+) -> PlatformExport:
+    """Read a platform export (a DataFrame or a CSV/TSV/Parquet file) in full.
+
+    Parameters
+    ----------
+    data : DataFrame or path.
+    label_field : the ``OUTPUT:<field>`` that holds the label. Optional when the export
+        has exactly one ``OUTPUT:`` column.
+    gold : extra gold labels (task id -> label), added to the export's ``GOLDEN:<field>``;
+        a task whose two gold labels differ is an error.
+    classes : the full list of classes, when some class may have no label.
+    drop_statuses : the ``ASSIGNMENT:status`` values (any case) whose rows are left out,
+        by default REJECTED, SKIPPED and EXPIRED; ``()`` keeps every row. A SKIPPED or
+        EXPIRED row with no label is left out in any case (it holds no vote). The rows
+        left out are counted by status in ``annotations.dropped``.
+
+    Every other row is a label; a row with no task id, worker id or label is an error that
+    names the column and row (no task is dropped). Gold labels must be among the labels
+    given (or in ``classes``).
+    """
+    return _read_frame(
+        data,
+        "a platform export",
+        lambda df: _load_export(df, label_field, gold, classes, drop_statuses),
+    )
+
+
+def _read_frame(data: Any, what: str, read: Callable[[pd.DataFrame], _T]) -> _T:
+    """``read(df)`` of ``data``: a DataFrame, or a table file (read here, rows numbered
+    as in the file); an error while reading a file names the file."""
+    source = ""
+    if isinstance(data, str | os.PathLike):
+        source = f"{os.fspath(data)}: "
+        data = _numbered(read_table(data))
+    if not isinstance(data, pd.DataFrame):
+        raise AnnotationsError(
+            f"{what} must be a DataFrame or a file path, got {type(data).__name__}"
+        )
+    try:
+        return read(data)
+    except AnnotationsError as err:
+        if source:
+            raise AnnotationsError(f"{source}{err}") from err
+        raise
+
+
+def _load_export(
+    df: pd.DataFrame,
+    label_field: str | None,
+    gold: GoldLike,
+    classes: Sequence[Any] | None,
+    drop_statuses: Sequence[str],
+) -> PlatformExport:
+    fields = _output_fields(df)
+    if label_field is None:
+        if len(fields) != 1:
+            if not fields:
+                raise AnnotationsError(
+                    "platform export has no OUTPUT:<field> column with the labels "
+                    f"(columns: {list(df.columns)})"
+                )
+            raise AnnotationsError(
+                f"platform export has several OUTPUT fields {fields}; choose the label with "
+                "label_field= (--label-field on the command line)"
+            )
+        label_field = fields[0]
+    label_col = f"OUTPUT:{label_field}"
+    if label_col not in df.columns:
+        raise AnnotationsError(
+            f"platform export has no column {label_col!r}; OUTPUT fields present: {fields}"
+        )
+    for col in (TASK_COL, WORKER_COL):
+        if col not in df.columns:
+            raise AnnotationsError(
+                f"platform export has no column {col!r} (columns: {list(df.columns)})"
+            )
+    df, dropped = _drop_non_votes(df, label_col, drop_statuses)
+    gold_values = _export_gold(df, label_field, gold)
+    input_cols = [c for c in df.columns if str(c).startswith("INPUT:")]
+    inputs = None
+    if input_cols:
+        inputs = df.groupby(TASK_COL, sort=False)[input_cols].first()
+        inputs.columns = [str(c)[len("INPUT:") :] for c in input_cols]
+        inputs.index.name = "task"
+    ann = Annotations.from_long(
+        df,
+        task=TASK_COL,
+        worker=WORKER_COL,
+        label=label_col,
+        gold=gold_values,
+        classes=classes,
+    )
+    if inputs is not None:
+        inputs = inputs.reindex(ann.task_ids)
+        inputs.index.name = "task"
+    ann = replace(
+        ann,
+        task_ids=ann.task_ids.rename("task"),
+        worker_ids=ann.worker_ids.rename("worker"),
+        task_inputs=inputs,
+        dropped=dropped,
+    )
+    kept = [
+        c
+        for c in df.columns
+        if str(c).startswith(("ASSIGNMENT:", "HINT:", "ACCEPT:")) and c not in (TASK_COL,)
+    ]
+    assignments = df[[TASK_COL, *[c for c in kept if c != TASK_COL]]].reset_index(drop=True)
+    return PlatformExport(ann, assignments)
+
+
+def _drop_non_votes(
+    df: pd.DataFrame, label_col: str, drop_statuses: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Leave out the rows whose ``ASSIGNMENT:status`` is in ``drop_statuses``, and SKIPPED
+    or EXPIRED rows with no label; count them by status."""
+    if isinstance(drop_statuses, str):
+        raise TypeError(
+            f"drop_statuses must be a list of statuses, got the string {drop_statuses!r}; "
+            f"write [{drop_statuses!r}]"
+        )
+    if STATUS_COL not in df.columns:
+        return df, {}
+    status = df[STATUS_COL].astype(object).where(df[STATUS_COL].notna(), "")
+    status = status.astype(str).str.strip().str.upper()
+    wanted = {str(s).strip().upper() for s in drop_statuses}
+    out = status.isin(wanted) | (status.isin(_NO_ANSWER) & df[label_col].isna())
+    if not out.any():
+        return df, {}
+    counts = status[out].value_counts()
+    order = [s for s in DROPPED_STATUSES if s in counts.index]
+    order += sorted(s for s in counts.index if s not in DROPPED_STATUSES)
+    dropped = {s: int(counts[s]) for s in order}
+    if out.all():
+        raise AnnotationsError(
+            f"platform export: every row was left out by its {STATUS_COL} ({dropped}); "
+            "pass drop_statuses=() to keep them"
+        )
+    return df[~out.to_numpy()], dropped
+
+
+def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Series | None:
+    gold_col = f"GOLDEN:{label_field}"
+    column = None
+    if gold_col in df.columns:
+        column = normalise_gold(df[[TASK_COL, gold_col]], source=f"column {gold_col!r}")
+    return merge_gold(column, normalise_gold(extra), (f"column {gold_col!r}", "the gold given"))
+
+
+def read_platform_export(
+    data: pd.DataFrame | str | os.PathLike[str],
+    label_field: str | None = None,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
+    drop_statuses: Sequence[str] = DROPPED_STATUSES,
+) -> Annotations:
+    """Read a platform export into :class:`~crowdbayes.data.Annotations` (see
+    :func:`load_platform_export` for the parameters; this drops the assignment columns).
+    REJECTED, SKIPPED and EXPIRED assignments are left out unless ``drop_statuses`` says
+    otherwise; ``.dropped`` on the result counts them by status."""
+    return load_platform_export(
+        data, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
+    ).annotations
+
+
+# ------------------------------------------------- a classifier's pred_probs
+PredProbsLike: TypeAlias = pd.DataFrame | np.ndarray
+
+
+def _is_wide(data: Any, task: str = "task", worker: str = "worker", label: str = "label") -> bool:
+    """Whether ``data`` is read as a wide table (an error when that is ambiguous; a
+    platform export is not one, as :func:`~crowdbayes.data.as_annotations` reads it)."""
+    return (
+        isinstance(data, pd.DataFrame)
+        and not is_platform_export(data)
+        and read_as_wide(data, task=task, worker=worker, label=label)
+    )
+
+
+def _check_probs(values: np.ndarray, name: str) -> np.ndarray:
+    pp = np.asarray(values, dtype=np.float64)
+    if pp.ndim != 2:
+        raise AnnotationsError(f"{name} must be 2-D (tasks x classes), got shape {pp.shape}")
+    bad = ~np.isfinite(pp) | (pp < 0)
+    if bad.any():
+        r = int(np.argmax(bad.any(axis=1)))
+        raise AnnotationsError(f"{name} row {r} has a negative, NaN or infinite probability")
+    zero = pp.sum(axis=1) <= 0
+    if zero.any():
+        raise AnnotationsError(f"{name} row {int(np.argmax(zero))} sums to 0")
+    return pp
+
+
+def align_pred_probs(
+    data: Annotations | pd.DataFrame | str | os.PathLike[str],
+    pred_probs: PredProbsLike,
+    *,
+    gold: GoldLike = None,
+    classes: Sequence[Any] | None = None,
+    **columns: str,
+) -> tuple[Annotations, np.ndarray]:
+    """Encode ``data`` (with ``gold`` and ``classes`` as :func:`as_annotations` takes them)
+    and align ``pred_probs`` to its tasks and classes: the annotations, carrying the
+    aligned probabilities (``pred_probs``), and those probabilities ``[n_tasks, K]``.
+
+    A DataFrame of probabilities is matched by task id (index) and class (columns, by
+    label, or by the label's text when the columns are text, as read from a file; classes
+    nobody chose may be among them), whatever the order of its columns. A NumPy array is
+    taken row by row only when the order is unambiguous: a wide table (rows are tasks) or
+    an :class:`Annotations` (rows follow ``task_ids``); its columns are the sorted classes,
+    or the codes ``0..K-1`` when the labels are those integers.
+    """
+    wide = _is_wide(data, **columns)
+    fast = _numeric_wide(data) if wide and classes is None else None
+    if fast is not None:  # a wide table of numbers has no gold of its own
+        ann = fast if gold is None else fast.with_gold(gold)
+    else:
+        ann = as_annotations(data, gold=gold, classes=classes, **columns)
+    if ann.pred_probs is not None:  # aligned afresh
+        ann = replace(ann, pred_probs=None)
+    if isinstance(pred_probs, pd.DataFrame):
+        if pred_probs.index.has_duplicates:
+            dup = pred_probs.index[pred_probs.index.duplicated()][0]
+            raise AnnotationsError(f"pred_probs has task {_show(dup)} on more than one row")
+        names, order = _class_columns(ann, pred_probs.columns)
+        pos = pred_probs.index.get_indexer(ann.task_ids)
+        if (pos < 0).any():
+            miss = ann.task_ids[pos < 0]
+            raise AnnotationsError(
+                f"pred_probs has no row for task {_show(miss[0])} (and {len(miss) - 1} more); "
+                "index it by task id"
+            )
+        if len(pred_probs) > ann.n_tasks:
+            extra = pred_probs.index.difference(ann.task_ids)
+            raise AnnotationsError(
+                f"pred_probs has {len(extra)} task(s) with no annotations (first "
+                f"{_show(extra[0])}); score those with active_learning_scores("
+                "pred_probs_unlabeled=...)"
+            )
+        values = pred_probs.to_numpy(dtype=np.float64)[:, order]
+        pp = _check_probs(values, "pred_probs")[pos]
+        return _carrying(_with_classes(ann, names), pp)
+    if not (wide or isinstance(data, Annotations)):
+        raise AnnotationsError(
+            "pred_probs as a NumPy array needs wide annotations (rows are tasks); with long "
+            "annotations pass a DataFrame indexed by task id with one column per class"
+        )
+    pp = _check_probs(np.asarray(pred_probs), "pred_probs")
+    if pp.shape[0] != ann.n_tasks:
+        raise AnnotationsError(
+            f"pred_probs has {pp.shape[0]} rows but the annotations have {ann.n_tasks} tasks"
+        )
+    K = pp.shape[1]
+    if K == ann.n_classes:
+        return _carrying(ann, pp)
+    ints = pd.api.types.is_integer_dtype(ann.classes.dtype)
+    if ints and K > ann.n_classes and ann.classes.min() >= 0 and ann.classes.max() < K:
+        return _carrying(_with_classes(ann, list(range(K))), pp)
+    raise AnnotationsError(
+        f"pred_probs has {K} columns but the labels have {ann.n_classes} classes "
+        f"{list(ann.classes)}; pass a DataFrame with one column per class"
+    )
+
+
+def _carrying(ann: Annotations, pp: np.ndarray) -> tuple[Annotations, np.ndarray]:
+    ann = replace(ann, pred_probs=pp)
+    return ann, ann.pred_probs  # type: ignore[return-value]  # set just above
+
+
+def _class_columns(ann: Annotations, columns: pd.Index) -> tuple[list[Any], np.ndarray]:
+    """The classes of a labelled ``pred_probs`` (the annotations' classes first, then any
+    class only the classifier has; sorted when the classes are) and, for each, its column."""
+    if columns.has_duplicates:
+        dup = columns[columns.duplicated()][0]
+        raise AnnotationsError(f"pred_probs has column {_show(dup)} more than once")
+    pos = columns.get_indexer(ann.classes)
+    names = list(columns)
+    if (pos < 0).any() and all(isinstance(c, str) for c in columns):
+        by_text = pd.Index([str(c) for c in ann.classes])
+        if not by_text.has_duplicates:  # text columns, as a file gives, for numeric labels
+            pos = columns.get_indexer(by_text)
+            if (pos >= 0).all() and pd.api.types.is_numeric_dtype(ann.classes.dtype):
+                as_numbers = pd.to_numeric(pd.Series(names), errors="coerce")
+                if as_numbers.notna().all():
+                    names = list(_normalise(as_numbers))
+    if (pos < 0).any():
+        missing = ann.classes[pos < 0][0]
+        raise AnnotationsError(
+            f"pred_probs has no column for label {_show(missing)}; its columns must be the "
+            f"classes (got {_show_list(columns)})"
+        )
+    extra = np.setdiff1d(np.arange(len(columns)), pos)
+    classes = [*ann.classes, *(_plain(names[i]) for i in extra)]
+    order = np.concatenate([pos, extra]).astype(np.int64)
+    if extra.size and list(ann.classes) == _sort_classes(np.asarray(ann.classes, dtype=object)):
+        ranked = _sort_classes(np.asarray(classes, dtype=object))
+        if len(ranked) == len(classes):
+            perm = [classes.index(c) for c in ranked]
+            classes, order = ranked, order[perm]
+    return classes, order
+
+
+def _numeric_wide(df: pd.DataFrame) -> Annotations | None:
+    """``Annotations.from_wide`` for integer class labels, in numpy (same result, several
+    times faster on large tables); ``None`` to fall back when the table is not that
+    simple (bool labels, integers beyond float64's exact range) or not valid, so that
+    ``from_wide`` names the problem."""
+    if df.shape[0] == 0 or df.shape[1] == 0 or df.index.has_duplicates:
+        return None
+    if df.columns.has_duplicates or df.index.hasnans or df.columns.hasnans:
+        return None
+    dtypes = set(df.dtypes)
+    if not all(pd.api.types.is_numeric_dtype(d) for d in dtypes):
+        return None
+    if any(pd.api.types.is_bool_dtype(d) for d in dtypes):
+        return None
+    values = df.to_numpy(dtype=np.float64, na_value=np.nan)
+    present = ~np.isnan(values)
+    if not present.any(axis=1).all():
+        return None
+    rows, cols = np.nonzero(present)
+    given = values[rows, cols]
+    if not (np.isfinite(given).all() and np.all(given == np.round(given))):
+        return None
+    if np.abs(given).max() >= 2.0**53:  # not exact in float64: from_wide keeps them exact
+        return None
+    classes, label = np.unique(given.astype(np.int64), return_inverse=True)
+    if classes.size < 2:
+        return None
+    worker, worker_ids = pd.factorize(cols, sort=False)  # first appearance, as from_wide
+    return Annotations(
+        task=rows.astype(np.int32),
+        worker=worker.astype(np.int32),
+        label=label.astype(np.int32),
+        task_ids=pd.Index(df.index, name=df.index.name or "task"),
+        worker_ids=pd.Index(df.columns.to_numpy()[worker_ids], name="worker"),
+        classes=pd.Index(classes, name="class"),
+        gold=np.full(df.shape[0], -1, dtype=np.int32),
+        wide_columns=df.columns,
+    )
+
+
+def _with_classes(ann: Annotations, classes: list[Any]) -> Annotations:
+    if list(ann.classes) == classes:
+        return ann
+    index = pd.Index(classes, name="class")
+    remap = index.get_indexer(ann.classes).astype(np.int32)
+    gold = np.where(ann.gold >= 0, remap[np.maximum(ann.gold, 0)], -1).astype(np.int32)
+    return replace(ann, label=remap[ann.label], classes=index, gold=gold)
+
+
 def as_annotations(
     data: Annotations | pd.DataFrame | str | os.PathLike[str],
     *,
@@ -904,8 +1306,6 @@ def as_annotations(
     (rows follow ``task_ids``). Errors name the task or the column.
     """
     if pred_probs is not None:
-        from .models.pred_probs import align_pred_probs  # it imports this module
-
         return align_pred_probs(
             data, pred_probs, gold=gold, classes=classes, task=task, worker=worker, label=label
         )[0]
@@ -914,8 +1314,6 @@ def as_annotations(
     if isinstance(data, str | os.PathLike):
         source = os.fspath(data)
         table = read_table(data)
-        from .io import _numbered, is_platform_export  # io imports this module
-
         if is_platform_export(table):  # its errors name rows by line, as read_annotations'
             table = _numbered(table)
         try:
@@ -925,8 +1323,6 @@ def as_annotations(
         except AnnotationsError as err:
             raise AnnotationsError(f"{source}: {err}") from err
     if isinstance(data, pd.DataFrame):
-        from .io import is_platform_export, read_platform_export  # io imports this module
-
         if is_platform_export(data):
             return read_platform_export(data, gold=gold, classes=classes)
         if not read_as_wide(data, task=task, worker=worker, label=label):

@@ -39,23 +39,31 @@ t2  http://x/2.jpg
 
 from __future__ import annotations
 
+import argparse
 import os
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any, NamedTuple, TypeVar
+from typing import Any
 
 import pandas as pd
 
 from .data import (
+    DROPPED_STATUSES,
     Annotations,
     AnnotationsError,
     GoldLike,
+    PlatformExport,
+    _not_wide_because,
+    _numbered,
+    _read_frame,
+    is_platform_export,
+    load_platform_export,
     merge_gold,
     normalise_gold,
+    read_platform_export,
     read_table,
 )
-
-_T = TypeVar("_T")
 
 __all__ = [
     "DROPPED_STATUSES",
@@ -65,219 +73,6 @@ __all__ = [
     "read_annotations",
     "read_platform_export",
 ]
-
-TASK_COL = "ASSIGNMENT:task_id"
-WORKER_COL = "ASSIGNMENT:worker_id"
-STATUS_COL = "ASSIGNMENT:status"
-#: Assignment statuses whose rows are not votes: left out unless ``drop_statuses`` says otherwise.
-DROPPED_STATUSES: tuple[str, ...] = ("REJECTED", "SKIPPED", "EXPIRED")
-_NO_ANSWER = ("SKIPPED", "EXPIRED")  # rows that may have no OUTPUT at all
-_PREFIXES = ("INPUT:", "OUTPUT:", "GOLDEN:", "ASSIGNMENT:", "HINT:", "ACCEPT:")
-
-
-class PlatformExport(NamedTuple):
-    """A platform export read in full: the encoded annotations, and the per-label
-    ``ASSIGNMENT:*`` (and ``HINT:``/``ACCEPT:``) columns, one row per label given, in the
-    order of ``annotations.task``/``worker``/``label``."""
-
-    annotations: Annotations
-    assignments: pd.DataFrame
-
-
-def _numbered(df: pd.DataFrame) -> pd.DataFrame:
-    """Index rows by their line in the file (the header is line 1), for error messages."""
-    df.index = pd.RangeIndex(2, len(df) + 2, name="line")
-    return df
-
-
-def is_platform_export(df: pd.DataFrame) -> bool:
-    """Whether a table looks like a platform export (``OUTPUT:*`` or ``ASSIGNMENT:*`` columns).
-
-    >>> import pandas as pd
-    >>> is_platform_export(pd.DataFrame(columns=["ASSIGNMENT:task_id", "OUTPUT:label"]))
-    True
-    >>> is_platform_export(pd.DataFrame(columns=["task", "worker", "label"]))
-    False
-    """
-    cols = [str(c) for c in df.columns]
-    return any(c.startswith(("OUTPUT:", "ASSIGNMENT:")) for c in cols)
-
-
-def _output_fields(df: pd.DataFrame) -> list[str]:
-    return [str(c)[len("OUTPUT:") :] for c in df.columns if str(c).startswith("OUTPUT:")]
-
-
-def load_platform_export(
-    data: pd.DataFrame | str | os.PathLike[str],
-    label_field: str | None = None,
-    *,
-    gold: GoldLike = None,
-    classes: Sequence[Any] | None = None,
-    drop_statuses: Sequence[str] = DROPPED_STATUSES,
-) -> PlatformExport:
-    """Read a platform export (a DataFrame or a CSV/TSV/Parquet file) in full.
-
-    Parameters
-    ----------
-    data : DataFrame or path.
-    label_field : the ``OUTPUT:<field>`` that holds the label. Optional when the export
-        has exactly one ``OUTPUT:`` column.
-    gold : extra gold labels (task id -> label), added to the export's ``GOLDEN:<field>``;
-        a task whose two gold labels differ is an error.
-    classes : the full list of classes, when some class may have no label.
-    drop_statuses : the ``ASSIGNMENT:status`` values (any case) whose rows are left out,
-        by default REJECTED, SKIPPED and EXPIRED; ``()`` keeps every row. A SKIPPED or
-        EXPIRED row with no label is left out in any case (it holds no vote). The rows
-        left out are counted by status in ``annotations.dropped``.
-
-    Every other row is a label; a row with no task id, worker id or label is an error that
-    names the column and row (no task is dropped). Gold labels must be among the labels
-    given (or in ``classes``).
-    """
-    return _read_frame(
-        data,
-        "a platform export",
-        lambda df: _load_export(df, label_field, gold, classes, drop_statuses),
-    )
-
-
-def _read_frame(data: Any, what: str, read: Callable[[pd.DataFrame], _T]) -> _T:
-    """``read(df)`` of ``data``: a DataFrame, or a table file (read here, rows numbered
-    as in the file); an error while reading a file names the file."""
-    source = ""
-    if isinstance(data, str | os.PathLike):
-        source = f"{os.fspath(data)}: "
-        data = _numbered(read_table(data))
-    if not isinstance(data, pd.DataFrame):
-        raise AnnotationsError(
-            f"{what} must be a DataFrame or a file path, got {type(data).__name__}"
-        )
-    try:
-        return read(data)
-    except AnnotationsError as err:
-        if source:
-            raise AnnotationsError(f"{source}{err}") from err
-        raise
-
-
-def _load_export(
-    df: pd.DataFrame,
-    label_field: str | None,
-    gold: GoldLike,
-    classes: Sequence[Any] | None,
-    drop_statuses: Sequence[str],
-) -> PlatformExport:
-    fields = _output_fields(df)
-    if label_field is None:
-        if len(fields) != 1:
-            if not fields:
-                raise AnnotationsError(
-                    "platform export has no OUTPUT:<field> column with the labels "
-                    f"(columns: {list(df.columns)})"
-                )
-            raise AnnotationsError(
-                f"platform export has several OUTPUT fields {fields}; choose the label with "
-                "label_field= (--label-field on the command line)"
-            )
-        label_field = fields[0]
-    label_col = f"OUTPUT:{label_field}"
-    if label_col not in df.columns:
-        raise AnnotationsError(
-            f"platform export has no column {label_col!r}; OUTPUT fields present: {fields}"
-        )
-    for col in (TASK_COL, WORKER_COL):
-        if col not in df.columns:
-            raise AnnotationsError(
-                f"platform export has no column {col!r} (columns: {list(df.columns)})"
-            )
-    df, dropped = _drop_non_votes(df, label_col, drop_statuses)
-    gold_values = _export_gold(df, label_field, gold)
-    input_cols = [c for c in df.columns if str(c).startswith("INPUT:")]
-    inputs = None
-    if input_cols:
-        inputs = df.groupby(TASK_COL, sort=False)[input_cols].first()
-        inputs.columns = [str(c)[len("INPUT:") :] for c in input_cols]
-        inputs.index.name = "task"
-    ann = Annotations.from_long(
-        df,
-        task=TASK_COL,
-        worker=WORKER_COL,
-        label=label_col,
-        gold=gold_values,
-        classes=classes,
-    )
-    if inputs is not None:
-        inputs = inputs.reindex(ann.task_ids)
-        inputs.index.name = "task"
-    ann = replace(
-        ann,
-        task_ids=ann.task_ids.rename("task"),
-        worker_ids=ann.worker_ids.rename("worker"),
-        task_inputs=inputs,
-        dropped=dropped,
-    )
-    kept = [
-        c
-        for c in df.columns
-        if str(c).startswith(("ASSIGNMENT:", "HINT:", "ACCEPT:")) and c not in (TASK_COL,)
-    ]
-    assignments = df[[TASK_COL, *[c for c in kept if c != TASK_COL]]].reset_index(drop=True)
-    return PlatformExport(ann, assignments)
-
-
-def _drop_non_votes(
-    df: pd.DataFrame, label_col: str, drop_statuses: Sequence[str]
-) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Leave out the rows whose ``ASSIGNMENT:status`` is in ``drop_statuses``, and SKIPPED
-    or EXPIRED rows with no label; count them by status."""
-    if isinstance(drop_statuses, str):
-        raise TypeError(
-            f"drop_statuses must be a list of statuses, got the string {drop_statuses!r}; "
-            f"write [{drop_statuses!r}]"
-        )
-    if STATUS_COL not in df.columns:
-        return df, {}
-    status = df[STATUS_COL].astype(object).where(df[STATUS_COL].notna(), "")
-    status = status.astype(str).str.strip().str.upper()
-    wanted = {str(s).strip().upper() for s in drop_statuses}
-    out = status.isin(wanted) | (status.isin(_NO_ANSWER) & df[label_col].isna())
-    if not out.any():
-        return df, {}
-    counts = status[out].value_counts()
-    order = [s for s in DROPPED_STATUSES if s in counts.index]
-    order += sorted(s for s in counts.index if s not in DROPPED_STATUSES)
-    dropped = {s: int(counts[s]) for s in order}
-    if out.all():
-        raise AnnotationsError(
-            f"platform export: every row was left out by its {STATUS_COL} ({dropped}); "
-            "pass drop_statuses=() to keep them"
-        )
-    return df[~out.to_numpy()], dropped
-
-
-def _export_gold(df: pd.DataFrame, label_field: str, extra: GoldLike) -> pd.Series | None:
-    gold_col = f"GOLDEN:{label_field}"
-    column = None
-    if gold_col in df.columns:
-        column = normalise_gold(df[[TASK_COL, gold_col]], source=f"column {gold_col!r}")
-    return merge_gold(column, normalise_gold(extra), (f"column {gold_col!r}", "the gold given"))
-
-
-def read_platform_export(
-    data: pd.DataFrame | str | os.PathLike[str],
-    label_field: str | None = None,
-    *,
-    gold: GoldLike = None,
-    classes: Sequence[Any] | None = None,
-    drop_statuses: Sequence[str] = DROPPED_STATUSES,
-) -> Annotations:
-    """Read a platform export into :class:`~crowdbayes.data.Annotations` (see
-    :func:`load_platform_export` for the parameters; this drops the assignment columns).
-    REJECTED, SKIPPED and EXPIRED assignments are left out unless ``drop_statuses`` says
-    otherwise; ``.dropped`` on the result counts them by status."""
-    return load_platform_export(
-        data, label_field, gold=gold, classes=classes, drop_statuses=drop_statuses
-    ).annotations
 
 
 def read_annotations(
@@ -382,3 +177,126 @@ def read_gold_file(path: str | os.PathLike[str], ann: Annotations) -> pd.Series:
     gold = normalise_gold(table, ann.task_ids, ann.classes, source=str(path))
     assert gold is not None
     return gold
+
+
+# -------------------------------------------- the command line's input files
+_INTEGER = re.compile(r"^(0|-?[1-9][0-9]*)$")  # as int() prints it: "01", "+1" stay text
+
+
+def _integers_if_all(values: pd.Series) -> pd.Series:
+    """Text labels that are all integers written as Python writes them (as a CSV gives them)
+    as int64; others unchanged, so that no two labels merge ("01" and "1" stay two)."""
+    present = values.dropna()
+    if len(present) == 0 or values.dtype.kind in "iub" or values.dtype.kind == "f":
+        return values
+    text = present.astype(str)
+    if not text.map(lambda s: bool(_INTEGER.match(s))).all():
+        return values
+    numbers = [int(s) for s in text]
+    if not all(-(2**63) <= n < 2**63 for n in numbers):
+        return values  # past int64: kept as text, exactly
+    if len(present) == len(values):
+        return pd.Series(numbers, index=values.index, name=values.name, dtype="int64")
+    out = pd.Series(pd.NA, index=values.index, name=values.name, dtype="Int64")
+    out.loc[present.index] = numbers
+    return out
+
+
+def _flags(task: str, worker: str, label: str) -> str:
+    return (
+        "name the columns with --task-col, --worker-col and --label-col "
+        f"(now {task!r}, {worker!r}, {label!r})"
+    )
+
+
+def _wide_table(table: pd.DataFrame, task: str) -> pd.DataFrame | None:
+    """The table as wide annotations (indexed by item), or None when it is not plainly wide.
+    The first column holds the item ids when it is named ``task`` (or has no name), or when
+    its values are unique and the other columns are plainly wide; otherwise a table of labels
+    only is wide with its items numbered from 0. A Parquet file's own index holds them."""
+    if not isinstance(table.index, pd.RangeIndex):  # a Parquet file's own index: the items
+        return table if _not_wide_because(table) is None else None
+    first = table.columns[0]
+    rest = table.drop(columns=[first]) if table.shape[1] > 1 else None
+    named = str(first) == task or str(first) == "" or str(first).startswith("Unnamed: ")
+    ids = table[first]
+    unique_ids = bool(ids.notna().all() and ids.is_unique)
+    if rest is not None and (named or unique_ids) and _not_wide_because(rest) is None:
+        index = pd.Index(ids.to_numpy(), name=task if named else first)
+        return rest.set_axis(index, axis=0)
+    if named:
+        return None
+    if _not_wide_because(table) is None:
+        return table.reset_index(drop=True).rename_axis("task")
+    return None
+
+
+def _read_file(args: argparse.Namespace) -> Annotations:
+    """Annotations from the command line's INPUT (``crowdbayes aggregate`` and ``crowdbayes
+    report`` read it here, one loader): a platform export, a long table (columns named by
+    ``--task-col``/``--worker-col``/``--label-col``) or a wide table."""
+    path = args.input
+    table = read_table(path)
+    task, worker, label = args.task_col, args.worker_col, args.label_col
+    named = (task, worker, label) != ("task", "worker", "label")
+    try:
+        if is_platform_export(table):
+            return read_annotations(_numbered(table), label_field=args.label_field)
+        cols = {str(c) for c in table.columns}
+        long = named or worker in cols or label in cols
+        if not long:
+            wide = _wide_table(table, task)
+            if wide is not None:
+                numbers = wide.apply(_integers_if_all)
+                if all(d.kind in "iu" or str(d) == "Int64" for d in numbers.dtypes):
+                    wide = numbers  # every cell an integer: integer labels
+                return Annotations.from_wide(wide)
+            problem = _not_wide_because(table)
+            raise AnnotationsError(
+                f"columns {list(map(str, table.columns))} are neither a long table (no "
+                f"columns {task!r}, {worker!r}, {label!r}) nor plainly a wide one (rows items, "
+                f"columns annotators, cells labels: they {problem}); for a long table, "
+                f"{_flags(task, worker, label)}"
+            )
+        for col in (task, worker, label):
+            if col not in cols:
+                raise AnnotationsError(
+                    f"no column {col!r} (columns: {list(map(str, table.columns))}); "
+                    f"{_flags(task, worker, label)}"
+                )
+        table = _numbered(table)
+        table[label] = _integers_if_all(table[label])
+        return read_annotations(table, task=task, worker=worker, label=label)
+    except AnnotationsError as err:
+        raise AnnotationsError(f"{path}: {err}") from err
+
+
+def _read_pred_probs(path: str, ann: Annotations, task: str) -> pd.DataFrame:
+    """A classifier's probabilities from ``--pred-probs`` (both commands read them here): one row per task (a ``task`` column, or the first
+    column, or a Parquet file's own index), one numeric column per class. Task ids are
+    matched to the annotations' by their text."""
+    table = read_table(path)
+    try:
+        if task in table.columns:
+            table = table.set_index(task)
+        elif "task" in table.columns:
+            table = table.set_index("task")
+        elif isinstance(table.index, pd.RangeIndex):
+            table = table.set_index(table.columns[0])
+        if table.shape[1] == 0:
+            raise AnnotationsError("no class columns")
+        for col in table.columns:
+            numbers = pd.to_numeric(table[col], errors="coerce")
+            bad = numbers.isna() & table[col].notna()
+            if bad.any() or numbers.isna().any():
+                row = table.index[int((bad | numbers.isna()).to_numpy().argmax())]
+                raise AnnotationsError(
+                    f"column {str(col)!r} has a missing or non-numeric probability "
+                    f"{table.loc[row, col]!r} for task {row!r}"
+                )
+            table[col] = numbers.astype("float64")
+        by_text = {str(t): t for t in ann.task_ids}
+        table.index = pd.Index([by_text.get(str(t), t) for t in table.index], name="task")
+        return table
+    except AnnotationsError as err:
+        raise AnnotationsError(f"--pred-probs {path}: {err}") from err

@@ -49,9 +49,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._report_parser import add_report_parser
 from .base import Aggregator, check_is_fitted
 from .data import Annotations, AnnotationsError, GoldLike, merge_gold
-from .io import read_annotations, read_gold_file
+from .io import _read_file, _read_pred_probs, read_annotations, read_gold_file
 from .metrics import (
     fleiss_kappa,
     gold_accuracy,
@@ -619,11 +620,9 @@ probability that the task's label is wrong), most suspicious first{n_more}.{imag
 # ----------------------------------------------------------- command line
 def add_report_command(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``crowdbayes report`` on an argparse subparsers object (its handler runs
-    :func:`run_report`; the arguments are defined in :func:`crowdbayes.cli.add_report_parser`,
-    which the command line builds without importing this module)."""
-    from .cli import add_report_parser
-
-    return add_report_parser(subparsers)
+    :func:`run_report`; the arguments are those of the command line's
+    :func:`crowdbayes.cli.add_report_parser`, both defined in ``crowdbayes._report_parser``)."""
+    return add_report_parser(subparsers, run_report)
 
 
 def run_report(args: argparse.Namespace) -> int:
@@ -649,9 +648,7 @@ def run_report(args: argparse.Namespace) -> int:
     else:
         if args.input is None:
             raise AnnotationsError("no input: give a file (CSV/TSV/Parquet) or --dataset NAME")
-        from .cli import _read_file  # platform exports, long (renamed) and wide tables
-
-        ann = _read_file(args)
+        ann = _read_file(args)  # platform exports, long (renamed) and wide tables, as the CLI
         if args.gold is not None:  # added to the export's, a task both give: one label
             names = ("the export's GOLDEN: column", str(args.gold))
             existing = ann.gold_series() if ann.has_gold else None
@@ -660,8 +657,6 @@ def run_report(args: argparse.Namespace) -> int:
     title = args.title or f"Labelling quality report: {source}"
     pred_probs = None
     if getattr(args, "pred_probs", None) is not None:
-        from .cli import _read_pred_probs
-
         pred_probs = _read_pred_probs(args.pred_probs, ann, getattr(args, "task_col", "task"))
     build_report(
         ann,

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from ..base import Aggregator, check_is_fitted
-from ..data import Annotations, AnnotationsError, _show
+from ..data import Annotations, AnnotationsError, _check_probs, _show
 from .active_learning import active_learning_scores
 from .crowdlab_algorithm import (
     CLIPPING_LOWER_BOUND,
@@ -41,12 +41,7 @@ from .crowdlab_algorithm import (
     labels_of,
     majority_vote_label,
 )
-from .pred_probs import (
-    PredProbsLike,
-    _check_probs,
-    _warn_if_classifier_adversarial,
-    align_pred_probs,
-)
+from .pred_probs import PredProbsLike, _warn_if_classifier_adversarial, align_pred_probs
 from .temperature import cleanlab_vote_shares, find_best_temperature, temperature_scale
 
 __all__ = [
