@@ -16,10 +16,7 @@ short loop over the block width of ``source[..., index_row]`` gathers, each
 fused with the running sum, and it differentiates as well as any gather.
 
 Sources are class-major, ``[..., n_source]``; index ``n_source`` is a padding
-slot that reads as zero. Indices are never negative, so the gathers and scatters skip
-jnp's wrapping of negative indices (``wrap_negative_indices=False``): each index row
-wrapped was one more small XLA kernel to compile (60 of them in fact_eval's exact-shape
-EM loop, 20 at 500,000 labels).
+slot that reads as zero.
 
 >>> import numpy as np, jax.numpy as jnp
 >>> seg = Segments.build(np.array([0, 2, 0, 0]), n_segments=3)
@@ -201,7 +198,7 @@ def _block_sum(padded: jnp.ndarray, block: Array) -> jnp.ndarray:
 
     def take(src: jnp.ndarray, j: jnp.ndarray | int) -> jnp.ndarray:
         row = block[j] if isinstance(j, int) else jax.lax.dynamic_index_in_dim(block, j, 0, False)
-        return src.at[..., row].get(mode="promise_in_bounds", wrap_negative_indices=False)
+        return src.at[..., row].get(mode="promise_in_bounds")
 
     def total(src: jnp.ndarray) -> jnp.ndarray:
         width = block.shape[0]
@@ -430,7 +427,7 @@ class Segments(NamedTuple):
         flat = source.reshape(-1, source.shape[-1]).T  # [n_source, M]
         out = jnp.zeros((n_segments + 1, flat.shape[1]), source.dtype)
         for block, row_key in zip(self.blocks, self.row_keys, strict=True):
-            values = flat.at[row_key].get(mode="promise_in_bounds", wrap_negative_indices=False)
+            values = flat.at[row_key].get(mode="promise_in_bounds")
 
             def add(j: jnp.ndarray | int, acc: jnp.ndarray, block=block, values=values):
                 row = (
@@ -438,9 +435,7 @@ class Segments(NamedTuple):
                     if isinstance(j, int)
                     else jax.lax.dynamic_index_in_dim(block, j, 0, False)
                 )
-                return acc.at[row].add(
-                    values, mode="promise_in_bounds", wrap_negative_indices=False
-                )
+                return acc.at[row].add(values, mode="promise_in_bounds")
 
             width = block.shape[0]
             if width <= _UNROLL:
@@ -516,9 +511,7 @@ class FlatSegments:
         lead = source.shape[:-1]
         zero = jnp.zeros((*lead, 1), source.dtype)
         padded = jnp.concatenate([source, zero], axis=-1)
-        values = padded.at[..., self.index].get(
-            mode="promise_in_bounds", wrap_negative_indices=False
-        )
+        values = padded.at[..., self.index].get(mode="promise_in_bounds")
         flat = values.reshape(-1, values.shape[-1]).T  # [n_items, M]
         out = jax.ops.segment_sum(
             flat, self.seg, num_segments=self.n_segments + 1, indices_are_sorted=True
