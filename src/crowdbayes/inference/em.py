@@ -10,9 +10,9 @@ runs in chunks only so that a progress bar can move between them.
 
 *Shape buckets* (``em_data(..., devices=BUCKETS)``, what the estimators use for EM fits
 of up to :data:`BUCKET_MAX_LABELS` labels): the labels are padded up the ladder 128,
-512, 2048, ... (powers of four), the tasks to the same size and the annotators up the
-ladder 8, 64, 512, ..., to at least a 64th of the padded labels
-(:func:`bucket_sizes`), and laid out by
+512, 2048, ..., 2**17 (powers of four) and :data:`BUCKET_MAX_LABELS` (2**18, the top
+rung), the tasks to the same size and the annotators up the ladder 8, 64, 512, ..., to
+at least a 64th of the padded labels (:func:`bucket_sizes`), and laid out by
 :class:`~crowdbayes.inference.segments.FlatSegments`, whose shapes depend only on the
 padded sizes, so one compiled program per model and bucket serves every dataset in
 it. Padding labels are summed nowhere; padding tasks have no labels, ``gold = -1`` and
@@ -56,7 +56,11 @@ __all__ = [
 #: EM fits of up to this many labels run on shape-bucketed data (see the module doc):
 #: their compilation dominates, and one program per bucket serves many datasets. Larger
 #: fits keep the exact, blocked layouts (faster per label; compilation is a small share).
-BUCKET_MAX_LABELS = 1 << 17
+#: Between 2**17 and 2**18 labels a bucketed fit runs 2-3x slower per label than an exact
+#: one (fact_eval's 216,725 labels, ``recommended()``: 0.14 s against 0.05-0.08 s for its
+#: 13 iterations) but compiles in half the time or less (0.7-1.0 s against 1.2-2.6 s of
+#: XLA, load ~2), so a first fit in a process is faster bucketed.
+BUCKET_MAX_LABELS = 1 << 18
 #: Compiled programs kept in memory per jitted function of crowdbayes: once one holds
 #: this many (models x buckets x exact shapes), its cache is cleared before the next
 #: EM fit, so a long process stays bounded (a cleared program compiles again, or comes
@@ -109,9 +113,9 @@ _COARSE_WORKER_ENTRIES = 1 << 20
 
 def bucket_sizes(n_labels: int, n_tasks: int, n_workers: int, n_classes: int) -> tuple[int, ...]:
     """Padded ``(n_labels, n_tasks, n_workers, n_classes)`` of a bucket (classes are not
-    padded). Labels go up by powers of four from 128 (128, 512, 2048, ..., and
-    :data:`BUCKET_MAX_LABELS` is a rung), so that datasets within 4x of each other in size
-    mostly share a program; tasks are padded to the labels' size (a crowd has at most one
+    padded). Labels go up by powers of four from 128 (128, 512, 2048, ..., 2**17; then
+    :data:`BUCKET_MAX_LABELS`, 2**18, the top rung), so that datasets within 4x of each
+    other in size mostly share a program; tasks are padded to the labels' size (a crowd has at most one
     task per label, so the task axis adds no rung of its own, and arrays over tasks cost
     no more than those over labels); annotators go up by 8x from 8 (by 2x where
     ``[W, K, K]`` arrays would grow large), to at least a 64th of the padded labels, so
@@ -126,9 +130,13 @@ def bucket_sizes(n_labels: int, n_tasks: int, n_workers: int, n_classes: int) ->
     ((8192, 8192, 512, 2), (8192, 8192, 512, 2))
     >>> bucket_sizes(50, 10, 10, 2)   # tasks and annotators apart, 128 and 64
     (128, 128, 64, 2)
+    >>> bucket_sizes(216725, 42624, 57, 3)[0]  # fact_eval: the top rung, 2**18
+    262144
     """
     taken = {n_classes, n_classes - 1}
     N = _rung(n_labels, 128, 2)
+    if n_labels <= BUCKET_MAX_LABELS < N:  # 2**18, the top rung (2**17 * 2)
+        N = BUCKET_MAX_LABELS
     floor = max(int(n_workers), N >> 6)
     step = 3 if _rung(floor, 8, 3) * n_classes**2 <= _COARSE_WORKER_ENTRIES else 1
     W = _rung(floor, 8, step)
