@@ -3,9 +3,10 @@
 For each dataset folder (``labels.csv``: task, worker, label; ``truth.csv``: task,
 label) every method fits all the labels without gold and is scored on the gold tasks:
 accuracy, mean log-loss of the gold label, expected calibration error (10 equal-width
-bins of the top-class probability) and fit time. crowdbayes models are found
-dynamically (every aggregator in ``crowdbayes.models`` that fits labels alone); the
-Bayesian ones also run NUTS on small datasets. Peers: crowd-kit's MajorityVote, Wawa,
+bins of the top-class probability) and fit time. crowdbayes models come
+from the registry (``crowdbayes.registry.MODELS``: every model that fits labels alone,
+with neither gold nor a classifier's probabilities); those that take NUTS also run it on
+small datasets (``--nuts``). Peers: crowd-kit's MajorityVote, Wawa,
 DawidSkene, OneCoinDawidSkene, GLAD, MACE, MMSR when installed (``bench`` extra); a
 peer that fails or runs past ``--timeout`` is reported as such, not hidden.
 
@@ -21,10 +22,7 @@ card ``models/calibrated_dawid_skene.md``, and prints the mean rank of each meth
 from __future__ import annotations
 
 import argparse
-import importlib
-import inspect
 import json
-import pkgutil
 import signal
 import sys
 import time
@@ -39,12 +37,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from crowdbayes.base import Aggregator  # noqa: E402
 from crowdbayes.engines import NUTS  # noqa: E402
 
 START, END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
 CARD = ROOT / "models" / "calibrated_dawid_skene.md"  # recommended()'s model card
-SKIP = {"GoldMajorityVote", "CrowdLab", "BayesianCrowdLab"}  # need gold or classifier inputs
 PEERS = ["MajorityVote", "Wawa", "DawidSkene", "OneCoinDawidSkene", "GLAD", "MACE", "MMSR"]
 
 
@@ -88,37 +84,26 @@ def load(folder: Path) -> tuple[pd.DataFrame, pd.Series] | None:
 
 
 def crowdbayes_methods(nuts: str) -> dict[str, tuple[Callable[[], Any], bool]]:
-    """name -> (factory, is_nuts)."""
-    import crowdbayes.models as models
+    """name -> (factory, is_nuts): every registered model that needs neither gold nor a
+    classifier's ``pred_probs`` (``crowdbayes.registry.MODELS``), ``recommended()`` first."""
+    from crowdbayes.registry import MODELS
 
-    found: dict[str, type] = {}
-    for info in pkgutil.iter_modules(models.__path__):
-        if info.name.startswith("_"):
-            continue
-        mod = importlib.import_module(f"crowdbayes.models.{info.name}")
-        for name, obj in vars(mod).items():
-            if (
-                inspect.isclass(obj)
-                and issubclass(obj, Aggregator)
-                and obj.__module__ == mod.__name__
-                and not name.startswith("_")
-                and name not in SKIP
-            ):
-                found[name] = obj
+    specs = {
+        spec.estimator: spec
+        for key, spec in MODELS.items()
+        if key != "recommended" and not spec.needs_gold and not spec.needs_pred_probs
+    }
     out: dict[str, tuple[Callable[[], Any], bool]] = {}
-    try:
-        from crowdbayes.recommend import recommended
+    from crowdbayes.recommend import recommended
 
-        out["recommended()"] = (recommended, False)
-    except ImportError:
-        pass
-    for name, cls in sorted(found.items()):
-        if name == "MajorityVote":
+    out["recommended()"] = (recommended, False)
+    for name, spec in sorted(specs.items()):
+        cls = spec.estimator_class()
+        if spec.tie_break:
             out[name] = (lambda cls=cls: cls(tie_break="smallest"), False)
             continue
         out[name] = (cls, False)
-        params = inspect.signature(cls.__init__).parameters
-        if "method" in params and (nuts == "all" or (nuts == "ds" and name == "DawidSkene")):
+        if spec.nuts and (nuts == "all" or (nuts == "ds" and name == "DawidSkene")):
             out[f"{name} (NUTS)"] = (
                 lambda cls=cls: cls(inference=NUTS(num_warmup=300, num_samples=300, num_chains=2)),
                 True,

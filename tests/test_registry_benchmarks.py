@@ -110,3 +110,24 @@ def test_the_estimators_page_gets_every_registered_estimator() -> None:
 def test_every_registered_estimator_is_a_public_name() -> None:
     for spec in MODELS.values():
         assert spec.estimator in cb.__all__ and cb._LAZY[spec.estimator] == f".{spec.module}"
+
+
+def test_the_accuracy_benchmark_fits_every_registered_label_only_model() -> None:
+    """``benchmarks/accuracy.py`` fits ``recommended()`` and every registered model that
+    needs neither gold nor ``pred_probs``, and nothing else (it once walked
+    ``crowdbayes.models`` and tried the base class ``BayesianAggregator`` as a model);
+    ``--nuts all`` adds the NUTS fit of each model that takes it."""
+    acc = bench("accuracy")
+    label_only = [
+        s
+        for k, s in MODELS.items()
+        if k != "recommended" and not (s.needs_gold or s.needs_pred_probs)
+    ]
+    assert sorted(acc.crowdbayes_methods("none")) == sorted(
+        ["recommended()"] + [s.estimator for s in label_only]
+    )
+    with_nuts = acc.crowdbayes_methods("all")
+    assert sorted(n for n in with_nuts if n.endswith(" (NUTS)")) == sorted(
+        f"{s.estimator} (NUTS)" for s in label_only if s.nuts
+    )
+    assert all(with_nuts[n][1] == n.endswith(" (NUTS)") for n in with_nuts)
