@@ -16,7 +16,7 @@ from numpyro.infer.util import log_density
 import crowdbayes as cb
 from crowdbayes.inference.em import em_data
 from crowdbayes.inference.nuts import ConvergenceWarning, check_convergence
-from crowdbayes.models.bayesian import em_objective
+from crowdbayes.inference.posterior import em_objective
 from crowdbayes.models.dawid_skene import DawidSkene, DawidSkeneModel, DSParams, numpyro_model
 from crowdbayes.simulate import dirichlet_confusion, sample_labels
 from crowdbayes.simulate import true_accuracy as accuracy

@@ -12,7 +12,7 @@ from numpyro.infer.util import log_density
 
 import crowdbayes as cb
 from crowdbayes.inference.em import em_data
-from crowdbayes.models.bayesian import em_objective, marginal_model
+from crowdbayes.inference.posterior import em_objective, marginal_model
 from crowdbayes.models.class_conditional import ClassConditionalDawidSkene
 from crowdbayes.models.dawid_skene import DawidSkene
 from crowdbayes.models.mace import MACE, mace_confusion

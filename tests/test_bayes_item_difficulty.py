@@ -18,7 +18,7 @@ from numpyro.infer.util import log_density
 import crowdbayes as cb
 from crowdbayes.inference.em import em_data
 from crowdbayes.inference.nuts import ConvergenceWarning
-from crowdbayes.models.bayesian import em_objective, marginal_model
+from crowdbayes.inference.posterior import em_objective, marginal_model
 from crowdbayes.models.item_difficulty import ItemDifficulty, ItemDifficultyModel
 
 FAMILY = ItemDifficultyModel

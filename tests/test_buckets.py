@@ -163,14 +163,15 @@ def test_programs_stay_bounded_over_many_shapes(monkeypatch):
     assert n_programs() == len(buckets) <= 5
     # beyond MAX_PROGRAMS programs a cache is cleared: never more than that many, for the
     # EM loop and for every other jitted function (here confusion_ and the intervals')
-    from crowdbayes.models import bayesian, one_coin
+    from crowdbayes.inference import posterior
+    from crowdbayes.models import one_coin
 
     monkeypatch.setattr(em, "MAX_PROGRAMS", 3)
     for n_tasks in (20, 40, 80, 160, 320, 640):
         fit = OneCoinDawidSkene(max_iter=5).fit(crowd(n_tasks, 10, n_tasks))
         fit.annotator_quality(n_draws=10)  # exact shapes: one program per dataset
         assert n_programs() <= 3
-        assert bayesian._confusion_jit._cache_size() <= 3
+        assert posterior._confusion_jit._cache_size() <= 3
         assert one_coin._expected_jit._cache_size() <= 3
 
 

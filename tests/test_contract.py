@@ -239,7 +239,7 @@ def _density_setup(key: str) -> tuple[Any, ...]:
     import numpyro
     from numpyro.infer.util import log_density, unconstrain_fn
 
-    from crowdbayes.models.bayesian import em_objective, marginal_model
+    from crowdbayes.inference.posterior import em_objective, marginal_model
 
     model = fitted(key)
     family, data_, hyper = model._family, model._data(), model._fitted_hyper()

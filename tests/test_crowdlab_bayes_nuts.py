@@ -18,7 +18,7 @@ from numpyro.infer.util import log_density
 import crowdbayes as cb
 from crowdbayes.inference.em import e_step, em_data
 from crowdbayes.inference.nuts import ConvergenceWarning
-from crowdbayes.models.bayesian import em_objective
+from crowdbayes.inference.posterior import em_objective
 from crowdbayes.models.bayesian_crowdlab import (
     BayesianCrowdLab,
     BayesianCrowdLabModel,

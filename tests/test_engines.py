@@ -130,3 +130,69 @@ def test_grid_search_style_parameters(sim):
         model = sklearn_base.clone(base).set_params(inference__max_iter=max_iter)
         its.append(model.fit(sim.annotations).n_iter_)
     assert its == [1, 3] and base.inference.max_iter == 100
+
+
+@pytest.mark.filterwarnings("ignore::crowdbayes.inference.nuts.ConvergenceWarning")  # short chains
+def test_an_engine_runs_a_family_and_returns_its_posterior(sim):
+    """``EM(...).run(family, data, hyper, init)`` is what an estimator's fit runs: the same
+    class posterior, confusions and class prior as the fitted estimator's, which keeps
+    it as ``posterior_``; NUTS's run starts at EM's estimate and adds the draws."""
+    from crowdbayes.inference.em import em_data
+    from crowdbayes.inference.posterior import Posterior
+    from crowdbayes.models.bayesian import vote_shares
+
+    ann = cb.as_annotations(sim.annotations)
+    model = cb.DawidSkene(inference=cb.EM(max_iter=20)).fit(ann)
+    est = cb.DawidSkene()
+    family, hyper = est._family, est._hyper(ann)
+    post = cb.EM(max_iter=20).run(family, em_data(ann), hyper, vote_shares(ann))
+    assert isinstance(post, Posterior) and post.method == "em" and not post.sampled
+    assert isinstance(model.posterior_, Posterior) and model.posterior_.draws is None
+    np.testing.assert_allclose(post.proba, model.proba_, atol=1e-5)
+    np.testing.assert_allclose(post.confusion, model.confusion_, atol=1e-5)
+    np.testing.assert_allclose(post.class_prior, model.class_prior_, atol=1e-5)
+    assert post.n_iter == model.n_iter_ and post.confusion.shape == (10, 3, 3)
+    # an EM posterior's mean of a quantity is its value at the estimate
+    log_pi = post.mean("pi", lambda p: p.log_pi)
+    np.testing.assert_allclose(log_pi, np.log(post.class_prior), rtol=1e-6)
+    with pytest.raises(ValueError, match="NUTS"):
+        post.require_samples()
+
+    engine = cb.NUTS(num_warmup=40, num_samples=30, num_chains=1, seed=2)
+    sampled = engine.run(family, em_data(ann), hyper, vote_shares(ann), em=cb.EM(max_iter=20))
+    assert sampled.method == "nuts" and sampled.samples is not None
+    pi = sampled.samples.site("pi")
+    assert pi.shape == (30, 3) and sampled.samples.confusion.shape == (30, 10, 3, 3)
+    # NUTS's mean of a site is over its draws; its confusions and class prior are means too
+    np.testing.assert_allclose(sampled.mean("pi", lambda p: None), pi.mean(axis=0))
+    np.testing.assert_allclose(sampled.class_prior, sampled.samples.class_prior.mean(axis=0))
+    np.testing.assert_allclose(sampled.proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(sampled.params.log_pi, post.params.log_pi)  # EM's start
+    fitted = cb.DawidSkene(inference=engine).fit(ann)
+    np.testing.assert_allclose(fitted.posterior_.samples.site("pi"), pi, rtol=1e-6)
+    np.testing.assert_allclose(fitted.proba_, sampled.proba, rtol=1e-6)
+
+
+def test_empirical_bayes_rounds_are_the_em_engines_refit():
+    """HierarchicalDawidSkene's empirical-Bayes scales come from EM's ``refit`` rounds:
+    running its family through ``EM.run`` with the estimator's ``_refit`` gives the
+    fitted scales and posterior; with both scales fixed there is no refit."""
+    from crowdbayes.inference.em import em_data
+
+    df, _ = cb.datasets.load("bluebirds")
+    model = cb.HierarchicalDawidSkene().fit(df)
+    assert model.posterior_.hyper is not None or model.data_ is None
+    ann = cb.as_annotations(df)
+    est = cb.HierarchicalDawidSkene()
+    est._eb_scales = None
+    data = em_data(ann)
+    refit = est._refit(ann, data)
+    assert refit is not None
+    post = cb.EM().run(est._family, data, est._hyper(ann), est._init_post(ann), refit=refit)
+    assert post.hyper.sigma != 1.0  # the scales moved off their start
+    np.testing.assert_allclose(float(post.hyper.sigma), model.population_scale_, rtol=1e-6)
+    np.testing.assert_allclose(float(post.hyper.tau), model.ability_scale_, rtol=1e-6)
+    assert est._eb_scales == pytest.approx((model.population_scale_, model.ability_scale_))
+    np.testing.assert_allclose(post.proba, model.proba_, atol=1e-4)
+    fixed = cb.HierarchicalDawidSkene(population_scale=0.5, ability_scale=0.5)
+    assert fixed._refit(ann, data) is None

@@ -4,11 +4,15 @@ Every Bayesian estimator takes ``inference=EM(max_iter=200, devices=4)`` or
 ``inference=NUTS(num_chains=4, seed=0)``; given, it replaces the estimator's
 ``method`` and engine parameters (``max_iter``, ``tol``, ``progress``, ``devices``;
 ``num_warmup``, ``num_samples``, ``num_chains``, ``seed``). NUTS starts from the EM
-estimate, found with the estimator's own ``max_iter`` and ``tol``. Engines are plain
-parameter holders (no JAX import), so estimators stay cheap to build, and they follow
-scikit-learn's nested-parameter convention: ``get_params()`` lists
-``inference__max_iter``, ``set_params(inference__max_iter=5)`` sets it, so ``clone``
-and grid searches work. This module imports neither JAX nor NumPy.
+estimate, found with the estimator's own ``max_iter`` and ``tol``. Each engine's
+``run(family, data, hyper, init)`` fits a model family and returns its
+:class:`~crowdbayes.inference.posterior.Posterior` (EM's estimate, or NUTS's draws),
+which every Bayesian estimator keeps as ``posterior_`` and reads its outputs from; an
+estimator's empirical-Bayes rounds (``HierarchicalDawidSkene``'s scales) are EM's
+``refit``. Building an engine imports no JAX (``run`` does), so estimators stay cheap
+to build, and engines follow scikit-learn's nested-parameter convention:
+``get_params()`` lists ``inference__max_iter``, ``set_params(inference__max_iter=5)``
+sets it, so ``clone`` and grid searches work. Importing this module imports neither JAX nor NumPy.
 
 The flat NUTS parameters, ``method="nuts"`` and ``num_warmup``, ``num_samples``,
 ``num_chains`` (:data:`DEPRECATED_PARAMS`), still fit as before but are deprecated: a fit
@@ -34,7 +38,10 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from .inference.posterior import Posterior
 
 __all__ = [
     "DEPRECATED_PARAMS",
@@ -91,6 +98,25 @@ class EM(_Engine):
     progress: bool = False
     devices: Any = None
 
+    def run(self, family: Any, data: Any, hyper: Any, init: Any, *, refit: Any = None) -> Posterior:
+        """EM on ``family`` from the class posterior ``init`` (``[n_tasks, K]``) on the
+        kernel arrays ``data`` (laid out for ``devices`` by the estimator) at ``hyper``;
+        with ``refit``, empirical-Bayes rounds of the hyperparameters first
+        (:func:`~crowdbayes.inference.posterior.em_posterior`). Returns the
+        :class:`~crowdbayes.inference.posterior.Posterior` at EM's estimate."""
+        from .inference.posterior import em_posterior
+
+        return em_posterior(
+            family,
+            data,
+            hyper,
+            init,
+            max_iter=int(self.max_iter),
+            tol=float(self.tol),
+            progress=bool(self.progress),
+            refit=refit,
+        )
+
 
 @dataclass
 class NUTS(_Engine):
@@ -104,6 +130,26 @@ class NUTS(_Engine):
     num_chains: int = 4
     seed: int = 0
     progress: bool = False
+
+    def run(
+        self,
+        family: Any,
+        data: Any,
+        hyper: Any,
+        init: Any,
+        *,
+        em: EM | None = None,
+        refit: Any = None,
+    ) -> Posterior:
+        """NUTS on ``family``'s posterior, every chain started at the estimate that
+        ``em`` (default ``EM()``; with ``refit``, after its empirical-Bayes rounds) finds
+        from ``init``, on exact-shaped ``data``. Returns the
+        :class:`~crowdbayes.inference.posterior.Posterior` of the draws."""
+        from .inference.posterior import nuts_posterior
+
+        start = (EM() if em is None else em).run(family, data, hyper, init, refit=refit)
+        settings = {k: bool(v) if k == "progress" else int(v) for k, v in self.get_params().items()}
+        return nuts_posterior(family, data, start, **settings)
 
 
 def engine_settings(estimator: Any) -> dict[str, Any]:

@@ -14,20 +14,19 @@ A model family is a class of static functions. For EM it follows
 - ``em_draws(params, post, data, hyper, rng, n) -> (confusion [n, W, K, L], pi [n, K])``:
   draws from the approximate posterior around the EM estimate, for intervals.
 
-:func:`marginal_model` is the NumPyro model of any family: the true class is
-marginalised by log-sum-exp inside :func:`~crowdbayes.inference.em.e_step`, the
-one function EM also uses, so the two engines share one likelihood. :func:`nuts_draws`
-samples it, all chains in one jitted program compiled once per family and data shapes,
-in numpyro's unconstrained coordinates or, where a family provides
-``unconstrained_potential`` (with ``unconstrained_from_params`` and
-``sites_from_unconstrained``), in its own: the same posterior through the same
-``e_step``, with cheaper gradients.
+:class:`BayesianAggregator` fits a family through its engine (``EM(...).run`` or
+``NUTS(...).run``, :mod:`crowdbayes.engines`) and keeps the
+:class:`~crowdbayes.inference.posterior.Posterior` it returns as ``posterior_``, which
+its outputs read. The NumPyro model of any family (``marginal_model``: the true class
+marginalised inside the same ``e_step`` EM uses, so the two engines share one
+likelihood), ``nuts_draws`` and the ``Reparametrised`` Protocol (a family's own NUTS
+coordinates) live in :mod:`crowdbayes.inference.posterior` and are re-exported here.
 """
 
 from __future__ import annotations
 
 import warnings
-from functools import cache, partial
+from dataclasses import replace
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import jax
@@ -37,24 +36,24 @@ import pandas as pd
 
 from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations
-from ..engines import engine_settings, warn_deprecated
+from ..engines import EM, NUTS, engine_settings, warn_deprecated
 from ..inference.em import (
     BUCKET_MAX_LABELS,
     BUCKETS,
     EMData,
     EMModel,
     _e_step_jit,
-    e_step,
     em_data,
     is_bucketed,
     posterior,
-    run_em,
 )
-from ..inference.nuts import (
-    ConvergenceWarning,
-    check_convergence,
-    run_nuts_potential,
-    to_inference_data,
+from ..inference.nuts import ConvergenceWarning, to_inference_data
+from ..inference.posterior import (
+    Posterior,
+    Refit,
+    Reparametrised,
+    marginal_model,
+    nuts_draws,
 )
 from .confusion import ConfusionModel, ConfusionParams
 
@@ -119,20 +118,6 @@ class BayesianFamily(EMModel, Protocol):
         ...
 
 
-@runtime_checkable
-class Reparametrised(Protocol):
-    """A family's own unconstrained coordinates ``z`` for NUTS (see :func:`nuts_draws`)."""
-
-    @staticmethod
-    def unconstrained_potential(z: Any, data: EMData, hyper: Any) -> jnp.ndarray: ...
-
-    @staticmethod
-    def unconstrained_from_params(params: Any, hyper: Any) -> Any: ...
-
-    @staticmethod
-    def sites_from_unconstrained(z: Any, hyper: Any) -> dict[str, jnp.ndarray]: ...
-
-
 METHODS = ("em", "nuts")
 #: Imputations of the tasks' classes behind EM's annotator intervals.
 IMPUTATIONS = 50
@@ -148,17 +133,6 @@ PRIOR_LABELS = 4.0
 
 
 # ----------------------------------------------------------------- the model
-def marginal_model(family: Any, data: EMData, hyper: Any) -> None:
-    """NumPyro model of ``family``: priors from ``sample_sites``, then one factor with the
-    per-task log-likelihood (true class marginalised, gold tasks clamped)."""
-    import numpyro
-
-    sites = family.sample_sites(data, hyper)
-    params = family.params_from_sites(sites, hyper)
-    _, task_lp = e_step(family, params, data)
-    numpyro.factor("labels", task_lp.sum())
-
-
 def sample_priors(hyper: Any, **priors: Any) -> dict[str, jnp.ndarray]:
     """``sample_sites`` of a family whose priors are independent: each of ``priors``
     (site name -> NumPyro distribution) sampled under its name, in order, then the
@@ -245,92 +219,6 @@ class ClassPrior:
         return dirichlet_draws(np.asarray(post.sum(1) + class_counts, np.float64), rng, n)
 
 
-def nuts_draws(
-    family: Any,
-    data: EMData,
-    hyper: Any,
-    em_params: Any,
-    *,
-    num_warmup: int = 1000,
-    num_samples: int = 1000,
-    num_chains: int = 4,
-    seed: int = 0,
-    progress: bool = False,
-) -> dict[str, np.ndarray]:
-    """NUTS on the posterior of :func:`marginal_model`, every chain started at the EM
-    estimate ``em_params``; the chains run one after another in one jitted program
-    (:func:`~crowdbayes.inference.nuts.run_nuts_potential`), compiled once per family and
-    shapes. Returns draws of the sites, ``[chains, draws, ...]``. ``progress`` shows a
-    progress bar of the chains (the draws do not depend on it).
-
-    The coordinates are numpyro's unconstrained ones (its transforms and their Jacobians),
-    unless the family has its own, cheaper ones:
-
-    - ``unconstrained_potential(z, data, hyper)``: minus the log posterior density of
-      ``z`` (EM's objective at ``params_from_unconstrained(z)`` plus the log-Jacobian),
-      the same distribution as :func:`marginal_model`;
-    - ``unconstrained_from_params(params, hyper) -> z``;
-    - ``sites_from_unconstrained(z, hyper) -> dict``: the sites of ``sample_sites``.
-    """
-    if isinstance(family, Reparametrised):
-        potential = family.unconstrained_potential
-        z0 = family.unconstrained_from_params(em_params, hyper)
-    else:
-        from numpyro.infer.util import unconstrain_fn
-
-        potential = _marginal_potential(family)
-        init = {k: jnp.asarray(v) for k, v in family.sites_from_params(em_params, hyper).items()}
-        z0 = unconstrain_fn(partial(marginal_model, family), (data, hyper), {}, init)
-    z, _ = run_nuts_potential(
-        potential,
-        z0,
-        data,
-        hyper,
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        seed=seed,
-        progress=progress,
-    )
-    return {k: np.asarray(v) for k, v in _sites_jit(family, z, data, hyper).items()}
-
-
-@cache
-def _marginal_potential(family: Any) -> Any:
-    """Minus the log density of :func:`marginal_model` of ``family`` at numpyro's
-    unconstrained sites ``z``: one function object per family, so its compiled NUTS
-    program is reused by later fits of the same shapes."""
-    from numpyro.infer.util import potential_energy
-
-    def potential(z: dict[str, jnp.ndarray], data: EMData, hyper: Any) -> jnp.ndarray:
-        return potential_energy(partial(marginal_model, family), (data, hyper), {}, z)
-
-    return potential
-
-
-def _sites(family: Any, z: Any, data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
-    """The sites of draws ``z`` (leaves ``[chains, draws, ...]``) in either coordinates."""
-    if isinstance(family, Reparametrised):
-        one = partial(family.sites_from_unconstrained, hyper=hyper)
-    else:
-        from numpyro.infer.util import constrain_fn
-
-        one = partial(constrain_fn, partial(marginal_model, family), (data, hyper), {})
-    return dict(jax.vmap(jax.vmap(one))(z))
-
-
-_sites_jit = jax.jit(_sites, static_argnums=0)
-
-
-_confusion_jit = jax.jit(lambda family, params: family.confusion(params), static_argnums=0)
-
-
-def em_objective(family: Any, params: Any, data: EMData, hyper: Any) -> jnp.ndarray:
-    """EM's objective at ``params``: log-likelihood (class marginalised) + log prior."""
-    _, task_lp = e_step(family, params, data)
-    return task_lp.sum() + family.log_prior(params, hyper)
-
-
 def vote_shares(ann: Annotations) -> np.ndarray:
     """Majority-vote shares ``[n_tasks, K]`` with gold tasks clamped (EM's starting point)."""
     votes = ann.vote_counts().astype(np.float64)
@@ -341,45 +229,6 @@ def vote_shares(ann: Annotations) -> np.ndarray:
 
 
 # ------------------------------------------------------- draws of the posterior
-def _summarise(family: Any, sites: Any, data: EMData, hyper: Any) -> tuple[jnp.ndarray, ...]:
-    """Over draws (leading axis of ``sites``): mean class posterior ``[K, T]``, per-task
-    log-likelihood ``[S, T]``, confusion ``[S, W, K, L]`` and log class prior ``[S, K]``."""
-    K = hyper_n_classes(family, sites, hyper)
-    T = data.gold.shape[0]
-
-    def step(total: jnp.ndarray, site: Any) -> tuple[jnp.ndarray, tuple[jnp.ndarray, ...]]:
-        params = family.params_from_sites(site, hyper)
-        post, task_lp = e_step(family, params, data)
-        return total + post, (task_lp, family.confusion(params), params.log_pi)
-
-    total, (task_lp, conf, log_pi) = jax.lax.scan(step, jnp.zeros((K, T), jnp.float32), sites)
-    n = jax.tree_util.tree_leaves(sites)[0].shape[0]
-    return total / n, task_lp, conf, log_pi
-
-
-def hyper_n_classes(family: Any, sites: Any, hyper: Any) -> int:
-    one = jax.tree_util.tree_map(lambda x: x[0], sites)
-    params = jax.eval_shape(lambda s: family.params_from_sites(s, hyper), one)
-    return int(params.log_pi.shape[0])
-
-
-def _chosen_draws(
-    family: Any, sites: Any, data: EMData, hyper: Any, chosen: jnp.ndarray
-) -> jnp.ndarray:
-    """``[S, T]``: per draw, the posterior probability of each task's chosen class."""
-
-    def step(carry: None, site: Any) -> tuple[None, jnp.ndarray]:
-        post, _ = e_step(family, family.params_from_sites(site, hyper), data)
-        return None, jnp.take_along_axis(post, chosen[None, :], axis=0)[0]
-
-    return jax.lax.scan(step, None, sites)[1]
-
-
-_summarise_jit = jax.jit(_summarise, static_argnums=0)
-_chosen_draws_jit = jax.jit(_chosen_draws, static_argnums=0)
-_em_objective_jit = jax.jit(em_objective, static_argnums=0)
-
-
 def dirichlet_draws(alpha: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     """``n`` Dirichlet draws (last axis is the simplex), vectorised, float32.
 
@@ -539,7 +388,9 @@ class BayesianAggregator(Aggregator):
     Fitted attributes: ``proba_``; ``params_`` (EM estimate; NUTS starts from it);
     ``confusion_`` ``[W, K, K]`` and ``class_prior_`` (EM: MAP; NUTS: posterior mean);
     ``history_``, ``n_iter_``, ``converged_`` (EM); with NUTS ``draws_`` (site ->
-    ``[chains, draws, ...]``), ``convergence_`` (R-hat, ESS per site) and ``idata_``.
+    ``[chains, draws, ...]``), ``convergence_`` (R-hat, ESS per site) and ``idata_``;
+    ``posterior_``, the :class:`~crowdbayes.inference.posterior.Posterior` the engine
+    returned, which all of these are read from.
     """
 
     #: Gibbs sweeps per imputation behind EM's intervals (:meth:`_em_interval_draws`);
@@ -550,7 +401,7 @@ class BayesianAggregator(Aggregator):
     _family: ClassVar[Any]
     _site_dims: ClassVar[dict[str, list[str]]] = {}
 
-    _chosen_prob: np.ndarray
+    posterior_: Posterior
 
     # the engine parameters: declarations and defaults
     method: str = "em"
@@ -605,6 +456,37 @@ class BayesianAggregator(Aggregator):
         to ``ann.n_tasks`` (padding tasks dropped); unchanged where there are none."""
         return params
 
+    def _engine(self) -> EM | NUTS:
+        """The engine this fit runs: the estimator's ``inference`` or one built from its
+        own parameters (:func:`~crowdbayes.engines.engine_settings`)."""
+        settings = engine_settings(self)
+        if settings["method"] == "em":
+            return EM(
+                max_iter=int(settings["max_iter"]),
+                tol=float(settings["tol"]),
+                progress=bool(settings["progress"]),
+                devices=settings["devices"],
+            )
+        return NUTS(
+            num_warmup=int(settings["num_warmup"]),
+            num_samples=int(settings["num_samples"]),
+            num_chains=int(settings["num_chains"]),
+            seed=int(settings["seed"]),
+            progress=bool(settings["progress"]),
+        )
+
+    def _start(self) -> EM:
+        """The EM that finds the estimate NUTS starts from (the estimator's own
+        ``max_iter`` and ``tol``; no progress bar)."""
+        settings = engine_settings(self)
+        return EM(max_iter=int(settings["max_iter"]), tol=float(settings["tol"]))
+
+    def _refit(self, ann: Annotations, data: EMData) -> Refit | None:
+        """An empirical-Bayes update of the hyperparameters between EM runs on ``data``
+        (see :func:`~crowdbayes.inference.posterior.em_posterior`), or None (the
+        default: the hyperparameters are the estimator's)."""
+        return None
+
     # ---------------------------------------------------------------- fit
     def _fit(self, ann: Annotations) -> None:
         settings = engine_settings(self)  # inference=EM(...)/NUTS(...) or the parameters
@@ -624,78 +506,42 @@ class BayesianAggregator(Aggregator):
             data = self._em_data(ann, None)
             laid_out = is_bucketed(data)
             hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
+        engine = self._engine()
+        refit = self._refit(ann, data)
+        if isinstance(engine, NUTS):
+            post = engine.run(
+                family, data, hyper, self._init_post(ann), em=self._start(), refit=refit
+            )
+        else:
+            post = engine.run(family, data, hyper, self._init_post(ann), refit=refit)
         # sharded and bucketed layouts serve this fit only: later uses rebuild exact
         # one-device ones (_data, _fitted_hyper), so a fit never holds both at once
         self.data_: EMData | None = None if laid_out else data
-        self.hyper_: Any = None if laid_out else hyper
-        res = run_em(
-            family,
-            data,
-            self._init_post(ann),
-            hyper,
-            max_iter=int(settings["max_iter"]),
-            tol=float(settings["tol"]),
-            progress=bool(settings["progress"]) and method == "em",
-        )
+        self.hyper_: Any = None if laid_out else post.hyper
         sharded = devices is not None and devices is not BUCKETS
-        self.params_ = self._unpad_params(res.params, ann) if sharded else res.params
-        self.history_ = res.history
-        self.n_iter_ = res.n_iter
-        self.converged_ = res.converged
-        self.draws_: dict[str, np.ndarray] | None = None
-        if method == "em":
-            self.proba_ = res.post
-            # jitted on the bucket's params (one program per bucket, not eager ops per shape)
-            padded = res.padded_params if res.padded_params is not None else self.params_
-            conf = np.asarray(_confusion_jit(family, padded), dtype=np.float64)
-            self.confusion_ = conf[: ann.n_workers]
-            self.class_prior_ = np.exp(np.asarray(self.params_.log_pi, dtype=np.float64))
-        else:
-            self._fit_nuts(ann, data, hyper, res.params)
-        self.label_codes_ = np.argmax(self.proba_, axis=1)
-        if self.draws_ is not None:
-            chosen = jnp.asarray(self.label_codes_, jnp.int32)
-            self._chosen_prob = np.asarray(
-                _chosen_draws_jit(family, self._flat_sites(), data, hyper, chosen)
+        if sharded:
+            post = replace(post, params=self._unpad_params(post.params, ann))
+        self.posterior_ = post
+        self.params_ = post.params
+        self.history_ = post.history
+        self.n_iter_ = post.n_iter
+        self.converged_ = post.converged
+        self.draws_: dict[str, np.ndarray] | None = post.draws
+        self.proba_ = post.proba
+        self.confusion_ = post.confusion
+        self.class_prior_ = post.class_prior
+        if post.samples is not None:
+            self.convergence_ = post.samples.convergence
+            self._idata = None
+            self._check_label_switching(
+                next(iter(post.samples.draws.values())).shape[0], ann.n_classes
             )
-
-    def _flat_sites(self) -> dict[str, jnp.ndarray]:
-        assert self.draws_ is not None
-        return {
-            k: jnp.asarray(v.reshape(-1, *v.shape[2:]), jnp.float32) for k, v in self.draws_.items()
-        }
-
-    def _fit_nuts(self, ann: Annotations, data: EMData, hyper: Any, em_params: Any) -> None:
-        family = self._family
-        settings = engine_settings(self)
-        draws = nuts_draws(
-            family,
-            data,
-            hyper,
-            em_params,
-            num_warmup=int(settings["num_warmup"]),
-            num_samples=int(settings["num_samples"]),
-            num_chains=int(settings["num_chains"]),
-            seed=int(settings["seed"]),
-            progress=bool(settings["progress"]),
-        )
-        self.draws_ = draws
-        C, D = next(iter(draws.values())).shape[:2]
-        mean_post, task_lp, conf, log_pi = _summarise_jit(family, self._flat_sites(), data, hyper)
-        proba = np.asarray(mean_post, dtype=np.float64).T
-        self.proba_ = proba / proba.sum(axis=1, keepdims=True)
-        self._task_log_lik = np.asarray(task_lp).reshape(C, D, -1)
-        self._conf_draws = np.asarray(conf)
-        self._pi_draws = np.exp(np.asarray(log_pi, dtype=np.float64))
-        self.confusion_ = self._conf_draws.mean(axis=0, dtype=np.float64)
-        self.class_prior_ = self._pi_draws.mean(axis=0)
-        self._idata = None
-        self.convergence_ = check_convergence(draws)
-        self._check_label_switching(C, ann.n_classes)
+        self.label_codes_ = np.argmax(self.proba_, axis=1)
 
     def _check_label_switching(self, n_chains: int, n_classes: int) -> None:
-        sens = np.diagonal(self._conf_draws, axis1=-2, axis2=-1)  # [S, W, K]
-        acc = np.einsum("swk,sk->sw", sens, self._pi_draws).mean(axis=1)  # [S]
+        samples = self.posterior_.require_samples()
+        sens = np.diagonal(samples.confusion, axis1=-2, axis2=-1)  # [S, W, K]
+        acc = np.einsum("swk,sk->sw", sens, samples.class_prior).mean(axis=1)  # [S]
         per_chain = acc.reshape(n_chains, -1).mean(axis=1)
         switched = np.flatnonzero(per_chain < 1.0 / n_classes)
         if switched.size:
@@ -736,14 +582,15 @@ class BayesianAggregator(Aggregator):
         and the derived annotator ``accuracy``); only after a fit by NUTS
         (``inference=NUTS(...)``)."""
         check_is_fitted(self)
-        if self.draws_ is None:
+        samples = self.posterior_.samples
+        if samples is None:
             raise AttributeError("idata_ exists only after fitting with inference=NUTS(...)")
         if getattr(self, "_idata", None) is None:
             ann = self.annotations_
-            C, D = self._task_log_lik.shape[:2]
-            sens = np.diagonal(self._conf_draws, axis1=-2, axis2=-1)
-            acc = np.einsum("swk,sk->sw", sens, self._pi_draws).reshape(C, D, -1)
-            posterior = dict(self.draws_)
+            C, D = samples.task_log_lik.shape[:2]
+            sens = np.diagonal(samples.confusion, axis1=-2, axis2=-1)
+            acc = np.einsum("swk,sk->sw", sens, samples.class_prior).reshape(C, D, -1)
+            posterior = dict(samples.draws)
             posterior["accuracy"] = acc
             dims = {k: v for k, v in self._site_dims.items() if k in posterior}
             dims["accuracy"] = ["worker"]
@@ -754,15 +601,18 @@ class BayesianAggregator(Aggregator):
                 "true": np.asarray(ann.classes.astype(str)),
                 "given": np.asarray(ann.classes.astype(str)),
             }
-            self._idata = to_inference_data(posterior, self._task_log_lik, coords=coords, dims=dims)
+            self._idata = to_inference_data(
+                posterior, samples.task_log_lik, coords=coords, dims=dims
+            )
         return self._idata
 
     def log_likelihood(self) -> pd.Series:
         """Per task: log p(labels of the task | params) with the class marginalised
         (EM: at the MAP; NUTS: the log of the posterior-mean likelihood)."""
         check_is_fitted(self)
-        if self.draws_ is not None:
-            ll = self._task_log_lik.reshape(-1, self._task_log_lik.shape[-1]).astype(np.float64)
+        if (samples := self.posterior_.samples) is not None:
+            task_ll = samples.task_log_lik
+            ll = task_ll.reshape(-1, task_ll.shape[-1]).astype(np.float64)
             m = ll.max(axis=0)
             values = m + np.log(np.exp(ll - m).mean(axis=0))
         else:
@@ -777,8 +627,8 @@ class BayesianAggregator(Aggregator):
         credible bounds of the chosen label's probability."""
         check_interval(interval, "task_uncertainty")
         out = super().task_uncertainty()
-        if self.draws_ is not None:
-            lo, hi = interval_bounds(self._chosen_prob, interval)
+        if (samples := self.posterior_.samples) is not None:
+            lo, hi = interval_bounds(samples.chosen_prob, interval)
             out["probability_lower"], out["probability_upper"] = lo, hi
         return out
 
@@ -793,8 +643,8 @@ class BayesianAggregator(Aggregator):
         check_interval(interval, "annotator_quality")
         check_is_fitted(self)
         ann = self.annotations_
-        if self.draws_ is not None:
-            conf_d, pi_d = self._conf_draws, self._pi_draws
+        if (samples := self.posterior_.samples) is not None:
+            conf_d, pi_d = samples.confusion, samples.class_prior
         elif interval is not None:
             conf_d, pi_d = self._em_interval_draws(int(n_draws))
         else:

@@ -48,6 +48,7 @@ True
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from statistics import NormalDist
 from typing import Any, ClassVar, NamedTuple
 
@@ -447,23 +448,29 @@ class BayesianCrowdLab(BayesianAggregator):
         the classifier worse than chance."""
         self.pred_probs_ = ann.require_pred_probs(type(self).__name__)
         super()._fit(ann)
-        p = self.params_
-        if self.draws_ is None:
-            self.class_prior_ = np.asarray(_mean_class_prior_jit(p), dtype=np.float64)
-            self.population_confusion_ = np.exp(np.asarray(p.log_mu, dtype=np.float64))
-            self.classifier_weight_ = float(p.beta)
-            self.class_bias_ = np.asarray(p.log_pi, dtype=np.float64)
+        post = self.posterior_
+        # accuracy weighs classes by the class prior averaged over tasks (EM and NUTS)
+        if (samples := post.samples) is not None:
+            pi = np.asarray(
+                _draws_class_prior_jit(samples.flat_sites(), self._fitted_hyper()), np.float64
+            )
+            samples = replace(samples, class_prior=pi)
+            post = replace(post, samples=samples, class_prior=pi.mean(axis=0))
         else:
-            d = self.draws_
-            # accuracy weighs classes by the class prior averaged over tasks (as with EM)
-            pi = _draws_class_prior_jit(self._flat_sites(), self._fitted_hyper())
-            self._pi_draws = np.asarray(pi, dtype=np.float64)
-            self.class_prior_ = self._pi_draws.mean(axis=0)
-            bias = d["bias"].astype(np.float64)
-            bias = bias - np.log(np.exp(bias).sum(axis=-1, keepdims=True))
-            self.population_confusion_ = d["mu"].mean(axis=(0, 1), dtype=np.float64)
-            self.classifier_weight_ = float(d["beta"].mean(dtype=np.float64))
-            self.class_bias_ = bias.mean(axis=(0, 1))
+            post = replace(
+                post, class_prior=np.asarray(_mean_class_prior_jit(post.params), np.float64)
+            )
+        self.posterior_ = post
+        self.class_prior_ = post.class_prior
+        self.population_confusion_ = post.mean(
+            "mu", lambda p: np.exp(np.asarray(p.log_mu, dtype=np.float64))
+        )
+        self.classifier_weight_ = float(post.mean("beta", lambda p: p.beta))
+        self.class_bias_ = post.mean(
+            "bias",
+            lambda p: p.log_pi,
+            of=lambda b: b - np.log(np.exp(b).sum(axis=-1, keepdims=True)),
+        )
         _warn_if_adversarial(self)
 
     def classifier_weight(self, interval: float = 0.9) -> pd.Series:
@@ -473,8 +480,8 @@ class BayesianCrowdLab(BayesianAggregator):
         which leaves out the uncertainty of the posterior itself) and ``sd``."""
         check_interval(interval, "classifier_weight")
         check_is_fitted(self)
-        if self.draws_ is not None:
-            beta = self.draws_["beta"].reshape(-1).astype(np.float64)
+        if (samples := self.posterior_.samples) is not None:
+            beta = samples.site("beta")
             lo, hi = interval_bounds(beta, interval)
             sd = float(beta.std())
         else:

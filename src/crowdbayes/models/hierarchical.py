@@ -57,13 +57,12 @@ from jax.scipy.sparse.linalg import cg
 
 from ..data import Annotations
 from ..engines import engine_settings
-from ..inference.em import EMData, place_posterior, run_em
+from ..inference.em import EMData, place_posterior
 from .bayesian import (
     BayesianAggregator,
     ClassPrior,
     safe_log,
     sample_priors,
-    vote_shares,
 )
 from .dawid_skene import DawidSkeneModel, DSParams
 
@@ -698,36 +697,17 @@ class HierarchicalDawidSkene(BayesianAggregator):
             put(f32(scales[1])),
         )
 
-    def _init_post(self, ann: Annotations) -> np.ndarray:
-        post = getattr(self, "_eb_post", None)
-        return vote_shares(ann) if post is None else post
-
-    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
-        # the final fit reuses the layout the empirical-Bayes rounds built
-        data = getattr(self, "_eb_data", None)
-        return super()._em_data(ann, devices) if data is None else data
-
     def _fit(self, ann: Annotations) -> None:
         self._eb_scales: tuple[float, float] | None = None
-        self._eb_post: np.ndarray | None = None
-        self._eb_data: EMData | None = None
         self._hyper(ann)  # bad priors fail before any fit
-        try:
-            if self.population_scale is None or self.ability_scale is None:
-                self._empirical_bayes(ann)
-            super()._fit(ann)
-        finally:
-            self._eb_post = self._eb_data = None
+        super()._fit(ann)  # the engine runs the empirical-Bayes rounds (_refit)
         # numpy: eager jnp calls here compiled eight small programs in a fresh process
-        if self.draws_ is None:
-            self.population_scale_ = float(self.params_.sigma)
-            self.ability_scale_ = float(self.params_.tau)
-            self.population_confusion_ = _softmax_np(np.asarray(self.params_.mu))
-        else:
-            self.population_scale_ = float(np.mean(self.draws_["sigma"]))
-            self.ability_scale_ = float(np.mean(self.draws_["tau"]))
-            mu = self.draws_["mu"].reshape(-1, *self.draws_["mu"].shape[2:])
-            self.population_confusion_ = _softmax_np(np.asarray(mu)).mean(axis=0)
+        post = self.posterior_
+        self.population_scale_ = float(post.mean("sigma", lambda p: p.sigma))
+        self.ability_scale_ = float(post.mean("tau", lambda p: p.tau))
+        self.population_confusion_ = post.mean(
+            "mu", lambda p: _softmax_np(np.asarray(p.mu)), of=_softmax_np
+        )
 
     def _fold_estimator(self, ann: Annotations) -> HierarchicalDawidSkene:
         """The estimator :func:`crowdbayes.compare` refits on each fold: the scales this
@@ -748,9 +728,14 @@ class HierarchicalDawidSkene(BayesianAggregator):
             return jnp.asarray([fixed], jnp.float32)
         return jnp.geomspace(low, 5.0, _GRID).astype(jnp.float32)
 
-    def _empirical_bayes(self, ann: Annotations, rounds: int = 5, rtol: float = 0.05) -> None:
-        """Alternate EM at fixed scales with the empirical-Bayes update of the scales."""
-        data = self._em_data(ann, self._fit_devices())
+    def _refit(self, ann: Annotations, data: EMData, rtol: float = 0.05) -> Any:
+        """The empirical-Bayes update of the scales the estimator leaves free (None where
+        it fixes both): the engine alternates EM at fixed scales with it
+        (:func:`~crowdbayes.inference.posterior.em_posterior`) until both move by less
+        than ``rtol``; the last scales stay in ``_eb_scales`` (``_hyper`` rebuilds the
+        fit's hyperparameters from them)."""
+        if self.population_scale is not None and self.ability_scale is not None:
+            return None
         scales = (
             1.0 if self.population_scale is None else float(self.population_scale),
             1.0 if self.ability_scale is None else float(self.ability_scale),
@@ -759,19 +744,16 @@ class HierarchicalDawidSkene(BayesianAggregator):
             self._grid(self.population_scale, _MIN_SCALE),
             self._grid(self.ability_scale, _MIN_ABILITY),
         )
-        post = vote_shares(ann)
-        settings = engine_settings(self)
-        max_iter, seed = int(settings["max_iter"]), int(settings["seed"])
-        for _ in range(rounds):
-            hyper = self._hyper(ann, scales)
-            res = run_em(self._family, data, post, hyper, max_iter=max_iter, tol=1e-5)
-            post = res.post
+        seed = int(engine_settings(self)["seed"])
+
+        def refit(post: np.ndarray, hyper: HDSHyper) -> tuple[HDSHyper, bool]:
+            nonlocal scales
             key = jax.random.PRNGKey(seed)
             post_km = place_posterior(data, post)  # padded and sharded like the tasks
             new = np.asarray(_eb_scales_jit(post_km, data, hyper, key, *grids), np.float64)
             old = np.asarray(scales)
             done = bool(np.all(np.abs(new - old) <= rtol * np.maximum(old, _MIN_ABILITY)))
-            scales = (float(new[0]), float(new[1]))
-            if done:
-                break
-        self._eb_scales, self._eb_post, self._eb_data = scales, post, data
+            scales = self._eb_scales = (float(new[0]), float(new[1]))
+            return self._hyper(ann, scales), done
+
+        return refit

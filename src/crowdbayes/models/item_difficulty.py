@@ -363,8 +363,5 @@ class ItemDifficulty(BayesianAggregator):
     def difficulty_(self) -> pd.Series:
         """Each task's difficulty (logit scale; EM: MAP, NUTS: posterior mean)."""
         check_is_fitted(self)
-        if self.draws_ is not None:
-            d = np.asarray(self.draws_["difficulty"], np.float64).mean(axis=(0, 1))
-        else:
-            d = np.asarray(self.params_.difficulty, np.float64)
+        d = self.posterior_.mean("difficulty", lambda p: p.difficulty)
         return pd.Series(d, index=self.annotations_.task_ids, name="difficulty")

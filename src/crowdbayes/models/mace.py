@@ -258,6 +258,4 @@ class MACE(BayesianAggregator):
     @property
     def competence_(self) -> np.ndarray:
         """Probability that each annotator answers truthfully (EM: MAP; NUTS: mean)."""
-        if self.draws_ is not None:
-            return np.asarray(self.draws_["competence"], np.float64).mean(axis=(0, 1))
-        return np.asarray(jax.nn.sigmoid(self.params_.logit_competence), np.float64)
+        return self.posterior_.mean("competence", lambda p: jax.nn.sigmoid(p.logit_competence))

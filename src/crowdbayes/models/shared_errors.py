@@ -271,10 +271,9 @@ class SharedErrorsDawidSkene(BayesianAggregator):
     def _fit(self, ann: Annotations) -> None:
         super()._fit(ann)
         K = ann.n_classes
-        if self.draws_ is not None:
-            errors = self.draws_["errors"].mean(axis=(0, 1), dtype=np.float64)
-        else:
-            errors = np.exp(np.asarray(self.params_.log_errors, np.float64))
+        errors = self.posterior_.mean(
+            "errors", lambda p: np.exp(np.asarray(p.log_errors, np.float64))
+        )
         self.error_pattern_ = np.zeros((K, K))
         self.error_pattern_[np.arange(K)[:, None], _others(K)] = errors
 
