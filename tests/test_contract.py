@@ -207,21 +207,47 @@ def test_bad_input_is_an_annotations_error(key: str, problem: str, spoil: Any) -
 
 
 # ---------------------------------------------------------------------- intervals
-def _has_intervals(model: Any) -> bool:
-    return "interval" in inspect.signature(model.annotator_quality).parameters
+@pytest.mark.parametrize("key", _keys("schema"))
+def test_annotator_quality_has_one_schema(key: str) -> None:
+    """Every model's ``annotator_quality(interval=...)``: one row per annotator in the
+    user's ids, ``n_labels`` and ``agreement`` the last two columns (the same numbers for
+    every model that agrees with its consensus the same way), every ``x_lower`` with its
+    ``x`` and ``x_upper``, no bounds with ``interval=None``."""
+    model = fitted(key)
+    q = model.annotator_quality(interval=0.9)
+    assert list(q.columns[-2:]) == ["n_labels", "agreement"]
+    assert sorted(q.index) == sorted(data()[0]["worker"].unique())
+    ann = model.annotations_
+    np.testing.assert_array_equal(q["n_labels"].loc[ann.worker_ids], ann.labels_per_worker())
+    assert q["agreement"].between(0, 1).all()
+    for col in q.columns:
+        if col.endswith("_lower"):
+            base = col.removesuffix("_lower")
+            assert base in q.columns and f"{base}_upper" in q.columns, col
+    bare = model.annotator_quality(interval=None)
+    assert not [c for c in bare.columns if c.endswith(("_lower", "_upper"))]
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        model.annotator_quality(interval=90)
+
+
+def _bounded(q: pd.DataFrame) -> list[str]:
+    return [c for c in q.columns if f"{c}_lower" in q.columns]
 
 
 @pytest.mark.parametrize("key", _keys("intervals"))
 def test_estimates_are_inside_their_own_intervals(key: str) -> None:
     model = fitted(key)
-    if not _has_intervals(model):
-        pytest.skip(f"{MODELS[key].estimator}.annotator_quality has no intervals")
     q = model.annotator_quality(interval=0.9)
-    bounded = [c for c in q.columns if f"{c}_lower" in q.columns]
+    if not _bounded(q):
+        pytest.skip(f"{MODELS[key].estimator}.annotator_quality has no intervals")
+    bounded = _bounded(q)
     assert "accuracy" in bounded and all(f"{c}_upper" in q.columns for c in bounded)
+    # an annotator without gold has no GoldMajorityVote interval (NaN), only its default skill
+    q = q[q["accuracy_lower"].notna()]
+    assert len(q) > 0
     assert not outside_own_interval(q), outside_own_interval(q)
     assert (q["accuracy_upper"] >= q["accuracy_lower"]).all()
-    assert len(q) == data()[0]["worker"].nunique()
+    assert len(model.annotator_quality(interval=0.9)) == data()[0]["worker"].nunique()
 
 
 # ---------------------------------------------------------------------- EM and NumPyro

@@ -31,7 +31,7 @@ def check_against(cl: CrowdLab, ref: dict, prefix: str, wide: pd.DataFrame) -> N
     np.testing.assert_array_equal(lq["num_annotations"], wide.notna().sum(axis=1))
     detailed = cl.detailed_label_quality().to_numpy()
     np.testing.assert_allclose(detailed[~np.isnan(detailed)], ref[prefix + "detailed"], atol=1e-6)
-    stats = cl.annotator_quality()
+    stats = cl.annotator_stats()
     assert [str(a) for a in stats.index] == list(ref[prefix + "annotators"])  # worst first
     np.testing.assert_allclose(
         stats["annotator_quality"], ref[prefix + "annotator_quality"], rtol=0, atol=1e-6
@@ -61,7 +61,7 @@ def test_edge_cases_are_present():
     """The simulated cases hold what the faithfulness claim is about."""
     wide, pp, _ = case("wide_sparse")
     cl = CrowdLab().fit(wide, pred_probs=pp)
-    stats = cl.annotator_quality()
+    stats = cl.annotator_stats()
     assert np.isnan(stats.loc["w0", "annotator_quality"])  # shares no task: NaN, as cleanlab
     assert stats.index[-1] == "w0"
     assert (cl.label_quality()["num_annotations"] == 1).sum() > 40
@@ -93,7 +93,7 @@ def test_live_cleanlab_long_input_and_labels():
         got["consensus_quality_score"], r["label_quality"]["consensus_quality_score"], atol=1e-6
     )
     st = r["annotator_stats"]
-    mine = cl.annotator_quality().loc[st.index]
+    mine = cl.annotator_stats().loc[st.index]
     np.testing.assert_allclose(mine["annotator_quality"], st["annotator_quality"], atol=1e-6)
     np.testing.assert_array_equal(mine["worst_class"], names[st["worst_class"]])
 
@@ -115,9 +115,9 @@ def test_seed_accuracy_and_worst_annotators():
     wide, pp, truth = case("seed")
     cl = CrowdLab().fit(wide, pred_probs=pp)
     assert np.mean(cl.predict().to_numpy() == truth) == pytest.approx(0.9765886287625418)
-    worst = cl.annotator_quality().index[:10]
+    worst = cl.annotator_stats().index[:10]
     assert len(set(worst) & set(BAD_ANNOTATORS)) == 9
-    assert cl.annotator_quality().iloc[0]["annotator_quality"] == pytest.approx(0.358109, abs=1e-6)
+    assert cl.annotator_stats().iloc[0]["annotator_quality"] == pytest.approx(0.358109, abs=1e-6)
 
 
 def test_inputs_and_errors():

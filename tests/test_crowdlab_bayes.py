@@ -97,7 +97,7 @@ def test_as_good_as_crowdlab_on_other_draws_of_the_lab():
         cl = CrowdLab().fit(d.labels, pred_probs=pp)
         worst = bcl.annotator_quality(interval=None)["accuracy"].sort_values().index[:10]
         found += len(set(worst) & bad)
-        found_cl += len(set(cl.annotator_quality().index[:10]) & bad)
+        found_cl += len(set(cl.annotator_stats().index[:10]) & bad)
         acc = np.mean(bcl.predict().to_numpy() == d.truth)
         assert acc >= np.mean(cl.predict().to_numpy() == d.truth), seed
     assert found >= found_cl and found >= 35, (found, found_cl)

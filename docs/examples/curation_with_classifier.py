@@ -48,7 +48,7 @@ truth_s = pd.Series(truth, index=labels.index)
 worst = {
     "majority vote": mv.annotator_quality().sort_values("agreement").index[:10],
     "Dawid-Skene": ds.annotator_quality().sort_values("accuracy").index[:10],
-    "CROWDLAB": cl.annotator_quality().index[:10],  # already worst first
+    "CROWDLAB": cl.annotator_quality().sort_values("quality").index[:10],
     "Bayesian CROWDLAB": bcl.annotator_quality().sort_values("accuracy").index[:10],
 }
 rows = []
@@ -66,7 +66,7 @@ for name, who in worst.items():
     print(f"{name:>18}: {' '.join(who)}")
 
 print("\nCROWDLAB annotator stats (cleanlab's annotator_stats):")
-print(cl.annotator_quality().head(10).round(4).to_string())
+print(cl.annotator_stats().head(10).round(4).to_string())
 print(f"\nBayesian CROWDLAB: classifier weight (inverse temperature) {bcl.classifier_weight_:.2f}")
 cols = ["accuracy", "accuracy_lower", "accuracy_upper", "n_labels", "agreement"]
 print(bcl.annotator_quality().sort_values("accuracy")[cols].head(10).round(3).to_string())

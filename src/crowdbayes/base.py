@@ -22,6 +22,7 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Hashable
+from statistics import NormalDist
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "NotFittedError",
     "check_interval",
     "check_is_fitted",
+    "wilson_interval",
 ]
 
 _COLUMN_KEYWORDS = ("task", "worker", "label")
@@ -48,6 +50,30 @@ class AdversarialWarning(UserWarning):
     """The fit says a source is worse than chance: the annotators, or the classifier whose
     ``pred_probs`` were given. Most often the classifier's columns are not in the order of
     the classes; give ``pred_probs`` as a DataFrame whose columns are the class labels."""
+
+
+def wilson_interval(
+    successes: np.ndarray | float, trials: np.ndarray | float, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for a proportion (elementwise; NaN where ``trials`` is 0).
+
+    >>> low, high = wilson_interval(8, 10)
+    >>> round(float(low), 3), round(float(high), 3)
+    (0.49, 0.943)
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    k = np.asarray(successes, dtype=float)
+    n = np.asarray(trials, dtype=float)
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    safe_n = np.where(n > 0, n, 1.0)
+    p = k / safe_n
+    denom = 1.0 + z**2 / safe_n
+    centre = (p + z**2 / (2 * safe_n)) / denom
+    half = z * np.sqrt(p * (1 - p) / safe_n + z**2 / (4 * safe_n**2)) / denom
+    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
+    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
+    return low, high
 
 
 def check_interval(interval: Any, where: str = "interval") -> None:
@@ -403,6 +429,24 @@ class Aggregator:
                 "gold": ann.gold >= 0,
             },
             index=ann.task_ids,
+        )
+
+    def annotator_quality(self, interval: float | None = 0.9) -> pd.DataFrame:
+        """Per annotator (indexed by the user's ids), the one schema of every model: what
+        the model estimates of each annotator, then ``n_labels`` (labels given) and
+        ``agreement`` (share of them equal to the consensus label), always the last two
+        columns. A model that estimates an accuracy (the probability that a label is
+        right) gives ``accuracy``; one with intervals gives every estimate ``x`` its
+        ``interval`` bounds as ``x_lower`` and ``x_upper`` (per-class ``sensitivity[c]``
+        of the confusion models too); CROWDLAB gives its ``quality`` score and
+        ``worst_class``. This base gives the last two alone (majority vote), ignoring
+        ``interval`` (None or a level between 0 and 1)."""
+        check_interval(interval, "annotator_quality")
+        check_is_fitted(self)
+        ann = self.annotations_
+        return pd.DataFrame(
+            {"n_labels": ann.labels_per_worker(), "agreement": self._agreement_with_consensus()},
+            index=ann.worker_ids,
         )
 
     def _agreement_with_consensus(self) -> np.ndarray:

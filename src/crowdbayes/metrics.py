@@ -39,13 +39,12 @@ and :func:`expected_calibration_error`.
 from __future__ import annotations
 
 from dataclasses import replace
-from statistics import NormalDist
 from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 
-from .base import Aggregator, check_is_fitted, entropy
+from .base import Aggregator, check_is_fitted, entropy, wilson_interval
 from .data import Annotations, AnnotationsError, GoldLike, as_annotations
 from .models.majority_vote import break_ties
 
@@ -381,30 +380,6 @@ def fleiss_kappa(data: AnswersLike) -> float:
 
 
 # --------------------------------------------------------------- accuracy
-def wilson_interval(
-    successes: np.ndarray | float, trials: np.ndarray | float, confidence: float = 0.95
-) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a proportion (elementwise; NaN where ``trials`` is 0).
-
-    >>> low, high = wilson_interval(8, 10)
-    >>> round(float(low), 3), round(float(high), 3)
-    (0.49, 0.943)
-    """
-    if not 0.0 < confidence < 1.0:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    k = np.asarray(successes, dtype=float)
-    n = np.asarray(trials, dtype=float)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    safe_n = np.where(n > 0, n, 1.0)
-    p = k / safe_n
-    denom = 1.0 + z**2 / safe_n
-    centre = (p + z**2 / (2 * safe_n)) / denom
-    half = z * np.sqrt(p * (1 - p) / safe_n + z**2 / (4 * safe_n**2)) / denom
-    low = np.where(n > 0, np.clip(centre - half, 0.0, 1.0), np.nan)
-    high = np.where(n > 0, np.clip(centre + half, 0.0, 1.0), np.nan)
-    return low, high
-
-
 def gold_accuracy(
     model_or_labels: Aggregator | pd.Series,
     gold: GoldLike = None,

@@ -20,7 +20,6 @@ with ``backend="matplotlib"`` (for a static image). Both libraries are optional 
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -123,7 +122,7 @@ def quality_histograms(model: Aggregator, *, bins: int = 20, backend: str = "plo
 
 def _quality_columns(q: pd.DataFrame) -> tuple[str, str | None, str | None] | None:
     """The point estimate's column in an ``annotator_quality()`` frame and its bounds."""
-    for base in ("accuracy", "annotator_quality", "agreement"):
+    for base in ("accuracy", "quality", "agreement"):
         if base in q.columns:
             lows = [c for c in (f"{base}_lower",) if c in q.columns]
             highs = [c for c in (f"{base}_upper",) if c in q.columns]
@@ -138,7 +137,7 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     The quality is the model's own estimate with its ``confidence`` interval where
     ``annotator_quality(interval=...)`` gives one (the Bayesian models; 0.9 as their
     API), else the accuracy on gold tasks with a Wilson interval (GoldMajorityVote),
-    else the model's point estimate (accuracy, CrowdLab's annotator quality or agreement
+    else the model's point estimate (accuracy, CrowdLab's quality score or agreement
     with the consensus) without bounds. ``attrs["quality"]`` says which, in words.
     The order is the table's own, whatever the estimator's: the lowest quality first
     (ties: more labels first), annotators without an estimate last; for accuracy on gold
@@ -153,22 +152,18 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     """
     check_is_fitted(model)
     ann = model.annotations_
-    quality_fn = getattr(model, "annotator_quality", None)
     level = f"{round(confidence * 100)}%"
     table: pd.DataFrame | None = None
     what = ""
     wilson = False
-    q: pd.DataFrame | None = None
-    if quality_fn is not None:
-        takes_interval = "interval" in inspect.signature(quality_fn).parameters
-        q = quality_fn(interval=confidence) if takes_interval else quality_fn()
-        cols = _quality_columns(q)
-        if cols is not None and cols[1] is not None and cols[2] is not None:
-            base, low, high = cols
-            table = pd.DataFrame(
-                {"quality": q[base], "lower": q[low], "upper": q[high]}, index=q.index
-            )
-            what = f"the model's {base.replace('_', ' ')} with its {level} interval"
+    q = model.annotator_quality(interval=confidence)  # every model's one schema
+    cols = _quality_columns(q)
+    # GoldMajorityVote's bounds are its gold accuracy's: ordered as the gold branch below
+    gold_skill = isinstance(getattr(model, "skills_", None), pd.Series)
+    if cols is not None and cols[1] is not None and cols[2] is not None and not gold_skill:
+        base, low, high = cols
+        table = pd.DataFrame({"quality": q[base], "lower": q[low], "upper": q[high]}, index=q.index)
+        what = f"the model's {base.replace('_', ' ')} with its {level} interval"
     if table is None and ann.has_gold:
         acc = annotator_accuracy(model, confidence=confidence)
         skills = getattr(model, "skills_", None)
@@ -184,9 +179,8 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
         what = f"accuracy on the gold tasks with its {level} Wilson interval"
         wilson = True
     if table is None:
-        cols = _quality_columns(q) if q is not None else None
         if cols is not None:
-            point = q[cols[0]]  # type: ignore[index]
+            point = q[cols[0]]
             what = f"the model's {cols[0].replace('_', ' ')} (no interval)"
         else:
             point = pd.Series(np.nan, index=ann.worker_ids)

@@ -16,7 +16,7 @@ with the same consensus labels): the estimator :class:`CrowdLab`. The algorithm 
 [0, 1, 2, 0, 1]
 >>> cl.label_quality()["consensus_quality_score"].round(3).tolist()
 [0.687, 0.828, 0.57, 0.693, 0.563]
->>> print(cl.annotator_quality().round(3).to_string())   # worst first
+>>> print(cl.annotator_stats().round(3).to_string())   # cleanlab's, worst first
         annotator_quality  agreement_with_consensus  worst_class  num_examples_labeled
 worker
 C                   0.645                      0.75            1                     4
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
+from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations, AnnotationsError, _check_probs, _show
 from .active_learning import active_learning_scores
 from .crowdlab_algorithm import (
@@ -177,8 +177,8 @@ class CrowdLab(Aggregator):
         cols = [f"quality_annotator_{w}" for w in ann.worker_ids[order]]
         return pd.DataFrame(out, index=ann.task_ids, columns=cols, copy=False)
 
-    def annotator_quality(self) -> pd.DataFrame:
-        """Per annotator, worst first (cleanlab's ``annotator_stats``):
+    def annotator_stats(self) -> pd.DataFrame:
+        """Per annotator, worst first, as cleanlab's ``annotator_stats``:
         ``annotator_quality``, ``agreement_with_consensus``, ``worst_class``,
         ``num_examples_labeled``. Quality is NaN for an annotator none of whose tasks
         has another label."""
@@ -195,14 +195,31 @@ class CrowdLab(Aggregator):
         ).iloc[self.annotator_order_]
         return stats.sort_values(by=["annotator_quality", "agreement_with_consensus"])
 
-    annotator_stats = annotator_quality
+    def annotator_quality(self, interval: float | None = 0.9) -> pd.DataFrame:
+        """Per annotator, in the schema of every model
+        (:meth:`~crowdbayes.base.Aggregator.annotator_quality`): CROWDLAB's ``quality``
+        score (a weighted agreement, not an accuracy; no interval, so ``interval`` is
+        only checked), its ``worst_class``, ``n_labels`` and ``agreement`` with the
+        consensus. :meth:`annotator_stats` is the same in cleanlab's names and order."""
+        check_interval(interval, "annotator_quality")
+        check_is_fitted(self)
+        ann, res = self.annotations_, self.result_
+        return pd.DataFrame(
+            {
+                "quality": res.annotator_quality,
+                "worst_class": ann.decode_labels(res.worst_class),
+                "n_labels": res.n_labels_per_worker,
+                "agreement": res.agreement_with_consensus,
+            },
+            index=ann.worker_ids,
+        )
 
     def to_cleanlab(self) -> dict[str, Any]:
         """The results as cleanlab's ``get_label_quality_multiannotator`` returns them."""
         return {
             "label_quality": self.label_quality(),
             "detailed_label_quality": self.detailed_label_quality(),
-            "annotator_stats": self.annotator_quality(),
+            "annotator_stats": self.annotator_stats(),
             "model_weight": self.model_weight_,
             "annotator_weight": self.annotator_weight_.to_numpy(),
         }

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
+from ..base import Aggregator, check_interval, check_is_fitted, wilson_interval
 from ..data import Annotations, AnnotationsError
 from .majority_vote import TIE_POLICIES, break_ties
 
@@ -191,17 +191,24 @@ class GoldMajorityVote(Aggregator):
         proba, _, _, _ = self._weighted_vote(ann, self._skills_for(ann))
         return proba
 
-    def annotator_quality(self) -> pd.DataFrame:
-        """Per annotator: skill (accuracy on gold), number of gold labels, number of
-        labels, and agreement with the aggregated labels."""
+    def annotator_quality(self, interval: float | None = 0.9) -> pd.DataFrame:
+        """Per annotator: ``accuracy`` (the skill the vote weighs by: accuracy on the gold
+        tasks, the default skill for an annotator without one) with its ``interval``
+        Wilson bounds on the gold tasks (``accuracy_lower``/``_upper``; NaN without gold),
+        ``n_gold`` (gold tasks labelled), ``n_labels`` and ``agreement`` with the
+        aggregated labels (the schema of :meth:`Aggregator.annotator_quality`)."""
+        check_interval(interval, "annotator_quality")
         check_is_fitted(self)
         ann = self.annotations_
-        return pd.DataFrame(
-            {
-                "accuracy": self.skills_.to_numpy(),
-                "n_gold": self.n_gold_.to_numpy(),
-                "n_labels": ann.labels_per_worker(),
-                "agreement": self._agreement_with_consensus(),
-            },
-            index=ann.worker_ids,
+        skill = self.skills_.to_numpy()
+        n_gold = self.n_gold_.to_numpy()
+        out = {"accuracy": skill}
+        if interval is not None:
+            hits = np.where(n_gold > 0, skill, 0.0) * n_gold
+            out["accuracy_lower"], out["accuracy_upper"] = wilson_interval(hits, n_gold, interval)
+        out.update(
+            n_gold=n_gold,
+            n_labels=ann.labels_per_worker(),
+            agreement=self._agreement_with_consensus(),
         )
+        return pd.DataFrame(out, index=ann.worker_ids)

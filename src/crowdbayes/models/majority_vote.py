@@ -16,9 +16,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from ..base import Aggregator, check_is_fitted
+from ..base import Aggregator
 from ..data import Annotations
 
 __all__ = ["MajorityVote", "break_ties"]
@@ -80,12 +79,3 @@ class MajorityVote(Aggregator):
     def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
         votes = ann.vote_counts().astype(np.float64)
         return votes / votes.sum(axis=1, keepdims=True)
-
-    def annotator_quality(self) -> pd.DataFrame:
-        """Per annotator: agreement with the majority label, and number of labels."""
-        check_is_fitted(self)
-        ann = self.annotations_
-        return pd.DataFrame(
-            {"agreement": self._agreement_with_consensus(), "n_labels": ann.labels_per_worker()},
-            index=ann.worker_ids,
-        )
