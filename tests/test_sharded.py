@@ -21,7 +21,7 @@ from crowdbayes.inference.sharding import resolve_devices
 
 SCRIPT = textwrap.dedent(
     """
-    import json, sys
+    import json, pickle, sys
     import jax, jax.numpy as jnp, numpy as np
     import crowdbayes as cb
     from crowdbayes.inference.em import em_data
@@ -98,6 +98,8 @@ SCRIPT = textwrap.dedent(
                     "loglik": float(np.abs(one.log_likelihood() - four.log_likelihood()).max()),
                     "loglik_len": int(four.log_likelihood().shape[0]),
                     "n_tasks": one.annotations_.n_tasks,
+                    # a sharded fit pickles: it keeps no layout over the devices (one did)
+                    "pickles": bool(pickle.loads(pickle.dumps(four)).predict().equals(four.predict())),
                 }
                 if cls is cb.ItemDifficulty:
                     d1, d4 = one.difficulty_, four.difficulty_
@@ -194,6 +196,7 @@ def check_newton_steps(out: dict) -> None:
         assert r["same_labels"] and r["loglik_len"] == r["n_tasks"], (key, r)
         assert r["conf"] < 1e-5 and r["prior"] < 1e-5 and r["accuracy"] < 1e-5, (key, r)
         assert r["proba"] < 1e-4 and r["loglik"] < 1e-4, (key, r)
+        assert r["pickles"], key
     for name in NEWTON_DATASETS["ItemDifficulty"]:
         r = out[f"ItemDifficulty/{name}"]
         assert r["same_tasks"] and r["difficulty"] < 1e-5, (name, r)

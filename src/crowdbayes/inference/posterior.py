@@ -3,9 +3,10 @@
 :class:`Posterior` is a fitted family's posterior, whichever engine found it: EM's
 estimate (MAP) or NUTS's draws, with the quantities every estimator reports (the class
 posterior of the tasks, each annotator's confusion matrix, the class prior) and, for NUTS,
-the draws of every site and of the derived quantities. :meth:`Posterior.mean` is the one
-place an output chooses between the two: a site's posterior mean over NUTS's draws, or
-its value at EM's estimate.
+the draws of every site and of the derived quantities (:class:`Samples`).
+:meth:`Posterior.mean` gives a quantity either way: a site's posterior mean over NUTS's
+draws, or its value at EM's estimate (the MAP); outputs with intervals read
+:attr:`Posterior.samples` where there are draws.
 
 :func:`em_posterior` is :meth:`crowdbayes.EM.run`: EM to the MAP, after empirical-Bayes
 rounds where the family's estimator gives a ``refit`` of its hyperparameters (EM at the
@@ -203,7 +204,7 @@ _em_objective_jit = jax.jit(em_objective, static_argnums=0)
 Refit = Callable[[np.ndarray, Any], tuple[Any, bool]]
 
 
-@dataclass
+@dataclass(eq=False)
 class Samples:
     """NUTS's draws and what they give: ``draws`` (site -> ``[chains, draws, ...]``),
     ``confusion`` ``[S, W, K, L]`` and ``class_prior`` ``[S, K]`` per draw (``S`` =
@@ -233,12 +234,15 @@ def _flat_sites(draws: dict[str, np.ndarray]) -> dict[str, jnp.ndarray]:
     return {k: jnp.asarray(v.reshape(-1, *v.shape[2:]), jnp.float32) for k, v in draws.items()}
 
 
-@dataclass
+@dataclass(eq=False)  # arrays: no elementwise __eq__
 class Posterior:
     """A fitted family's posterior: EM's estimate, or NUTS's draws started there.
 
-    ``params`` is EM's estimate (padding cut off; NUTS starts its chains there) and
-    ``hyper`` the hyperparameters it was found at (after any empirical-Bayes rounds).
+    ``params`` is EM's estimate (a shape bucket's padding cut off; a sharded fit's per-task
+    padding is cut by its estimator, ``_unpad_params``; NUTS starts its chains there) and
+    ``hyper`` the hyperparameters it was found at (after any empirical-Bayes rounds; an
+    estimator keeps None there after a sharded or bucketed fit, as ``hyper_``: those
+    layouts serve the fit only).
     ``proba`` ``[n_tasks, K]``, ``confusion`` ``[W, K, L]`` and ``class_prior`` ``[K]``
     are at EM's estimate, or NUTS's posterior means. ``history``, ``n_iter`` and
     ``converged`` describe EM's run. ``samples`` holds NUTS's draws (:class:`Samples`),
@@ -253,7 +257,6 @@ class Posterior:
     history: np.ndarray
     n_iter: int
     converged: bool
-    padded_params: Any = None  # bucketed EM fits: params before the padding is cut off
     samples: Samples | None = None
 
     @property
@@ -314,6 +317,8 @@ def em_posterior(
     round starting from the last one's posterior, until ``refit`` says the
     hyperparameters settled; the final EM starts from the last round's posterior at the
     last hyperparameters."""
+    if max_iter < 1:
+        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     if refit is not None:
         post = init_post
         for _ in range(rounds):
@@ -337,7 +342,6 @@ def em_posterior(
         history=res.history,
         n_iter=res.n_iter,
         converged=res.converged,
-        padded_params=res.padded_params,
     )
 
 

@@ -52,6 +52,7 @@ from ..inference.posterior import (
     Posterior,
     Refit,
     Reparametrised,
+    em_objective,
     marginal_model,
     nuts_draws,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "categorical_draws",
     "confusion_posterior",
     "dirichlet_draws",
+    "em_objective",
     "interval_bounds",
     "marginal_model",
     "nuts_draws",
@@ -390,7 +392,9 @@ class BayesianAggregator(Aggregator):
     ``history_``, ``n_iter_``, ``converged_`` (EM); with NUTS ``draws_`` (site ->
     ``[chains, draws, ...]``), ``convergence_`` (R-hat, ESS per site) and ``idata_``;
     ``posterior_``, the :class:`~crowdbayes.inference.posterior.Posterior` the engine
-    returned, which all of these are read from.
+    returned (``hyper`` None after a sharded or bucketed fit), which these are read from
+    (an estimator may report more: ``recommended()``'s ``proba_`` is its re-tempered
+    posterior, EM's in ``em_proba_``).
     """
 
     #: Gibbs sweeps per imputation behind EM's intervals (:meth:`_em_interval_draws`);
@@ -515,9 +519,12 @@ class BayesianAggregator(Aggregator):
         else:
             post = engine.run(family, data, hyper, self._init_post(ann), refit=refit)
         # sharded and bucketed layouts serve this fit only: later uses rebuild exact
-        # one-device ones (_data, _fitted_hyper), so a fit never holds both at once
+        # one-device ones (_data, _fitted_hyper), so a fit never holds both at once (nor
+        # pickles a sharded layout's devices)
+        if laid_out:
+            post = replace(post, hyper=None)
         self.data_: EMData | None = None if laid_out else data
-        self.hyper_: Any = None if laid_out else post.hyper
+        self.hyper_: Any = post.hyper
         sharded = devices is not None and devices is not BUCKETS
         if sharded:
             post = replace(post, params=self._unpad_params(post.params, ann))

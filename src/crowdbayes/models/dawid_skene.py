@@ -150,7 +150,7 @@ class DawidSkeneModel(ConfusionModel):
     def sites_from_params(params: DSParams, hyper: DSHyper) -> dict[str, jnp.ndarray]:
         return {"confusion": jnp.exp(params.log_confusion), "pi": jnp.exp(params.log_pi)}
 
-    # ---- NUTS on log-ratio coordinates (see models/bayesian.py: nuts_draws)
+    # ---- NUTS on log-ratio coordinates (see inference/posterior.py: nuts_draws)
     @staticmethod
     def params_from_unconstrained(z: dict[str, jnp.ndarray]) -> DSParams:
         """Softmax of logits whose last entry is pinned to 0 (additive log-ratios):
