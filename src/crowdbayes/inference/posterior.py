@@ -238,8 +238,9 @@ def _flat_sites(draws: dict[str, np.ndarray]) -> dict[str, jnp.ndarray]:
 class Posterior:
     """A fitted family's posterior: EM's estimate, or NUTS's draws started there.
 
-    ``params`` is EM's estimate (a shape bucket's padding cut off; a sharded fit's per-task
-    padding is cut by its estimator, ``_unpad_params``; NUTS starts its chains there) and
+    ``params`` is EM's estimate (padding cut off: a shape bucket's, and after a sharded fit
+    the padding tasks of the family's declared ``task_params``; NUTS starts its chains
+    there) and
     ``hyper`` the hyperparameters it was found at (after any empirical-Bayes rounds; an
     estimator keeps None there after a sharded or bucketed fit, as ``hyper_``: those
     layouts serve the fit only).
@@ -291,6 +292,24 @@ class Posterior:
         return self.samples
 
 
+def _unpad_tasks(family: Any, params: Any, data: EMData, n_tasks: int) -> Any:
+    """A sharded fit's params with the family's per-task fields (its declared
+    ``task_params``) cut back to the ``n_tasks`` real tasks (the padding tasks are last)
+    and every field on one device; unchanged for a family without per-task params or data
+    that is not sharded (a shape bucket's padding :func:`~crowdbayes.inference.em.run_em`
+    cuts itself)."""
+    fields = tuple(getattr(family, "task_params", ()))
+    if not fields or data.task_mask is None or data.pad_rows is not None:
+        return params
+    put = jax.device_put
+    return params._replace(
+        **{
+            name: put(np.asarray(x)[:n_tasks] if name in fields else np.asarray(x))
+            for name, x in zip(params._fields, params, strict=True)
+        }
+    )
+
+
 def _real_workers(data: EMData) -> int:
     """The number of annotators of ``data`` without a shape bucket's padding rows."""
     W = int(data.n_labels_per_worker.shape[0])
@@ -329,16 +348,17 @@ def em_posterior(
                 break
         init_post = post
     res = run_em(family, data, init_post, hyper, max_iter=max_iter, tol=tol, progress=progress)
+    params = _unpad_tasks(family, res.params, data, init_post.shape[0])
     # jitted on the bucket's params (one program per bucket, not eager ops per shape)
     padded = res.padded_params if res.padded_params is not None else res.params
     conf = np.asarray(_confusion_jit(family, padded), dtype=np.float64)[: _real_workers(data)]
     return Posterior(
         method="em",
-        params=res.params,
+        params=params,
         hyper=hyper,
         proba=res.post,
         confusion=conf,
-        class_prior=np.exp(np.asarray(res.params.log_pi, dtype=np.float64)),
+        class_prior=np.exp(np.asarray(params.log_pi, dtype=np.float64)),
         history=res.history,
         n_iter=res.n_iter,
         converged=res.converged,

@@ -89,7 +89,10 @@ class BayesianFamily(EMModel, Protocol):
     density of ``sample_sites`` (classes marginalised, :func:`marginal_model`) is EM's
     objective up to a constant, in the same params (``tests/test_contract.py`` holds every
     registered family to both). A family with cheaper coordinates of its own for NUTS also
-    implements :class:`Reparametrised`."""
+    implements :class:`Reparametrised`. Optional declarations (class attributes):
+    ``per_label = True`` for terms per label (the data carry ``by_task_label``) and
+    ``task_params``, the params fields with a row per task (cut back to the real tasks
+    after a sharded fit)."""
 
     @staticmethod
     def sample_sites(data: EMData, hyper: Any) -> dict[str, jnp.ndarray]:
@@ -425,7 +428,10 @@ class BayesianAggregator(Aggregator):
         raise NotImplementedError
 
     def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
-        return em_data(ann, devices=devices)
+        # a family with terms per label declares it (``per_label``, as ItemDifficulty)
+        return em_data(
+            ann, per_label=bool(getattr(self._family, "per_label", False)), devices=devices
+        )
 
     #: EM fits of up to ``BUCKET_MAX_LABELS`` labels run on shape-bucketed data (see
     #: :mod:`crowdbayes.inference.em`); False fits every shape exactly.
@@ -454,11 +460,6 @@ class BayesianAggregator(Aggregator):
         label layout (and are then built for that layout only, e.g. by
         :func:`~crowdbayes.inference.em.layout_segments`)."""
         return self._hyper(ann)
-
-    def _unpad_params(self, params: Any, ann: Annotations) -> Any:
-        """EM params of a sharded fit as ``params_`` keeps them: per-task arrays cut back
-        to ``ann.n_tasks`` (padding tasks dropped); unchanged where there are none."""
-        return params
 
     def _engine(self) -> EM | NUTS:
         """The engine this fit runs: the estimator's ``inference`` or one built from its
@@ -525,9 +526,6 @@ class BayesianAggregator(Aggregator):
             post = replace(post, hyper=None)
         self.data_: EMData | None = None if laid_out else data
         self.hyper_: Any = post.hyper
-        sharded = devices is not None and devices is not BUCKETS
-        if sharded:
-            post = replace(post, params=self._unpad_params(post.params, ann))
         self.posterior_ = post
         self.params_ = post.params
         self.history_ = post.history

@@ -42,7 +42,7 @@ about which labels are right included).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ import pandas as pd
 
 from ..base import check_is_fitted
 from ..data import Annotations
-from ..inference.em import EMData, em_data, layout_segments
+from ..inference.em import EMData, layout_segments
 from ..inference.segments import Segments
 from .bayesian import (
     BayesianAggregator,
@@ -208,6 +208,11 @@ class ItemDifficultyModel(ClassPrior):
     """Static likelihood, EM updates and NumPyro sites of the item-difficulty model."""
 
     __name__ = "ItemDifficulty"
+    #: Declared capabilities (read by the estimator's layout and the EM engine): terms per
+    #: label (``EMData.by_task_label``), and params with one row per task, cut back to the
+    #: real tasks after a sharded fit (padding tasks at the end).
+    per_label: ClassVar[bool] = True
+    task_params: ClassVar[tuple[str, ...]] = ("difficulty",)
 
     @staticmethod
     def log_lik(params: IDParams, data: EMData) -> jnp.ndarray:
@@ -323,20 +328,9 @@ class ItemDifficulty(BayesianAggregator):
     difficulty_scale: float = 1.0
     class_prior_strength: float = 1.0
 
-    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
-        return em_data(ann, per_label=True, devices=devices)
-
     def _sharded_hyper(self, ann: Annotations, data: EMData) -> IDHyper:
         # the per-annotator sums over labels in the sharded label layout only
         return self._hyper(ann, layout_segments(data, ann, ann.worker, ann.n_workers))
-
-    def _unpad_params(self, params: IDParams, ann: Annotations) -> IDParams:
-        # the tasks' difficulties in task order, padding tasks (at the end) dropped
-        return IDParams(
-            jnp.asarray(np.asarray(params.ability)),
-            jnp.asarray(np.asarray(params.difficulty)[: ann.n_tasks]),
-            jnp.asarray(np.asarray(params.log_pi)),
-        )
 
     def _hyper(self, ann: Annotations, by_worker: Segments | None = None) -> IDHyper:
         K = ann.n_classes
