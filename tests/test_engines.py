@@ -196,3 +196,20 @@ def test_empirical_bayes_rounds_are_the_em_engines_refit():
     np.testing.assert_allclose(post.proba, model.proba_, atol=1e-4)
     fixed = cb.HierarchicalDawidSkene(population_scale=0.5, ability_scale=0.5)
     assert fixed._refit(ann, data) is None
+
+
+def test_the_engine_places_the_data():
+    """Where an EM fit's data go is the engine's: its devices (sharded), else a shape
+    bucket up to BUCKET_MAX_LABELS labels, exact shapes above or without buckets; NUTS
+    always on exact shapes. The estimator lays the data out where its engine says."""
+    from crowdbayes.inference.em import BUCKET_MAX_LABELS, BUCKETS
+
+    assert cb.EM().placement(100) is BUCKETS
+    assert cb.EM().placement(BUCKET_MAX_LABELS + 1) is None
+    assert cb.EM().placement(100, buckets=False) is None
+    assert cb.EM(devices=2).placement(100) == 2
+    assert cb.NUTS().placement(100) is None
+    df, _ = cb.datasets.load("wsd")
+    model = cb.DawidSkene(inference=cb.EM(devices=1)).fit(df)
+    assert model._fit_devices() == 1 and model.data_ is None  # a sharded layout: not kept
+    assert cb.DawidSkene().fit(df)._fit_devices() is BUCKETS

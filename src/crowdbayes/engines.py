@@ -98,9 +98,22 @@ class EM(_Engine):
     progress: bool = False
     devices: Any = None
 
+    def placement(self, n_labels: int, buckets: bool = True) -> Any:
+        """Where :meth:`run`'s data go (``em_data(..., devices=)``): ``devices`` when set
+        (the labels sharded by task across them), else one device, padded to a shape
+        bucket (``inference.em.BUCKETS``) for up to ``BUCKET_MAX_LABELS`` labels when
+        ``buckets`` (one compiled program per bucket), exact shapes (None) above."""
+        if self.devices is not None:
+            return self.devices
+        if not buckets:
+            return None
+        from .inference.em import BUCKET_MAX_LABELS, BUCKETS
+
+        return BUCKETS if n_labels <= BUCKET_MAX_LABELS else None
+
     def run(self, family: Any, data: Any, hyper: Any, init: Any, *, refit: Any = None) -> Posterior:
         """EM on ``family`` from the class posterior ``init`` (``[n_tasks, K]``) on the
-        kernel arrays ``data`` (laid out for ``devices`` by the estimator) at ``hyper``;
+        kernel arrays ``data`` (laid out where :meth:`placement` says) at ``hyper``;
         with ``refit``, empirical-Bayes rounds of the hyperparameters first
         (:func:`~crowdbayes.inference.posterior.em_posterior`). Returns the
         :class:`~crowdbayes.inference.posterior.Posterior` at EM's estimate."""
@@ -130,6 +143,10 @@ class NUTS(_Engine):
     num_chains: int = 4
     seed: int = 0
     progress: bool = False
+
+    def placement(self, n_labels: int, buckets: bool = True) -> Any:
+        """Where :meth:`run`'s data go: one device, exact shapes (None), whatever the size."""
+        return None
 
     def run(
         self,

@@ -38,8 +38,6 @@ from ..base import Aggregator, check_interval, check_is_fitted
 from ..data import Annotations
 from ..engines import EM, NUTS, engine_settings, warn_deprecated
 from ..inference.em import (
-    BUCKET_MAX_LABELS,
-    BUCKETS,
     EMData,
     EMModel,
     _e_step_jit,
@@ -438,18 +436,12 @@ class BayesianAggregator(Aggregator):
     _buckets: ClassVar[bool] = True
 
     def _fit_devices(self) -> Any:
-        """The devices this fit's EM shards its labels over (None: one device, exact
-        shapes; ``BUCKETS``: one device, shapes padded to a bucket, what small EM fits
-        use; NUTS runs on one device, exact shapes)."""
-        settings = engine_settings(self)
-        if settings["method"] != "em":
-            return None
-        devices = settings["devices"]
-        if devices is None and self._buckets:
-            ann = getattr(self, "annotations_", None)  # fit() sets it before _fit
-            if ann is None or ann.n_labels <= BUCKET_MAX_LABELS:
-                return BUCKETS
-        return devices
+        """Where this fit's data go, as its engine places them
+        (:meth:`~crowdbayes.engines.EM.placement`): EM's ``devices`` (sharded), else one
+        device, padded to a shape bucket (``BUCKETS``) up to ``BUCKET_MAX_LABELS`` labels
+        unless ``_buckets`` is False; NUTS on one device, exact shapes (None)."""
+        ann = getattr(self, "annotations_", None)  # fit() sets it before _fit
+        return self._engine().placement(0 if ann is None else ann.n_labels, self._buckets)
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
