@@ -167,6 +167,12 @@ def test_an_engine_runs_a_family_and_returns_its_posterior(sim):
     np.testing.assert_allclose(sampled.mean("pi", lambda p: None), pi.mean(axis=0))
     np.testing.assert_allclose(sampled.class_prior, sampled.samples.class_prior.mean(axis=0))
     np.testing.assert_allclose(sampled.proba.sum(axis=1), 1.0, rtol=1e-6)
+    # intervals of a site or of a quantity derived from it, from the draws
+    lo, hi = sampled.samples.interval("pi", 0.9)
+    np.testing.assert_allclose(lo, np.quantile(pi, 0.05, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(pi, 0.95, axis=0))
+    lo_max, hi_max = sampled.samples.interval("pi", 0.5, of=lambda d: d.max(axis=-1))
+    assert lo_max <= np.median(pi.max(axis=-1)) <= hi_max and lo_max.shape == ()
     np.testing.assert_allclose(sampled.params.log_pi, post.params.log_pi)  # EM's start
     fitted = cb.DawidSkene(inference=engine).fit(ann)
     np.testing.assert_allclose(fitted.posterior_.samples.site("pi"), pi, rtol=1e-6)

@@ -42,6 +42,7 @@ __all__ = [
     "Samples",
     "em_objective",
     "em_posterior",
+    "interval_bounds",
     "marginal_model",
     "nuts_draws",
     "nuts_posterior",
@@ -204,6 +205,18 @@ _em_objective_jit = jax.jit(em_objective, static_argnums=0)
 Refit = Callable[[np.ndarray, Any], tuple[Any, bool]]
 
 
+def interval_bounds(draws: np.ndarray, interval: float, axis: int = 0) -> np.ndarray:
+    """Equal-tailed ``interval`` bounds over ``axis``: array ``[2, ...]`` (lower, upper).
+
+    >>> interval_bounds(np.arange(101.0), 0.9).tolist()
+    [5.0, 95.0]
+    """
+    if not 0.0 < interval < 1.0:
+        raise ValueError(f"interval must be between 0 and 1, got {interval}")
+    q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
+    return np.quantile(np.asarray(draws, dtype=np.float64), q, axis=axis)
+
+
 @dataclass(eq=False)
 class Samples:
     """NUTS's draws and what they give: ``draws`` (site -> ``[chains, draws, ...]``),
@@ -223,6 +236,14 @@ class Samples:
         """The draws of site ``name``, chains and draws in one axis, ``[S, ...]``, float64."""
         d = self.draws[name]
         return np.asarray(d, np.float64).reshape(-1, *d.shape[2:])
+
+    def interval(
+        self, site: str, interval: float, of: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Equal-tailed ``interval`` bounds ``[2, ...]`` (lower, upper) of site ``site`` or
+        of a quantity derived from it, ``of(draws)`` (vectorised over the leading axis)."""
+        values = self.site(site)
+        return interval_bounds(values if of is None else of(values), interval)
 
     def flat_sites(self) -> dict[str, jnp.ndarray]:
         """Every site's draws, chains and draws in one leading axis, float32 on the device

@@ -51,6 +51,7 @@ from ..inference.posterior import (
     Refit,
     Reparametrised,
     em_objective,
+    interval_bounds,
     marginal_model,
     nuts_draws,
 )
@@ -249,18 +250,6 @@ def beta_draws(a: np.ndarray, b: np.ndarray, rng: np.random.Generator, n: int) -
     """``n`` Beta(a, b) draws, shape ``[n, *a.shape]`` (via gamma draws, float32)."""
     ab = np.stack(np.broadcast_arrays(np.asarray(a, float), np.asarray(b, float)), axis=-1)
     return dirichlet_draws(ab, rng, n)[..., 0]
-
-
-def interval_bounds(draws: np.ndarray, interval: float, axis: int = 0) -> np.ndarray:
-    """Equal-tailed ``interval`` bounds over ``axis``: array ``[2, ...]`` (lower, upper).
-
-    >>> interval_bounds(np.arange(101.0), 0.9).tolist()
-    [5.0, 95.0]
-    """
-    if not 0.0 < interval < 1.0:
-        raise ValueError(f"interval must be between 0 and 1, got {interval}")
-    q = [(1.0 - interval) / 2.0, (1.0 + interval) / 2.0]
-    return np.quantile(np.asarray(draws, dtype=np.float64), q, axis=axis)
 
 
 def shortest_levels(draws: np.ndarray, interval: float) -> np.ndarray:

@@ -65,7 +65,6 @@ from .bayesian import (
     MIN_PSEUDO,
     BayesianAggregator,
     dirichlet_draws,
-    interval_bounds,
     marginal_model,
     vote_shares,
 )
@@ -481,9 +480,8 @@ class BayesianCrowdLab(BayesianAggregator):
         check_interval(interval, "classifier_weight")
         check_is_fitted(self)
         if (samples := self.posterior_.samples) is not None:
-            beta = samples.site("beta")
-            lo, hi = interval_bounds(beta, interval)
-            sd = float(beta.std())
+            lo, hi = samples.interval("beta", interval)
+            sd = float(samples.site("beta").std())
         else:
             if not 0.0 < interval < 1.0:
                 raise ValueError(f"interval must be between 0 and 1, got {interval}")
