@@ -153,32 +153,20 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
     check_is_fitted(model)
     ann = model.annotations_
     level = f"{round(confidence * 100)}%"
-    table: pd.DataFrame | None = None
-    what = ""
-    wilson = False
     q = model.annotator_quality(interval=confidence)  # every model's one schema
     cols = _quality_columns(q)
-    # GoldMajorityVote's bounds are its gold accuracy's: ordered as the gold branch below
-    gold_skill = isinstance(getattr(model, "skills_", None), pd.Series)
-    if cols is not None and cols[1] is not None and cols[2] is not None and not gold_skill:
+    acc = annotator_accuracy(model, confidence=confidence) if ann.has_gold else None
+    # accuracy on gold (GoldMajorityVote: its n_gold beside Wilson bounds): the lowest
+    # upper bound first, as for any model's gold accuracy below
+    wilson = "n_gold" in q.columns
+    if cols is not None and cols[1] is not None and cols[2] is not None:
         base, low, high = cols
         table = pd.DataFrame({"quality": q[base], "lower": q[low], "upper": q[high]}, index=q.index)
         what = f"the model's {base.replace('_', ' ')} with its {level} interval"
-    if table is None and ann.has_gold:
-        acc = annotator_accuracy(model, confidence=confidence)
-        skills = getattr(model, "skills_", None)
-        quality = skills if isinstance(skills, pd.Series) else acc["accuracy"]
-        table = pd.DataFrame(
-            {
-                "quality": quality.reindex(acc.index).to_numpy(),
-                "lower": acc["lower"],
-                "upper": acc["upper"],
-            },
-            index=acc.index,
-        )
-        what = f"accuracy on the gold tasks with its {level} Wilson interval"
+    elif acc is not None:
+        table = acc[["accuracy", "lower", "upper"]].rename(columns={"accuracy": "quality"})
         wilson = True
-    if table is None:
+    else:
         if cols is not None:
             point = q[cols[0]]
             what = f"the model's {cols[0].replace('_', ' ')} (no interval)"
@@ -186,10 +174,11 @@ def annotator_quality_table(model: Aggregator, *, confidence: float = 0.9) -> pd
             point = pd.Series(np.nan, index=ann.worker_ids)
             what = "not estimated by this model"
         table = pd.DataFrame({"quality": point, "lower": np.nan, "upper": np.nan})
+    if wilson:
+        what = f"accuracy on the gold tasks with its {level} Wilson interval"
     table = table.reindex(ann.worker_ids).astype(float)
     table["n_labels"] = ann.labels_per_worker()
-    if ann.has_gold:
-        acc = annotator_accuracy(model, confidence=confidence)
+    if acc is not None:
         table["n_gold"] = acc["n_gold"].to_numpy()
         table["gold_accuracy"] = acc["accuracy"].to_numpy(dtype=float)
     table.index.name = "annotator"

@@ -270,7 +270,6 @@ class Posterior:
     ``converged`` describe EM's run. ``samples`` holds NUTS's draws (:class:`Samples`),
     None for EM."""
 
-    method: str  # "em" or "nuts"
     params: Any
     hyper: Any
     proba: np.ndarray
@@ -280,6 +279,11 @@ class Posterior:
     n_iter: int
     converged: bool
     samples: Samples | None = None
+
+    @property
+    def method(self) -> str:
+        """``"nuts"`` for a posterior of draws, ``"em"`` for an estimate."""
+        return "em" if self.samples is None else "nuts"
 
     @property
     def sampled(self) -> bool:
@@ -374,7 +378,6 @@ def em_posterior(
     padded = res.padded_params if res.padded_params is not None else res.params
     conf = np.asarray(_confusion_jit(family, padded), dtype=np.float64)[: _real_workers(data)]
     return Posterior(
-        method="em",
         params=params,
         hyper=hyper,
         proba=res.post,
@@ -412,7 +415,6 @@ def nuts_posterior(family: Any, data: EMData, start: Posterior, **settings: Any)
     )
     return replace(
         start,
-        method="nuts",
         proba=proba,
         confusion=conf_draws.mean(axis=0, dtype=np.float64),
         class_prior=pi_draws.mean(axis=0),

@@ -480,10 +480,9 @@ class BayesianAggregator(Aggregator):
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
         warn_deprecated(self)  # method="nuts", num_chains=...: write inference=NUTS(...)
-        if int(settings["max_iter"]) < 1:
-            raise ValueError(f"max_iter must be >= 1, got {settings['max_iter']}")
         family = self._family
-        devices = self._fit_devices()
+        engine = self._engine()  # its run checks max_iter
+        devices = engine.placement(ann.n_labels, self._buckets)
         data = self._em_data(ann, devices)
         laid_out = devices is not None or is_bucketed(data)  # sharded or bucketed
         hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
@@ -492,7 +491,6 @@ class BayesianAggregator(Aggregator):
             data = self._em_data(ann, None)
             laid_out = is_bucketed(data)
             hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
-        engine = self._engine()
         refit = self._refit(ann, data)
         if isinstance(engine, NUTS):
             post = engine.run(
@@ -519,13 +517,12 @@ class BayesianAggregator(Aggregator):
         if post.samples is not None:
             self.convergence_ = post.samples.convergence
             self._idata = None
-            self._check_label_switching(
-                next(iter(post.samples.draws.values())).shape[0], ann.n_classes
-            )
+            self._check_label_switching(ann.n_classes)
         self.label_codes_ = np.argmax(self.proba_, axis=1)
 
-    def _check_label_switching(self, n_chains: int, n_classes: int) -> None:
+    def _check_label_switching(self, n_classes: int) -> None:
         samples = self.posterior_.require_samples()
+        n_chains = next(iter(samples.draws.values())).shape[0]
         sens = np.diagonal(samples.confusion, axis1=-2, axis2=-1)  # [S, W, K]
         acc = np.einsum("swk,sk->sw", sens, samples.class_prior).mean(axis=1)  # [S]
         per_chain = acc.reshape(n_chains, -1).mean(axis=1)
