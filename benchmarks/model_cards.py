@@ -48,10 +48,15 @@ def score(model: cb.Aggregator, gold: pd.Series) -> tuple[float, float]:
 
 
 def registered_cards() -> dict[str, type]:
-    """The cards this script writes: every registered Bayesian model fitted from the labels
-    alone (``crowdbayes.registry``: a NUTS fit, no ``pred_probs``), by card (its file name
-    without ``.md``), with its estimator class."""
-    specs = [s for s in MODELS.values() if s.nuts and not s.needs_pred_probs]
+    """The cards this script writes: every registered iterative model fitted from the
+    labels alone (``crowdbayes.registry``: no gold, no ``pred_probs``) but
+    ``recommended()``, whose card ``benchmarks/accuracy.py`` writes, by card (its file
+    name without ``.md``), with its estimator class."""
+    specs = [
+        s
+        for key, s in MODELS.items()
+        if key != "recommended" and s.iterative and not (s.needs_gold or s.needs_pred_probs)
+    ]
     return {s.card_key: s.estimator_class() for s in specs}
 
 

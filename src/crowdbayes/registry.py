@@ -148,6 +148,12 @@ MODELS: dict[str, ModelSpec] = {
         "item_difficulty.md",
         nuts=True,
     ),
+    "ebcc": ModelSpec(
+        "models.ebcc",
+        "EBCC",
+        "a confusion matrix per sub-type of each class: annotators' correlated errors (EBCC)",
+        "ebcc.md",
+    ),
     "crowdlab": ModelSpec(
         "models.crowdlab",
         "CrowdLab",
