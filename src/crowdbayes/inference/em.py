@@ -414,6 +414,10 @@ class _State(NamedTuple):
     gain: jnp.ndarray
     n_iter: jnp.ndarray
     history: jnp.ndarray
+    #: the family's ``confusion(params)`` at the end of a chunk (None inside the loop and
+    #: in a chunk's input): computed by the EM program itself, so that a fit compiles
+    #: one program, not a second one for its confusion matrices
+    confusion: Any = None
 
 
 def initial_state(
@@ -497,7 +501,11 @@ def _em_chunk(
         running = (s.n_iter < 2) | (s.gain / n_labels >= tol) | (tol <= 0)
         return (s.n_iter < stop_at) & running
 
-    return jax.lax.while_loop(cond, lambda s: _em_step(model, s, data, hyper), state)
+    out = jax.lax.while_loop(
+        cond, lambda s: _em_step(model, s, data, hyper), state._replace(confusion=None)
+    )
+    confusion = getattr(model, "confusion", None)
+    return out if confusion is None else out._replace(confusion=confusion(out.params))
 
 
 _em_chunk_jit: Callable[..., _State] = jax.jit(_em_chunk, static_argnums=0)
@@ -577,6 +585,7 @@ class EMResult(NamedTuple):
     n_iter: int
     converged: bool
     padded_params: Any = None  # bucketed fits: params before the padding is cut off
+    confusion: np.ndarray | None = None  # the family's confusion(params), padded rows kept
 
 
 def run_em(
@@ -622,6 +631,7 @@ def run_em(
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
             nonlocal program, read_back
+            state = state._replace(confusion=None)  # the program's input has none
             try:
                 out: _State = program(state, data, hyper, stop_at, tol_arr)
             except jax.errors.JaxRuntimeError:
@@ -638,6 +648,7 @@ def run_em(
     else:
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
+            state = state._replace(confusion=None)
             return _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
 
     bar = None
@@ -678,6 +689,7 @@ def run_em(
         n_iter=n_iter,
         converged=bool(converged),
         padded_params=padded if data.pad_rows is not None else None,
+        confusion=None if state.confusion is None else np.asarray(state.confusion, np.float64),
     )
 
 

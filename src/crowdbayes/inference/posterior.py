@@ -374,9 +374,11 @@ def em_posterior(
         init_post = post
     res = run_em(family, data, init_post, hyper, max_iter=max_iter, tol=tol, progress=progress)
     params = _unpad_tasks(family, res.params, data, init_post.shape[0])
-    # jitted on the bucket's params (one program per bucket, not eager ops per shape)
-    padded = res.padded_params if res.padded_params is not None else res.params
-    conf = np.asarray(_confusion_jit(family, padded), dtype=np.float64)[: _real_workers(data)]
+    if res.confusion is not None:  # computed by the EM program (padded rows last)
+        conf = res.confusion[: _real_workers(data)]
+    else:  # jitted on the bucket's params (one program per bucket, not eager ops per shape)
+        padded = res.padded_params if res.padded_params is not None else res.params
+        conf = np.asarray(_confusion_jit(family, padded), np.float64)[: _real_workers(data)]
     return Posterior(
         params=params,
         hyper=hyper,
