@@ -114,3 +114,51 @@ def test_nuts_is_refused_with_a_reason() -> None:
 def test_bad_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         EBCC(**bad).fit(wsd()[0])
+
+
+def test_new_annotations_with_gold_keep_their_gold_class() -> None:
+    # scoring an Annotations that carries gold maps it to the sub-types as the fit does
+    df, gold = wsd()
+    some = gold.iloc[::3]
+    model = EBCC(n_restarts=1).fit(df, gold=some)
+    proba = model.predict_proba(model.annotations_).loc[some.index]
+    assert (proba.idxmax(axis=1) == some).all()
+    np.testing.assert_allclose(proba.max(axis=1), 1.0, atol=1e-6)
+
+
+def test_a_subtype_axis_the_size_of_the_padded_annotators_fits() -> None:
+    # 8 classes x 8 sub-types = 64 rows, the padded annotator count of a shape bucket:
+    # EBCC fits exact shapes (bucketing finds padding axes by their length)
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 8, 200)
+    rows = [
+        (t, w, truth[t] if rng.random() < 0.8 else rng.integers(0, 8))
+        for t in range(200)
+        for w in rng.choice(10, 10, replace=False)
+    ]
+    df = pd.DataFrame(rows, columns=["task", "worker", "label"])
+    model = EBCC(n_subtypes=8, n_restarts=1).fit(df)
+    assert np.asarray(model.params_.log_confusion).shape == (10, 64, 8)
+    assert accuracy(model, pd.Series(truth)) > 0.95
+
+
+def test_compare_scores_ebccs_own_predictive() -> None:
+    # held-out labels are predicted from EBCC's sub-type rows, not from confusion_ (the
+    # annotator reading under another prior): at one sub-type that is Dawid-Skene with
+    # EBCC's prior, label for label
+    from crowdbayes.model_choice import held_out_log_lik
+
+    df, _ = wsd()
+    ann = cb.as_annotations(df)
+    held = np.random.default_rng(0).random(ann.n_labels) < 0.2
+    eb = held_out_log_lik(EBCC(n_subtypes=1, n_restarts=1, tol=0.0, max_iter=60), ann, held)
+    ds = cb.DawidSkene(prior_strength=6.0, prior_accuracy=4 / 6, tol=0.0, max_iter=60)
+    np.testing.assert_allclose(eb, held_out_log_lik(ds, ann, held), atol=1e-3)
+
+
+def test_the_command_line_seed_reaches_the_restarts() -> None:
+    from crowdbayes.cli import build_model, build_parser
+    from crowdbayes.registry import MODELS
+
+    args = build_parser().parse_args(["aggregate", "--dataset", "wsd", "--seed", "3"])
+    assert build_model(MODELS["ebcc"], args).get_params()["seed"] == 3

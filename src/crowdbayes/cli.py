@@ -82,8 +82,9 @@ def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
         kwargs["progress"] = not args.quiet and sys.stderr.isatty()
         if args.max_iter is not None:
             kwargs["max_iter"] = args.max_iter
-    if spec.nuts:
+    if "seed" in spec.build().get_params(deep=False):  # draws, restarts, ties, splits
         kwargs["seed"] = args.seed
+    if spec.nuts:
         if args.method == "nuts":  # --method nuts: the NUTS engine, its bar as EM's would be
             kwargs["inference"] = NUTS(
                 num_warmup=args.num_warmup,
@@ -94,8 +95,6 @@ def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
             )
     if spec.estimator == "GoldMajorityVote":
         kwargs["clamp_gold"] = args.clamp_gold
-    if spec.estimator == "CrowdLab":
-        kwargs["seed"] = args.seed
     return spec.build(**kwargs)
 
 

@@ -71,6 +71,12 @@ def held_out_log_lik(
     annotators with the average confusion matrix of the fitted ones."""
     sub, new_code = _subset(ann, ~held)
     fit = _clone(model).fit(sub)
+    t = new_code[ann.task[held]]
+    own = getattr(fit, "_held_out_proba", None)  # a model whose predictive is not the
+    if own is not None:  # confusions given the class (EBCC: its sub-types)
+        seen = np.bincount(sub.worker, minlength=ann.n_workers) > 0 if new_annotators else None
+        p = np.asarray(own(t, ann.worker[held], ann.label[held], seen), np.float64)
+        return np.log(np.maximum(p, np.finfo(np.float64).tiny))
     conf = getattr(fit, "confusion_", None)
     if conf is None:
         raise AnnotationsError(
@@ -82,7 +88,6 @@ def held_out_log_lik(
         conf = conf.copy()
         conf[~seen] = conf[seen].mean(axis=0)
     prior = np.asarray(getattr(fit, "class_prior_", np.full(ann.n_classes, 1 / ann.n_classes)))
-    t = new_code[ann.task[held]]
     proba = np.asarray(fit.proba_, np.float64)
     post = np.where((t >= 0)[:, None], proba[np.maximum(t, 0)], prior[None, :])
     rows = conf[ann.worker[held], :, ann.label[held]]  # [n_held, K]: p(y | k)

@@ -24,11 +24,19 @@ class uses few sub-types unless the labels need more) and ``M = n_subtypes`` (10
 marginalised; EM finds the MAP in log-ratio coordinates (every Dirichlet's mode there is
 its mean given the counts; the paper fits the same model by mean-field variational
 Bayes), from ``n_restarts`` random splits of the majority-vote shares over the sub-types,
-keeping the fit of the highest log posterior. ``confusion_`` is each annotator's
-confusion per class, its sub-types' rows weighted by ``tau``.
+keeping the fit of the highest log posterior.
+
+The sub-type rows' prior is strong (an annotator has ``K M`` rows, each worth ``K + 3``
+labels), which keeps sub-types from forming where the labels do not need them but would
+pull a good annotator toward accuracy ``4 / (K + 3)``; so ``confusion_`` and
+``annotator_quality`` read each annotator's labels against EBCC's class posterior under
+:class:`~crowdbayes.models.dawid_skene.DawidSkene`'s default prior (``4 / K``
+pseudo-labels per row, 70% on the diagonal), and the model's own rows stay in
+``params_`` (what new tasks are scored with).
 
 The defaults are the paper's, not chosen on crowdbayes' benchmark datasets; the number
-of restarts was (see the model card, ``models/ebcc.md``). EBCC is fitted by EM only:
+of restarts was, and the reading of the quality on simulated crowds (see the model card,
+``models/ebcc.md``). EBCC is fitted by EM only:
 sub-types of one class are exchangeable, so NUTS chains would switch between them.
 
 >>> import crowdbayes as cb
@@ -220,7 +228,8 @@ class EBCC(BayesianAggregator):
 
     Attributes
     ----------
-    confusion_ : ndarray ``[n_workers, K, K]``: each annotator's confusion per class.
+    confusion_ : ndarray ``[n_workers, K, K]``: each annotator's confusion per class, read
+        from its labels against the class posterior (see the module doc).
     subtype_shares_ : ndarray ``[K, M]``: each class's share of its sub-types.
     restart_objectives_ : ndarray ``[n_restarts]``: the log posterior each EM run reached.
     """
@@ -292,11 +301,19 @@ class EBCC(BayesianAggregator):
             )
         return engine
 
-    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
-        # a gold task is clamped to its class's first sub-type (EM clamps one row)
+    #: exact shapes: the ``[K, M]`` sub-type prior is not bucket-free, and bucketing finds
+    #: padding axes by their length (a ``K * M`` axis could pass for the annotators')
+    _buckets: ClassVar[bool] = False
+
+    def _subtype_gold(self, ann: Annotations) -> Annotations:
+        """``ann`` with each gold class ``k`` as the row of its first sub-type, ``k * M``
+        (EM clamps a gold task to one row)."""
         M = int(self.n_subtypes)
         gold = np.where(ann.gold >= 0, ann.gold * M, -1).astype(ann.gold.dtype)
-        return super()._em_data(replace(ann, gold=gold), devices)
+        return replace(ann, gold=gold)
+
+    def _em_data(self, ann: Annotations, devices: Any = None) -> EMData:
+        return super()._em_data(self._subtype_gold(ann), devices)
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         """The vote shares, each class's split over its sub-types at random (Dirichlet(1),
@@ -352,5 +369,26 @@ class EBCC(BayesianAggregator):
             mean = np.log(np.exp(log_conf).mean(axis=0, keepdims=True))
             log_conf = np.concatenate([log_conf, np.repeat(mean, n_new, 0)])
         full = params._replace(log_confusion=jax.device_put(log_conf.astype(np.float32)))
-        post, _ = _e_step_jit(self._family, full, em_data(ann, n_workers=ann.n_workers))
+        data = em_data(self._subtype_gold(ann), n_workers=ann.n_workers)
+        post, _ = _e_step_jit(self._family, full, data)
         return _collapse(np.asarray(post, np.float64).T, ann.n_classes)
+
+    def _held_out_proba(
+        self, task: np.ndarray, worker: np.ndarray, label: np.ndarray, seen: np.ndarray | None
+    ) -> np.ndarray:
+        """``p(label | the task's other labels)`` of held-out labels under EBCC's own
+        model (:func:`crowdbayes.model_choice.held_out_log_lik`): the task's sub-type
+        posterior times the annotator's sub-type row; ``task`` is -1 for a task with no
+        fitted labels (then ``pi_k tau_km``); ``seen`` (fitted annotators), where given,
+        scores the others with the average of the seen annotators' rows."""
+        params: EBCCParams = self.params_
+        rows = np.exp(np.asarray(params.log_confusion, np.float64))  # [W, K * M, L]
+        if seen is not None:
+            rows = rows.copy()
+            rows[~seen] = rows[seen].mean(axis=0)
+        log_pi = np.asarray(params.log_pi, np.float64)[:, None]
+        prior = np.exp(log_pi + np.asarray(params.log_tau, np.float64)).reshape(-1, 1)
+        sub, _ = _e_step_jit(self._family, params, self._data())
+        sub = np.asarray(sub, np.float64).T  # [T, K * M]
+        post = np.where((task >= 0)[:, None], sub[np.maximum(task, 0)], prior[:, 0][None, :])
+        return (post * rows[worker, :, label]).sum(axis=1)
