@@ -67,6 +67,7 @@ _LAZY.update({spec.estimator: f".{spec.module}" for spec in _registry.MODELS.val
 _SUBMODULES = frozenset(
     {
         "base",
+        "chosen",
         "cli",
         "data",
         "datasets",

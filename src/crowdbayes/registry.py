@@ -154,6 +154,13 @@ MODELS: dict[str, ModelSpec] = {
         "a confusion matrix per sub-type of each class: annotators' correlated errors (EBCC)",
         "ebcc.md",
     ),
+    "chosen": ModelSpec(
+        "chosen",
+        "ChosenModel",
+        "recommended() or EBCC, whichever predicts held-out labels better (cb.compare)",
+        "chosen.md",
+        iterative=False,
+    ),
     "crowdlab": ModelSpec(
         "models.crowdlab",
         "CrowdLab",
