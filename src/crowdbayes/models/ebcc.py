@@ -61,7 +61,9 @@ from ..data import Annotations
 from ..engines import NUTS
 from ..inference.em import EMData, _e_step_jit, em_data
 from .bayesian import (
+    EM_PARAMETERS,
     MIN_PSEUDO,
+    RUN_PARAMETERS,
     BayesianAggregator,
     ClassPrior,
     dirichlet_draws,
@@ -242,14 +244,8 @@ class EBCC(BayesianAggregator):
         "tau": ["class", "sub"],
         "pi": ["class"],
     }
-    _engine_parameters: ClassVar[tuple[str, ...]] = (
-        "seed",
-        "max_iter",
-        "tol",
-        "progress",
-        "devices",
-        "inference",
-    )
+    #: no NUTS settings: EM only (the seed splits the restarts and seeds the draws)
+    _engine_parameters: ClassVar[tuple[str, ...]] = ("seed", *EM_PARAMETERS, *RUN_PARAMETERS)
 
     # parameters (the constructor takes these, then the engine parameters)
     n_subtypes: int = 10
