@@ -71,7 +71,7 @@ class ChosenModel(Aggregator):
         from .model_choice import compare
         from .models.dawid_skene import DawidSkene
         from .models.ebcc import EBCC
-        from .recommend import CalibratedDawidSkene, task_temperatures, temper
+        from .recommend import CalibratedDawidSkene
 
         table = compare(
             ann,
@@ -87,10 +87,8 @@ class ChosenModel(Aggregator):
             from .models.vote_correlation import vote_correlation
 
             model: Any = EBCC(seed=self.seed).fit(ann)
-            rho = vote_correlation(ann.vote_counts(), model.proba_)
-            tau = task_temperatures(ann, EBCC_OUTPUT_TEMPERATURE, 0.5, rho)
-            self.proba_ = temper(model.proba_, tau)
-            self.label_correlation_ = float(rho)
+            self.label_correlation_ = vote_correlation(ann.vote_counts(), model.proba_)
+            self.proba_ = self._tempered(ann, model.proba_)
         else:
             model = CalibratedDawidSkene().fit(ann)
             self.proba_ = model.proba_
@@ -122,9 +120,12 @@ class ChosenModel(Aggregator):
     def _predict_proba_new(self, ann: Annotations) -> np.ndarray:
         """The chosen model's scores of new tasks (EBCC's tempered as in the fit)."""
         out: np.ndarray = self.model_._predict_proba_new(ann)
-        if self.chosen_ == "EBCC":
-            from .recommend import task_temperatures, temper
+        return self._tempered(ann, out) if self.chosen_ == "EBCC" else out
 
-            tau = task_temperatures(ann, EBCC_OUTPUT_TEMPERATURE, 0.5, self.label_correlation_)
-            out = temper(out, tau)
-        return out
+    def _tempered(self, ann: Annotations, proba: np.ndarray) -> np.ndarray:
+        """EBCC's posterior ``proba`` of ``ann``'s tasks as reported: tempered at
+        ``EBCC_OUTPUT_TEMPERATURE * sqrt(n * design effect)``."""
+        from .recommend import task_temperatures, temper
+
+        tau = task_temperatures(ann, EBCC_OUTPUT_TEMPERATURE, 0.5, self.label_correlation_)
+        return temper(proba, tau)

@@ -82,7 +82,7 @@ def build_model(spec: ModelSpec, args: argparse.Namespace) -> Aggregator:
         kwargs["progress"] = not args.quiet and sys.stderr.isatty()
         if args.max_iter is not None:
             kwargs["max_iter"] = args.max_iter
-    if "seed" in spec.build().get_params(deep=False):  # draws, restarts, ties, splits
+    if "seed" in spec.estimator_class()._get_param_names():  # draws, restarts, ties, splits
         kwargs["seed"] = args.seed
     if spec.nuts:
         if args.method == "nuts":  # --method nuts: the NUTS engine, its bar as EM's would be

@@ -631,7 +631,6 @@ def run_em(
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
             nonlocal program, read_back
-            state = state._replace(confusion=None)  # the program's input has none
             try:
                 out: _State = program(state, data, hyper, stop_at, tol_arr)
             except jax.errors.JaxRuntimeError:
@@ -648,7 +647,6 @@ def run_em(
     else:
 
         def advance(state: _State, stop_at: jax.Array) -> _State:
-            state = state._replace(confusion=None)
             return _em_chunk_jit(model, state, data, hyper, stop_at, tol_arr)
 
     bar = None
@@ -660,7 +658,7 @@ def run_em(
     done = 0
     while True:
         stop_at = put(np.int32(min(done + step, max_iter)))
-        state = advance(state, stop_at)
+        state = advance(state._replace(confusion=None), stop_at)  # a chunk's input has none
         n_iter = int(state.n_iter)
         if bar is not None:
             bar.update(n_iter - done)

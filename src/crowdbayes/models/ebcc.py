@@ -71,7 +71,7 @@ from .bayesian import (
     sample_priors,
     vote_shares,
 )
-from .confusion import _expected_counts_jit, confusion_log_lik, expected_counts
+from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
 from .dawid_skene import confusion_pseudo_counts, row_strength
 
 __all__ = ["EBCC", "EBCCHyper", "EBCCModel", "EBCCParams"]
@@ -110,18 +110,15 @@ def _mix(log_confusion: jnp.ndarray, log_tau: jnp.ndarray) -> jnp.ndarray:
     return jnp.einsum("...km,...wkml->...wkl", jnp.exp(log_tau), v)
 
 
-class EBCCModel(ClassPrior):
+class EBCCModel(ConfusionModel):
     """Static likelihood, EM updates and NumPyro sites of EBCC (the rows of EM's posterior
-    are the ``K * M`` sub-types, class-major)."""
+    are the ``K * M`` sub-types, class-major; the likelihood is
+    :class:`~crowdbayes.models.confusion.ConfusionModel`'s over those rows)."""
 
     __name__ = "EBCC"
 
     @staticmethod
-    def log_lik(params: EBCCParams, data: EMData) -> jnp.ndarray:
-        return confusion_log_lik(params.log_confusion, data)
-
-    @staticmethod
-    def log_class_prior(params: EBCCParams, data: EMData) -> jnp.ndarray:
+    def log_class_prior(params: EBCCParams, data: EMData) -> jnp.ndarray:  # type: ignore[override]
         return (params.log_pi[:, None] + params.log_tau).reshape(-1)[:, None]
 
     @staticmethod
@@ -148,7 +145,7 @@ class EBCCModel(ClassPrior):
         )
 
     @staticmethod
-    def confusion(params: EBCCParams) -> jnp.ndarray:
+    def confusion(params: EBCCParams) -> jnp.ndarray:  # type: ignore[override]
         """``[W, K, L]``: each annotator's confusion per class (sub-types weighted by tau)."""
         return _mix(params.log_confusion, params.log_tau)
 
