@@ -15,6 +15,7 @@ from crowdbayes.inference.em import BUCKETS, bucket_sizes, em_data, is_bucketed,
 from crowdbayes.models.bayesian import vote_shares
 from crowdbayes.models.class_conditional import ClassConditionalDawidSkene
 from crowdbayes.models.dawid_skene import DawidSkene, DawidSkeneModel
+from crowdbayes.models.ebcc import EBCC
 from crowdbayes.models.hierarchical import HierarchicalDawidSkene
 from crowdbayes.models.item_difficulty import ItemDifficulty
 from crowdbayes.models.mace import MACE
@@ -60,6 +61,51 @@ def n_programs() -> int:
 def exact(est):
     est._buckets = False
     return est
+
+
+def test_a_fit_padded_to_a_fixed_shape_is_the_exact_fit(data):
+    """EBCC fits exact shapes; the folds of cb.compare pad to the whole data's shape
+    (``_pad_to``) and are the exact fit to float rounding (sub-type rows: K * M = 40)."""
+    shape = (data.n_labels + 100, data.n_tasks + 30, data.n_workers + 3)
+    padded = EBCC(n_restarts=1, max_iter=30, tol=0)
+    padded._pad_to = shape
+    padded.fit(data)
+    plain = EBCC(n_restarts=1, max_iter=30, tol=0).fit(data)
+    np.testing.assert_allclose(padded.proba_, plain.proba_, atol=2e-5)
+    np.testing.assert_allclose(padded.confusion_, plain.confusion_, atol=2e-5)
+    np.testing.assert_allclose(padded.params_.log_tau, plain.params_.log_tau, atol=1e-4)
+    # the objective less the padding rows' log prior, in float32: EBCC's is K * M rows
+    # an annotator, so the padding share is large; 1e-5 a label
+    n = data.n_labels
+    np.testing.assert_allclose(padded.history_ / n, plain.history_ / n, atol=1e-5)
+    with pytest.raises(ValueError, match="smaller than the data"):
+        em_data(data, devices=em.pad_to(10, 10, 10))
+
+
+def test_ebcc_fits_exact_shapes_where_a_sub_type_axis_meets_a_padded_one(data, monkeypatch):
+    """EBCC's params have ``K * M`` and ``M`` axes; where a padded count is one of them
+    (64 annotators = 4 classes x 16 sub-types here), the fit runs on exact shapes and is
+    the exact fit; with 15 sub-types it runs padded."""
+    layouts: list[bool] = []
+    built = EBCC._em_data
+
+    def spy(self, ann, devices=None):
+        out = built(self, ann, devices)
+        layouts.append(is_bucketed(out))
+        return out
+
+    monkeypatch.setattr(EBCC, "_em_data", spy)
+    met = EBCC(n_subtypes=16, n_restarts=1, max_iter=20, tol=0)
+    met._pad_to = (data.n_labels, data.n_tasks, 64)
+    met.fit(data)
+    assert layouts == [True, False]  # built padded, refused, rebuilt exact
+    plain = EBCC(n_subtypes=16, n_restarts=1, max_iter=20, tol=0).fit(data)
+    np.testing.assert_array_equal(met.proba_, plain.proba_)
+    layouts.clear()
+    apart = EBCC(n_subtypes=15, n_restarts=1, max_iter=20, tol=0)
+    apart._pad_to = (data.n_labels, data.n_tasks, 64)
+    apart.fit(data)
+    assert layouts == [True]
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
@@ -187,3 +233,23 @@ def test_many_classes_e_step_matches_the_row_by_row_one():
     df = crowd(60, 8, 0, n_classes=12)
     padded, plain = DawidSkene(max_iter=20, tol=0).fit(df), exact(DawidSkene(max_iter=20, tol=0))
     np.testing.assert_allclose(padded.proba_, plain.fit(df).proba_, atol=2e-5)
+
+
+def test_compare_compiles_one_ebcc_program_for_its_folds():
+    """EBCC fits exact shapes, but cb.compare pads its folds to the whole data's shape:
+    the five folds run one EM program (each fold's own shape compiled five)."""
+    df = crowd(150, 20, 4)
+    compiles: list[str] = []
+
+    def listen(name: str, secs: float, **kw) -> None:
+        if name == "/jax/core/compile/backend_compile_duration":
+            compiles.append(name)
+
+    before = n_programs()
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        table = cb.compare(df, [EBCC(n_restarts=1, max_iter=20)], folds=5)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    assert n_programs() - before <= 1 and len(compiles) <= 1
+    assert np.isfinite(table.loc["EBCC", "elpd"])

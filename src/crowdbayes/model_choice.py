@@ -70,7 +70,10 @@ def held_out_log_lik(
     fitting a clone of ``model`` on the others; ``new_annotators`` scores held-out
     annotators with the average confusion matrix of the fitted ones."""
     sub, new_code = _subset(ann, ~held)
-    fit = _clone(model).fit(sub)
+    fit = _clone(model)
+    if hasattr(fit, "_pad_to"):  # every fold padded to the whole data's shape: one
+        fit._pad_to = (ann.n_labels, ann.n_tasks, ann.n_workers)  # program for all folds
+    fit = fit.fit(sub)
     t = new_code[ann.task[held]]
     own = getattr(fit, "_held_out_proba", None)  # a model whose predictive is not the
     if own is not None:  # confusions given the class (EBCC: its sub-types)

@@ -48,6 +48,7 @@ __all__ = [
     "e_step",
     "em_data",
     "is_bucketed",
+    "pad_to",
     "padding_log_prior",
     "posterior",
     "run_em",
@@ -88,13 +89,27 @@ def bound_programs() -> int:
 
 
 class _Buckets:
-    """``devices=BUCKETS``: one device, labels, tasks and annotators padded to buckets."""
+    """``devices=BUCKETS``: one device, labels, tasks and annotators padded to buckets;
+    ``devices=pad_to(n_labels, n_tasks, n_workers)``: padded to those sizes instead."""
+
+    def __init__(self, sizes: tuple[int, int, int] | None = None) -> None:
+        self.sizes = sizes
 
     def __repr__(self) -> str:
-        return "BUCKETS"
+        return "BUCKETS" if self.sizes is None else f"pad_to{self.sizes}"
 
 
 BUCKETS: Any = _Buckets()
+
+
+def pad_to(n_labels: int, n_tasks: int, n_workers: int) -> Any:
+    """``devices=`` for :func:`em_data`: one device, padded to ``n_labels`` labels,
+    ``n_tasks`` tasks and ``n_workers`` annotators (moved up by one where the task and
+    annotator counts would meet each other or the class count, as in
+    :func:`bucket_sizes`), so that fits of subsets of one dataset (the folds of
+    :func:`~crowdbayes.compare`) share one compiled program where they would otherwise
+    fit exact shapes."""
+    return _Buckets((int(n_labels), int(n_tasks), int(n_workers)))
 
 
 def _rung(n: int, minimum: int, step: int = 1) -> int:
@@ -193,8 +208,8 @@ def em_data(
         task_temperature = np.asarray(task_temperature, dtype=np.float32).reshape(-1)
         if task_temperature.shape != (ann.n_tasks,) or not (task_temperature > 0).all():
             raise ValueError(f"task_temperature must be {ann.n_tasks} positive numbers")
-    if devices is BUCKETS:
-        return _bucketed_em_data(ann, n_workers, per_label, task_temperature)
+    if isinstance(devices, _Buckets):
+        return _bucketed_em_data(ann, n_workers, per_label, task_temperature, devices.sizes)
     if devices is not None:
         from .sharding import sharded_em_fields
 
@@ -267,14 +282,27 @@ def _bucketed_em_data(
     n_workers: int | None,
     per_label: bool,
     task_temperature: np.ndarray | None,
+    sizes: tuple[int, int, int] | None = None,
 ) -> EMData:
-    """:func:`em_data` padded to the bucket of :func:`bucket_sizes` (numpy, then one
-    transfer per array: nothing compiles)."""
+    """:func:`em_data` padded to the bucket of :func:`bucket_sizes`, or to ``sizes``
+    (:func:`pad_to`; numpy, then one transfer per array: nothing compiles)."""
     from .segments import FlatSegments
 
     W = ann.n_workers if n_workers is None else n_workers
     N, T, L = ann.n_labels, ann.n_tasks, ann.n_classes
-    N_pad, T_pad, W_pad, _ = bucket_sizes(N, T, W, L)
+    if sizes is None:
+        N_pad, T_pad, W_pad, _ = bucket_sizes(N, T, W, L)
+    else:
+        N_pad, T_pad, W_pad = sizes
+        if N_pad < N or T_pad < T or W_pad < W:
+            raise ValueError(
+                f"pad_to{sizes} is smaller than the data ({N} labels, {T} tasks, {W} annotators)"
+            )
+        taken = {L, L - 1}
+        while W_pad in taken:
+            W_pad += 1
+        while T_pad in taken or T_pad == W_pad:
+            T_pad += 1
     put = jax.device_put
     wl = ann.worker.astype(np.int64) * L + ann.label
 

@@ -43,6 +43,7 @@ from ..inference.em import (
     _e_step_jit,
     em_data,
     is_bucketed,
+    pad_to,
     posterior,
 )
 from ..inference.nuts import ConvergenceWarning, to_inference_data
@@ -340,17 +341,19 @@ def confusion_posterior(conf: np.ndarray, pi: np.ndarray, data: EMData) -> np.nd
     return posterior(ConfusionModel, params, data)
 
 
-def _bucket_free(hyper: Any, ann: Annotations) -> bool:
+def _bucket_free(hyper: Any, ann: Annotations, data: EMData, axes: set[int]) -> bool:
     """Whether hyperparameters fit every dataset of a shape bucket: each array is a
-    scalar or has only class-sized axes (not the case where the class count equals the
-    task or annotator count and an axis may be either), or is a bucketed layout."""
+    scalar or has only axes of the lengths ``axes`` (the family's own, not padded: the
+    classes, or EBCC's sub-types), or is a bucketed layout; and no such length is the
+    task or annotator count, padded or not (an axis is known by its length alone when
+    the padding is cut off, :func:`~crowdbayes.inference.em.padding_log_prior`)."""
     from ..inference.segments import FlatSegments
 
-    K = ann.n_classes
-    if K in (ann.n_tasks, ann.n_workers):
+    counts = (ann.n_tasks, ann.n_workers, data.gold.shape[0], data.n_labels_per_worker.shape[0])
+    if set(axes) & set(counts):
         return False
     leaves = jax.tree_util.tree_leaves(hyper, is_leaf=lambda x: isinstance(x, FlatSegments))
-    return all(isinstance(x, FlatSegments) or all(n == K for n in np.shape(x)) for x in leaves)
+    return all(isinstance(x, FlatSegments) or all(n in axes for n in np.shape(x)) for x in leaves)
 
 
 # ----------------------------------------------------------------- estimator
@@ -424,13 +427,34 @@ class BayesianAggregator(Aggregator):
     #: :mod:`crowdbayes.inference.em`); False fits every shape exactly.
     _buckets: ClassVar[bool] = True
 
+    def _bucket_axes(self, ann: Annotations) -> set[int]:
+        """The lengths of the axes of this family's hyperparameters and params that
+        padding leaves alone (the classes; a family with other axes names them): a
+        bucketed fit needs them apart from the padded task and annotator counts."""
+        return {ann.n_classes}
+
     def _fit_devices(self) -> Any:
         """Where this fit's data go, as its engine places them
         (:meth:`~crowdbayes.engines.EM.placement`): EM's ``devices`` (sharded), else one
         device, padded to a shape bucket (``BUCKETS``) up to ``BUCKET_MAX_LABELS`` labels
         unless ``_buckets`` is False; NUTS on one device, exact shapes (None)."""
         ann = getattr(self, "annotations_", None)  # fit() sets it before _fit
-        return self._engine().placement(0 if ann is None else ann.n_labels, self._buckets)
+        return self._placement(self._engine(), 0 if ann is None else ann.n_labels)
+
+    #: ``(n_labels, n_tasks, n_workers)`` set on the folds' clones by
+    #: :func:`~crowdbayes.compare`: an EM fit that would run on exact shapes (a family
+    #: without shape buckets, or above ``BUCKET_MAX_LABELS``) pads to these instead, so
+    #: that every fold of a dataset runs one compiled program
+    _pad_to: tuple[int, int, int] | None = None
+
+    def _placement(self, engine: EM | NUTS, n_labels: int) -> Any:
+        """Where this fit's data go: the engine's placement (:meth:`EM.placement`), or
+        :func:`~crowdbayes.inference.em.pad_to` ``_pad_to`` for a one-device EM fit
+        of exact shapes."""
+        devices = engine.placement(n_labels, self._buckets)
+        if devices is None and self._pad_to is not None and isinstance(engine, EM):
+            return pad_to(*self._pad_to)
+        return devices
 
     def _init_post(self, ann: Annotations) -> np.ndarray:
         return vote_shares(ann)
@@ -482,11 +506,11 @@ class BayesianAggregator(Aggregator):
         warn_deprecated(self)  # method="nuts", num_chains=...: write inference=NUTS(...)
         family = self._family
         engine = self._engine()  # its run checks max_iter
-        devices = engine.placement(ann.n_labels, self._buckets)
+        devices = self._placement(engine, ann.n_labels)
         data = self._em_data(ann, devices)
         laid_out = devices is not None or is_bucketed(data)  # sharded or bucketed
         hyper = self._sharded_hyper(ann, data) if laid_out else self._hyper(ann)
-        if is_bucketed(data) and not _bucket_free(hyper, ann):
+        if is_bucketed(data) and not _bucket_free(hyper, ann, data, self._bucket_axes(ann)):
             # hyperparameters per task or label (no padding for them): exact shapes
             data = self._em_data(ann, None)
             laid_out = is_bucketed(data)

@@ -71,7 +71,7 @@ from .bayesian import (
     sample_priors,
     vote_shares,
 )
-from .confusion import ConfusionModel, _expected_counts_jit, expected_counts
+from .confusion import ConfusionModel, expected_counts
 from .dawid_skene import confusion_pseudo_counts, row_strength
 
 __all__ = ["EBCC", "EBCCHyper", "EBCCModel", "EBCCParams"]
@@ -138,8 +138,10 @@ class EBCCModel(ConfusionModel):
 
     @staticmethod
     def log_prior(params: EBCCParams, hyper: EBCCHyper) -> jnp.ndarray:
+        # a contraction, not an elementwise sum: XLA's CPU sum of the W * K * M * L terms
+        # accumulates float32 error (7 nats of 20,000 at 64 x 40 x 4), the dot does not
         return (
-            (_sub_counts(hyper)[None] * params.log_confusion).sum()
+            jnp.einsum("wrl,rl->w", params.log_confusion, _sub_counts(hyper)).sum()
             + (hyper.subtype_counts * params.log_tau).sum()
             + (hyper.class_counts * params.log_pi).sum()
         )
@@ -193,9 +195,22 @@ class EBCCModel(ConfusionModel):
         prior, worth 4 labels per annotator), as :meth:`EBCC.annotator_quality` reports
         them (see the estimator)."""
         W = data.n_labels_per_worker.shape[0]
-        counts = np.asarray(_expected_counts_jit(post, data, W), np.float64)
+        L = hyper.quality_counts.shape[1]
+        counts = _label_counts(data, np.asarray(post, np.float64).T, W, L)
         conf = dirichlet_draws(counts + np.asarray(hyper.quality_counts, np.float64), rng, n)
         return conf, ClassPrior.draws(post, hyper.class_counts, rng, n)
+
+
+def _label_counts(ann: Annotations | EMData, proba: np.ndarray, W: int, L: int) -> np.ndarray:
+    """``[W, K, L]``: expected number of labels ``l`` from annotator ``w`` on class-``k``
+    tasks given the class posterior ``proba`` ``[T, K]``, over the labels of ``ann``
+    (exact shapes; numpy, so no program is compiled per shape)."""
+    K = proba.shape[1]
+    task, worker, label = (np.asarray(x) for x in (ann.task, ann.worker, ann.label))
+    key = worker.astype(np.int64) * L + label
+    weights = proba[task]  # [N, K]
+    counts = np.stack([np.bincount(key, weights[:, k], W * L) for k in range(K)])
+    return counts.reshape(K, W, L).transpose(1, 0, 2)
 
 
 def _collapse(proba: np.ndarray, n_classes: int) -> np.ndarray:
@@ -294,9 +309,18 @@ class EBCC(BayesianAggregator):
             )
         return engine
 
-    #: exact shapes: the ``[K, M]`` sub-type prior is not bucket-free, and bucketing finds
-    #: padding axes by their length (a ``K * M`` axis could pass for the annotators')
+    #: exact shapes: EBCC's arrays over tasks are ``K * M`` rows (10x Dawid–Skene's), so
+    #: the buckets' padding (tasks up to the labels' rung) cost 2-7x a warm fit on the 16
+    #: shared datasets; only :func:`~crowdbayes.compare`'s folds pad (``_pad_to``), to
+    #: the whole data's shape, and share one program
     _buckets: ClassVar[bool] = False
+
+    def _bucket_axes(self, ann: Annotations) -> set[int]:
+        """The classes, the sub-types and the sub-type rows (``K``, ``M``, ``K * M``): a
+        padded fit whose padded task or annotator count is one of them fits exact shapes
+        instead (padding is cut off by the axes' lengths)."""
+        K, M = ann.n_classes, int(self.n_subtypes)
+        return {K, M, K * M}
 
     def _subtype_gold(self, ann: Annotations) -> Annotations:
         """``ann`` with each gold class ``k`` as the row of its first sub-type, ``k * M``
@@ -332,13 +356,12 @@ class EBCC(BayesianAggregator):
             vars(self).pop("_restart", None)
         vars(self).update(best)
         K = ann.n_classes
-        proba = _collapse(self.posterior_.proba, K)
+        self._subtype_proba = np.asarray(self.posterior_.proba, np.float64)  # [T, K * M]
+        proba = _collapse(self._subtype_proba, K)
         # each annotator's confusion per class as annotator_quality reports it: the mean
         # of its rows' Dirichlet given the classes' posterior under the quality prior
         hyper = self._fitted_hyper()
-        post = jnp.asarray(proba.T, jnp.float32)
-        W = ann.n_workers
-        counts = np.asarray(_expected_counts_jit(post, self._data(), W), np.float64)
+        counts = _label_counts(ann, proba, ann.n_workers, K)
         counts = counts + np.asarray(hyper.quality_counts, np.float64)
         conf = counts / counts.sum(-1, keepdims=True)
         self.posterior_ = replace(self.posterior_, proba=proba, confusion=conf)
@@ -381,7 +404,6 @@ class EBCC(BayesianAggregator):
             rows[~seen] = rows[seen].mean(axis=0)
         log_pi = np.asarray(params.log_pi, np.float64)[:, None]
         prior = np.exp(log_pi + np.asarray(params.log_tau, np.float64)).reshape(-1, 1)
-        sub, _ = _e_step_jit(self._family, params, self._data())
-        sub = np.asarray(sub, np.float64).T  # [T, K * M]
+        sub = self._subtype_proba  # [T, K * M]: the fit's posterior (nothing compiles)
         post = np.where((task >= 0)[:, None], sub[np.maximum(task, 0)], prior[:, 0][None, :])
         return (post * rows[worker, :, label]).sum(axis=1)
