@@ -46,6 +46,15 @@ SCRIPT = textwrap.dedent(
                 "loglik_len": int(conv.log_likelihood().shape[0]),
                 "n_tasks": one.annotations_.n_tasks,
             }
+        # half of bluebirds: a scatter layout whose blocks are too wide to unroll (its
+        # loop's accumulator failed to trace inside shard_map, a TypeError, before 2026-12-03)
+        half = cb.datasets.load("bluebirds")[0].sample(frac=0.5, random_state=0)
+        one = cb.DawidSkene(max_iter=40, tol=0).fit(half)
+        four = cb.DawidSkene(max_iter=40, tol=0, devices=4).fit(half)
+        out["bluebirds_half"] = {
+            "same_labels": bool((one.predict() == four.predict()).all()),
+            "conf": float(np.abs(one.confusion_ - four.confusion_).max()),
+        }
         # the per-label layout sums like the one-device one
         ann = cb.as_annotations(cb.datasets.load("wsd")[0])
         src = np.random.default_rng(0).random((3, ann.n_labels)).astype(np.float32)
@@ -176,6 +185,8 @@ def check_dawid_skene(out: dict) -> None:
         assert r["n_iter"][0] == r["n_iter"][1], (name, r)
         assert r["loglik_len"] == r["n_tasks"]
     assert out["per_label"] < 1e-4
+    r = out["bluebirds_half"]
+    assert r["same_labels"] and r["conf"] < 1e-5, r
 
 
 def check_other_families(out: dict) -> None:

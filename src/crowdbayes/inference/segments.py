@@ -443,7 +443,10 @@ class Segments(NamedTuple):
                 for j in range(width):
                     out = add(j, out)
             else:
-                out = jax.lax.fori_loop(0, width, add, out)
+                # the first slot outside the loop: inside shard_map the scattered values
+                # vary over the devices and a zero accumulator does not, and a loop's carry
+                # must keep its type
+                out = jax.lax.fori_loop(1, width, add, add(0, out))
         return out[:n_segments].T.reshape(*lead, n_segments)
 
 
