@@ -156,6 +156,27 @@ def test_compare_scores_ebccs_own_predictive() -> None:
     np.testing.assert_allclose(eb, held_out_log_lik(ds, ann, held), atol=1e-3)
 
 
+def test_compare_refits_each_fold_once_from_the_first_split(monkeypatch) -> None:
+    # one EM run per fold (the first restart's split), not n_restarts: the held-out labels
+    # are scored as the fold's one-run fit predicts them, label for label
+    from crowdbayes.model_choice import held_out_log_lik
+    from crowdbayes.models.bayesian import BayesianAggregator
+
+    df, _ = wsd()
+    ann = cb.as_annotations(df)
+    runs = []
+    fit = BayesianAggregator._fit
+    monkeypatch.setattr(BayesianAggregator, "_fit", lambda self, a: runs.append(1) or fit(self, a))
+    table = cb.compare(ann, {"EBCC": EBCC(n_restarts=4)}, folds=3)
+    assert len(runs) == 3
+    fold_of = np.random.default_rng(0).permutation(np.arange(ann.n_labels) % 3)
+    held = fold_of == 0
+    one = held_out_log_lik(EBCC(n_restarts=1), ann, held)
+    assert len(runs) == 4
+    rest = sum(held_out_log_lik(EBCC(n_restarts=1), ann, fold_of == f).sum() for f in (1, 2))
+    np.testing.assert_allclose(table.loc["EBCC", "elpd"], one.sum() + rest, rtol=1e-6)
+
+
 def test_the_command_line_seed_reaches_the_restarts() -> None:
     from crowdbayes.cli import build_model, build_parser
     from crowdbayes.registry import MODELS

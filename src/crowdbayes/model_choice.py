@@ -148,7 +148,8 @@ def compare(
     held out once. Hyperparameters a model estimates by empirical Bayes
     (:class:`~crowdbayes.HierarchicalDawidSkene`'s two scales) are estimated once on all
     the labels and held fixed in the folds (a model's ``_fold_estimator``): two numbers
-    seen by every fold, for a fifth of the time.
+    seen by every fold, for a fifth of the time; :class:`~crowdbayes.EBCC` refits each
+    fold by one EM run, not its ``n_restarts``.
     """
     from .models.class_conditional import ClassConditionalDawidSkene
     from .models.dawid_skene import DawidSkene
