@@ -16,11 +16,14 @@ each with K = 2, 3 and 5 (3,000 tasks x 5 labels, 300 annotators). Every model i
 by EM (default settings) on every population it nests, and the 90% interval of
 ``annotator_quality`` is compared with the generating accuracy
 ``sum_k pi_k confusion[j, k, k]`` (ItemDifficulty: at a typical item). The seeds
-(``--seed``, default 100) are not those the default priors' strength was chosen on
-(``seed = K``) nor the tests' (23). With ``--nuts``, NUTS fits at K = 3 on a smaller crowd
-(1,500 tasks, 150 annotators; 2 chains x 300 + 300) for every model.
+(``--seeds``, default 100; a crowd's seed is ``seed + K``) are not those the default
+priors' strength was chosen on (``seed = K``) nor the tests' (23). With several seeds each
+cell is the coverage pooled over their crowds (300 annotators each: one crowd's coverage
+moves by about 0.02 from seed to seed at 0.87), and the lowest seed's is reported too. With
+``--nuts``, NUTS fits at K = 3 on a smaller crowd (1,500 tasks, 150 annotators; 2 chains x
+300 + 300) for every model, on the first seed.
 
-    .venv/bin/python benchmarks/coverage_crowds.py [--seed 100] [--nuts] [--write]
+    .venv/bin/python benchmarks/coverage_crowds.py [--seeds 100 200 300] [--nuts] [--write]
     .venv/bin/python benchmarks/coverage_crowds.py --models recommended \
         --merge benchmarks/coverage_crowds_rows.csv --out benchmarks/coverage_crowds_rows.csv --write
 
@@ -98,7 +101,7 @@ def one(name: str, population: str, K: int, seed: int, **fit) -> dict:
     }
 
 
-def run(seed: int, nuts: bool, models: list[str] | None = None) -> pd.DataFrame:
+def run(seeds: list[int], nuts: bool, models: list[str] | None = None) -> pd.DataFrame:
     rows = []
     for name, pops in NESTS.items():
         if models is not None and name not in models:
@@ -107,12 +110,14 @@ def run(seed: int, nuts: bool, models: list[str] | None = None) -> pd.DataFrame:
             if population not in pops:
                 continue
             for K in (2, 3, 5):
-                rows.append(one(name, population, K, seed))
-                print(_fmt(rows[-1]), flush=True)
+                for seed in seeds:
+                    rows.append({**one(name, population, K, seed), "seed": seed})
+                    print(_fmt(rows[-1]), flush=True)
             if nuts and name != "recommended":
+                seed = seeds[0]
                 small = {"n_tasks": 1500, "n_workers": 150}
                 kw = {"inference": cb.NUTS(num_warmup=300, num_samples=300, num_chains=2)}
-                rows.append(one(name, population, 3, seed, size=small, **kw))
+                rows.append({**one(name, population, 3, seed, size=small, **kw), "seed": seed})
                 print(_fmt(rows[-1]), flush=True)
     return pd.DataFrame(rows)
 
@@ -124,6 +129,14 @@ def _fmt(r: dict) -> str:
         f"width {r['width']:.3f} mae {r['mae']:.3f} outside {r['estimate_outside']} "
         f"{r['seconds']}s"
     )
+
+
+def pooled(res: pd.DataFrame) -> pd.DataFrame:
+    """One row per (model, method, population, K): the coverage pooled over the seeds
+    (equal crowds: the mean) and the lowest seed's."""
+    keys = ["model", "method", "population", "K"]
+    g = res.groupby(keys)["coverage"]
+    return pd.DataFrame({"coverage": g.mean(), "lowest": g.min(), "seeds": g.size()}).reset_index()
 
 
 def table(res: pd.DataFrame) -> str:
@@ -139,8 +152,21 @@ def table(res: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-# What the numbers say (written from the 2026-12-01 run, seed 100; kept with the table)
+# What the numbers say (written from the 2026-12-01 run, seed 100, and the 2026-12-03 run
+# pooled over seeds 100, 200 and 300; kept with the table)
 FINDINGS = """
+Pooled over three seeds (2026-12-03; the EM cells of the table), every model but
+ItemDifficulty on spammers covers 0.847-0.95 on every population it nests (below 0.85:
+HierarchicalDawidSkene one_coin K=2 0.847 and recommended() spammers K=5 0.848, shown
+rounded as 0.85; DawidSkene class_conditional K=5 0.850); seed by seed 73 of the 87 EM cells are at 0.85 or
+more and the lowest single seed outside ItemDifficulty is 0.82 (DawidSkene class_conditional
+K=5, HierarchicalDawidSkene skewed_activity K=2): with 300 annotators one crowd's coverage
+moves by about 0.02, so the seed-100 figures below read a little low. The third seed also
+found a failure: HierarchicalDawidSkene at skewed_activity K=5, seed 305, covered 0.00 (MAE
+0.44, task accuracy 0.41): its empirical-Bayes scale went below the grid, where the M-step's
+Newton steps run off, and EM took the falling objective for convergence; both fixed (its
+card), 0.87 pooled now. The paragraphs below are the seed-100 run's.
+
 Dawid–Skene, class-conditional and one-coin cover 0.82-0.95 with EM (0.82-0.93,
 0.86-0.93, 0.88-0.95) and 0.87-0.92 with NUTS on every population they nest. EBCC
 (added 2026-12-02; EM only) covers 0.88-0.93 on every population: its intervals read each
@@ -205,27 +231,42 @@ class_conditional K=5 and spammers K=5 (0.83).
 """
 
 
-def write(res: pd.DataFrame, seed: int) -> None:
-    em = res[res["method"] == "em"]
+def write(res: pd.DataFrame, seeds: list[int]) -> None:
+    cells = pooled(res)
+    em = cells[cells["method"] == "em"]
+    several = int(em["seeds"].max()) > 1
+    lowest = em.loc[em["coverage"].idxmin()]
     body = "\n".join(
         [
-            f"`python benchmarks/coverage_crowds.py --seed {seed}"
+            f"`python benchmarks/coverage_crowds.py --seeds {' '.join(map(str, seeds))}"
             f"{' --nuts' if (res['method'] == 'nuts').any() else ''} --write`, "
             f"{datetime.date.today().isoformat()}. Share of annotators whose 90% interval "
             "for accuracy covers the generating value, on crowds drawn from no model's "
             "prior (see the script's docstring; 3,000 tasks x 5 labels, 300 annotators; "
             "NUTS rows at K = 3 on 1,500 tasks and 150 annotators). Every model on the "
             "populations it nests; target 0.85-0.95. The seeds are not those the default "
-            "priors were chosen on.",
+            "priors were chosen on."
+            + (
+                " EM cells: the coverage pooled over the seeds' crowds (900 annotators); "
+                "NUTS cells: the first seed's crowd."
+                if several
+                else ""
+            ),
             "",
             table(res),
             "",
-            f"EM: {int((em['coverage'] >= 0.85).sum())} of {len(em)} cells at 0.85 or more, "
-            f"lowest {em['coverage'].min():.2f} "
-            f"({em.loc[em['coverage'].idxmin(), 'model']}, "
-            f"{em.loc[em['coverage'].idxmin(), 'population']} "
-            f"K={em.loc[em['coverage'].idxmin(), 'K']}). Estimates outside their own "
-            f"interval: {int(res['estimate_outside'].sum())} over all cells.",
+            f"EM: {int((em['coverage'] >= 0.85).sum())} of {len(em)} cells at 0.85 or more"
+            + (" pooled" if several else "")
+            + f", lowest {lowest['coverage']:.2f} ({lowest['model']}, "
+            f"{lowest['population']} K={lowest['K']})"
+            + (
+                f"; on the lowest seed of each cell {int((em['lowest'] >= 0.85).sum())} of "
+                f"{len(em)}, lowest {em['lowest'].min():.2f}"
+                if several
+                else ""
+            )
+            + f". Estimates outside their own interval: {int(res['estimate_outside'].sum())} "
+            "over all cells and seeds.",
             "",
             FINDINGS.strip(),
         ]
@@ -237,7 +278,7 @@ def write(res: pd.DataFrame, seed: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seed", type=int, default=100)
+    ap.add_argument("--seeds", "--seed", type=int, nargs="+", default=[100])
     ap.add_argument("--nuts", action="store_true")
     ap.add_argument("--write", action="store_true")
     ap.add_argument("--out", help="also save the rows as CSV")
@@ -252,7 +293,7 @@ def main() -> None:
     if args.from_csv:
         res = pd.read_csv(args.from_csv)
     else:
-        res = run(args.seed, args.nuts, args.models)
+        res = run(args.seeds, args.nuts, args.models)
         if args.merge:
             old = pd.read_csv(args.merge)
             ran = set(zip(res["model"], res["method"], strict=True))
@@ -262,7 +303,7 @@ def main() -> None:
     if args.out:
         res.to_csv(args.out, index=False)
     if args.write:
-        write(res, args.seed)
+        write(res, args.seeds)
 
 
 if __name__ == "__main__":

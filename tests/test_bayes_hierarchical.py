@@ -291,3 +291,32 @@ def test_em_leaves_the_m_step_converged_where_the_scales_are_extreme():
     b2, mu2 = _newton(_expected(post, data), hyper, (b, mu))
     assert float(jnp.abs(b2 - b).max()) < 0.05
     assert float(jnp.abs(mu2 - mu).max()) < 0.05
+
+
+def test_empirical_bayes_scales_stay_on_their_grid_on_a_skewed_five_class_crowd():
+    # coverage_crowds.py's skewed-activity crowd at K = 5, seed 300: the grid's refinement
+    # around its lowest point chose sigma 0.032 (below the grid's 0.05), the M-step's
+    # Newton steps ran off there, and EM ended at 0.41 task accuracy (Dawid-Skene 0.98)
+    sim = simulate_population("skewed_activity", n_classes=5, seed=305)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = HierarchicalDawidSkene().fit(sim.annotations)
+    assert m.population_scale_ >= 0.05 * (1 - 1e-6) and m.ability_scale_ >= 0.02 * (1 - 1e-6)
+    assert (m.label_codes_ == np.asarray(sim.truth)).mean() >= 0.97
+    q = m.annotator_quality()
+    truth = sim.accuracy[q.index.to_numpy().astype(int)]
+    assert np.abs(q["accuracy"].to_numpy() - truth).mean() < 0.06
+
+
+def test_an_objective_that_falls_is_not_convergence():
+    # at a population scale this small the M-step's Newton steps run off (the objective
+    # fell from -8e3 to -9e6 in one iteration) and EM stopped there as "converged"
+    sim = simulate_population("skewed_activity", n_classes=5, seed=305, n_tasks=1500, n_workers=150)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        m = HierarchicalDawidSkene(population_scale=0.03, ability_scale=0.72, max_iter=4)
+        m.fit(sim.annotations)
+    history = np.asarray(m.history_)
+    fell = history[-1] < history[-2] - 1e-3 * abs(history[-2])
+    assert not (m.converged_ and fell), (m.converged_, history)
+    assert not m.converged_

@@ -526,7 +526,9 @@ def _em_chunk(
     n_labels = data.n_labels_per_worker.sum()
 
     def cond(s: _State) -> jnp.ndarray:
-        running = (s.n_iter < 2) | (s.gain / n_labels >= tol) | (tol <= 0)
+        # |gain|: an objective that falls is no convergence (an inexact M-step, e.g.
+        # HierarchicalDawidSkene's Newton steps, ran off; EM goes on from there)
+        running = (s.n_iter < 2) | (jnp.abs(s.gain) / n_labels >= tol) | (tol <= 0)
         return (s.n_iter < stop_at) & running
 
     out = jax.lax.while_loop(
@@ -698,7 +700,7 @@ def run_em(
         bar.close()
     n_labels = int(np.asarray(data.n_labels_per_worker).sum())
     gain = float(state.gain)
-    converged = n_iter >= 2 and tol > 0 and gain / n_labels < tol
+    converged = n_iter >= 2 and tol > 0 and abs(gain) / n_labels < tol
     params = padded = state.params
     if data.pad_rows is not None:  # cut the padding annotators and tasks off
         W_pad, T_pad = data.n_labels_per_worker.shape[0], data.gold.shape[0]
