@@ -114,6 +114,8 @@ def test_nuts_is_refused_with_a_reason() -> None:
 def test_bad_settings_are_refused(bad: dict) -> None:
     with pytest.raises(ValueError):
         EBCC(**bad).fit(wsd()[0])
+    with pytest.raises(ValueError):  # and by cb.compare, whose folds run one EM run each
+        cb.compare(wsd()[0], {"EBCC": EBCC(**bad)}, folds=2)
 
 
 def test_new_annotations_with_gold_keep_their_gold_class() -> None:

@@ -557,7 +557,7 @@ def _fit_table(
     n_iter = int(local(state.n_iter))  # waits for the loop
     timings["em_s"] = time.perf_counter() - em_start
     gain = float(local(state.gain))
-    converged = n_iter >= 2 and tol > 0 and gain / n_total < tol
+    converged = n_iter >= 2 and tol > 0 and abs(gain) / n_total < tol  # as run_em
     params = jax.tree_util.tree_map(local, state.params)
     post = local(state.post).astype(np.float64)[:, :T].T
     confusion = np.asarray(

@@ -351,6 +351,7 @@ class EBCC(BayesianAggregator):
         the folds would score a better-converged model than the one reported (fact_eval:
         EBCC's lead 1.1 -> 13.5 standard errors, against 0.86 accuracy for EBCC, 0.88 for
         ``recommended()``)."""
+        self._hyper(ann)  # the settings' checks (n_restarts=0 fails here as in a fit)
         return type(self)(**{**self.get_params(deep=False), "n_restarts": 1})
 
     def _fit(self, ann: Annotations) -> None:
