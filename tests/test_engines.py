@@ -219,3 +219,28 @@ def test_the_engine_places_the_data():
     model = cb.DawidSkene(inference=cb.EM(devices=1)).fit(df)
     assert model._fit_devices() == 1 and model.data_ is None  # a sharded layout: not kept
     assert cb.DawidSkene().fit(df)._fit_devices() is BUCKETS
+
+
+def test_em_goes_on_where_its_objective_fell():
+    # the loop's stop rule reads |gain|: an objective that fell by more than tol per label
+    # is an M-step that ran off, not convergence (EM stopped there before 2026-12-03)
+    import jax
+
+    from crowdbayes.inference.em import _em_chunk_jit, em_data, initial_state
+    from crowdbayes.models.bayesian import vote_shares
+    from crowdbayes.models.dawid_skene import DawidSkene, DawidSkeneModel
+
+    ann = cb.as_annotations(cb.datasets.load("rte")[0])
+    data = em_data(ann)
+    hyper = DawidSkene()._hyper(ann)
+    post0 = jax.device_put(np.asarray(vote_shares(ann), np.float32).T)
+    shapes = jax.eval_shape(DawidSkeneModel.m_step, post0, data, hyper)
+    history0 = jax.device_put(np.full(20, np.nan, np.float32))
+    start = initial_state(shapes, post0, history0, jax.device_put)
+    stop_at, tol = jax.device_put(np.int32(20)), jax.device_put(np.float32(1e-6))
+    for gain, runs in ((-1e4, True), (1e4, True), (-1e-4, False)):
+        state = start._replace(
+            n_iter=jax.device_put(np.int32(2)), gain=jax.device_put(np.float32(gain))
+        )
+        out = _em_chunk_jit(DawidSkeneModel, state, data, hyper, stop_at, tol)
+        assert (int(out.n_iter) > 2) == runs, (gain, int(out.n_iter))

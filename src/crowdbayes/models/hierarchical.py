@@ -623,7 +623,7 @@ class HierarchicalDawidSkene(BayesianAggregator):
     population_scale : float or None, default None
         Spread ``sigma`` of each annotator logit around the population (logit scale).
         ``None`` estimates it by empirical Bayes in EM (NUTS samples it, starting there); a
-        number fixes it for EM.
+        number (at least 0.05, the grid's floor) fixes it for EM.
     ability_scale : float or None, default None
         Spread ``tau`` of the annotators' abilities (a shift of all their error logits).
         ``None``: empirical Bayes, as ``population_scale``; a number (0 allowed: no
@@ -672,8 +672,17 @@ class HierarchicalDawidSkene(BayesianAggregator):
             raise ValueError(
                 "need prior_logit_scale > 0, scale_prior > 0, class_prior_strength >= 0"
             )
-        if self.population_scale is not None and not self.population_scale > 0:
-            raise ValueError(f"population_scale must be > 0, got {self.population_scale}")
+        if self.population_scale is not None and not self.population_scale >= _MIN_SCALE * (
+            1 - 1e-6
+        ):
+            # below, the dense Schur complement of mu's Newton step cancels to noise in
+            # float32 (c = 1 / sigma^2 > 400): at 0.03 the objective fell from -8e3 to -9e6
+            # in one EM iteration (the empirical-Bayes grid starts at this floor too)
+            raise ValueError(
+                f"population_scale must be >= {_MIN_SCALE} (or None, estimated), got "
+                f"{self.population_scale}: below it the M-step's float32 solve is unstable; "
+                "for annotators who differ by one accuracy only, use OneCoinDawidSkene"
+            )
         if self.ability_scale is not None and not self.ability_scale >= 0:
             raise ValueError(f"ability_scale must be >= 0, got {self.ability_scale}")
         if scales is None:
