@@ -140,9 +140,11 @@ def pooled(res: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(res: pd.DataFrame) -> str:
-    wide = res.pivot_table(
-        index=["model", "method"], columns=["population", "K"], values="coverage"
-    ).round(2)
+    wide = (
+        pooled(res)
+        .pivot_table(index=["model", "method"], columns=["population", "K"], values="coverage")
+        .round(2)
+    )
     wide.columns = [f"{p} K={k}" for p, k in wide.columns]
     lines = ["| model | method | " + " | ".join(wide.columns) + " | min |"]
     lines.append("|---" * (len(wide.columns) + 3) + "|")

@@ -391,6 +391,7 @@ def _fit_table(
         _drop_em_chunk,
         _em_chunk_jit,
         bound_programs,
+        em_running,
         initial_state,
     )
     from .inference.segments import MAX_WIDTH, Segments, _is_sorted, stable_order
@@ -557,7 +558,7 @@ def _fit_table(
     n_iter = int(local(state.n_iter))  # waits for the loop
     timings["em_s"] = time.perf_counter() - em_start
     gain = float(local(state.gain))
-    converged = n_iter >= 2 and tol > 0 and abs(gain) / n_total < tol  # as run_em
+    converged = not em_running(n_iter, gain, n_total, tol)
     params = jax.tree_util.tree_map(local, state.params)
     post = local(state.post).astype(np.float64)[:, :T].T
     confusion = np.asarray(

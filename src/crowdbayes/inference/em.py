@@ -520,16 +520,21 @@ def _em_step(model: Any, state: _State, data: EMData, hyper: Any) -> _State:
     return _State(params, post, objective, objective - state.objective, state.n_iter + 1, history)
 
 
+def em_running(n_iter: Any, gain: Any, n_labels: Any, tol: Any) -> Any:
+    """Whether EM goes on after ``n_iter`` iterations whose last changed the objective by
+    ``gain`` (traced in the loop, or host numbers after it: ``converged`` is its negation).
+    ``|gain|``: an objective that falls is no convergence (an inexact M-step, e.g.
+    HierarchicalDawidSkene's Newton steps, ran off; EM goes on from there)."""
+    return (n_iter < 2) | (abs(gain) / n_labels >= tol) | (tol <= 0)
+
+
 def _em_chunk(
     model: Any, state: _State, data: EMData, hyper: Any, stop_at: jnp.ndarray, tol: jnp.ndarray
 ) -> _State:
     n_labels = data.n_labels_per_worker.sum()
 
     def cond(s: _State) -> jnp.ndarray:
-        # |gain|: an objective that falls is no convergence (an inexact M-step, e.g.
-        # HierarchicalDawidSkene's Newton steps, ran off; EM goes on from there)
-        running = (s.n_iter < 2) | (jnp.abs(s.gain) / n_labels >= tol) | (tol <= 0)
-        return (s.n_iter < stop_at) & running
+        return (s.n_iter < stop_at) & em_running(s.n_iter, s.gain, n_labels, tol)
 
     out = jax.lax.while_loop(
         cond, lambda s: _em_step(model, s, data, hyper), state._replace(confusion=None)
@@ -700,7 +705,7 @@ def run_em(
         bar.close()
     n_labels = int(np.asarray(data.n_labels_per_worker).sum())
     gain = float(state.gain)
-    converged = n_iter >= 2 and tol > 0 and abs(gain) / n_labels < tol
+    converged = not em_running(n_iter, gain, n_labels, tol)
     params = padded = state.params
     if data.pad_rows is not None:  # cut the padding annotators and tasks off
         W_pad, T_pad = data.n_labels_per_worker.shape[0], data.gold.shape[0]
