@@ -304,8 +304,9 @@ def main() -> None:
     print(table(res))
     if args.out:
         res.to_csv(args.out, index=False)
-    if args.write:
-        write(res, args.seeds)
+    if args.write:  # the seeds the rows hold (--from-csv and --merge keep earlier runs')
+        seeds = sorted({int(x) for x in res["seed"].dropna()}) if "seed" in res else args.seeds
+        write(res, seeds or args.seeds)
 
 
 if __name__ == "__main__":
