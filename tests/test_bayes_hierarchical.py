@@ -24,7 +24,7 @@ from crowdbayes.models.hierarchical import (
     HDSParams,
     HierarchicalDawidSkene,
     HierarchicalDawidSkeneModel,
-    _curvature,
+    _curvature_parts,
     _expected,
     _laplace_draws,
     _log_marginal,
@@ -161,13 +161,12 @@ def test_empirical_bayes_marginal_is_right_for_large_crowds():
     E = jnp.asarray(rng.poisson(2.0, (W, K, K)) + 6 * np.eye(K), jnp.float32)
     f32 = jnp.float32
     hyper = HDSHyper(f32(-1.8), f32(1.0), f32(1.0), f32(0.8), jnp.ones(K, f32), f32(0.3))
-    eps = jax.random.normal(jax.random.PRNGKey(0), (32, W, K, K - 1))
-    eps_r = jax.random.normal(jax.random.PRNGKey(2), (32, W, K))
+    eps = jax.random.normal(jax.random.PRNGKey(0), (32, W, K, K))
     eps_a = jax.random.normal(jax.random.PRNGKey(1), (32, W))
     scales = jnp.asarray([0.8, 0.3], f32)
-    jitted = float(jax.jit(_log_marginal)(scales, E, hyper, eps, eps_r, eps_a))
+    jitted = float(jax.jit(_log_marginal)(scales, E, hyper, eps, eps_a))
     with jax.disable_jit():
-        eager = float(_log_marginal(scales, E, hyper, eps, eps_r, eps_a))
+        eager = float(_log_marginal(scales, E, hyper, eps, eps_a))
     assert jitted == pytest.approx(eager, rel=1e-5)
 
 
@@ -255,7 +254,8 @@ def test_newton_finds_the_stationary_point_and_the_exact_hessian(K):
     assert float(jnp.abs(g_b).max()) < 1e-3 and float(jnp.abs(g_mu).max()) < 1e-3
     assert float(jnp.abs(b - mu).max()) > 0.1  # annotators did move off the population mean
     # one row's curvature against jax's Hessian of the row's log likelihood - |x|^2 / 2 s^2
-    _, A = jax.jit(_curvature)(E, b, jnp.float32(sigma))
+    _, d, u, _, _ = jax.jit(_curvature_parts)(E, b, jnp.float32(sigma))
+    A = d[..., None] * jnp.eye(K - 1) - u[..., :, None] * u[..., None, :]  # diag - rank one
 
     def row(x):
         lik = (E[3, 1] * jax.nn.log_softmax(full_logits(b.at[3, 1].set(x))[3, 1])).sum()
@@ -301,10 +301,11 @@ def test_laplace_draws_have_the_inverse_hessian_as_covariance(K):
     # L: the draw of each unit vector of the normals (D + K + 1 of them per annotator)
     n = D + K + 1
     unit = np.eye(n, dtype=np.float32)
-    e = jnp.asarray(np.broadcast_to(unit[:, None, :D], (n, W, D)).reshape(n, W, K, K - 1))
-    e_r = jnp.asarray(np.broadcast_to(unit[:, None, D : D + K], (n, W, K)))
+    e_d = np.broadcast_to(unit[:, None, :D], (n, W, D)).reshape(n, W, K, K - 1)
+    e_r = np.broadcast_to(unit[:, None, D : D + K], (n, W, K))
+    e = jnp.asarray(np.concatenate([e_d, e_r[..., None]], -1))  # [n, W, K, K]
     e_a = jnp.asarray(np.broadcast_to(unit[:, None, -1], (n, W)))
-    L = np.asarray(jax.jit(_laplace_draws)(jnp.zeros_like(b), solve, e, e_r, e_a), np.float64)
+    L = np.asarray(jax.jit(_laplace_draws)(jnp.zeros_like(b), solve, e, e_a), np.float64)
     L = np.moveaxis(L.reshape(n, W, D), 0, -1)  # [W, D, n]
     for w in range(W):
         np.testing.assert_allclose(L[w] @ L[w].T, H_inv[w], rtol=1e-4, atol=1e-6)

@@ -187,14 +187,6 @@ def _curvature_parts(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tupl
     return grad, d, jnp.sqrt(n) * p, den, n * p * right
 
 
-def _curvature(E: jnp.ndarray, b: jnp.ndarray, sigma: jnp.ndarray) -> tuple[jnp.ndarray, ...]:
-    """The gradient ``[W, K, K-1]`` and ``A [W, K, K-1, K-1]`` of :func:`_curvature_parts`
-    as a dense matrix (for the tests; the model never forms it)."""
-    grad, d, u, _, _ = _curvature_parts(E, b, sigma)
-    eye = jnp.eye(E.shape[-1] - 1, dtype=E.dtype)
-    return grad, d[..., None] * eye - u[..., :, None] * u[..., None, :]
-
-
 class _Solver(NamedTuple):
     """Minus the Hessian of each annotator's log posterior given ``mu``,
     ``H = blockdiag_k(A_k) - c rho 1 1^T`` (``A_k`` of :func:`_curvature_parts`), applied
@@ -333,18 +325,16 @@ def _row_log_det(solve: _Solver) -> jnp.ndarray:
     return -(jnp.log(solve.d).sum(-1) + jnp.log(solve.den)).sum(-1)
 
 
-def _laplace_draws(
-    b: jnp.ndarray, solve: _Solver, e: jnp.ndarray, e_r: jnp.ndarray, e_a: jnp.ndarray
-) -> jnp.ndarray:
-    """Draws ``b + N(0, H^-1)`` from standard normals ``e [..., W, K, K-1]``, ``e_r [..., W,
-    K]``, ``e_a [..., W]``: ``H^-1 = blockdiag(A)^-1 + gamma w w^T`` and each row's
-    ``A^-1 = diag(1 / d) + v v^T / den``, so a draw is a sum of independent parts,
-    ``e / sqrt(d) + v e_r / sqrt(den) + sqrt(gamma) w e_a`` (``O(K^2)`` per annotator; a
-    Cholesky factor per row was ``O(K^4)``: 2 s at K = 100)."""
+def _laplace_draws(b: jnp.ndarray, solve: _Solver, e: jnp.ndarray, e_a: jnp.ndarray) -> jnp.ndarray:
+    """Draws ``b + N(0, H^-1)`` from standard normals ``e [..., W, K, K]``, ``e_a [..., W]``:
+    ``H^-1 = blockdiag(A)^-1 + gamma w w^T`` and each row's ``A^-1 = diag(1 / d) + v v^T /
+    den``, so a draw is a sum of independent parts, ``e_d / sqrt(d) + v e_r / sqrt(den) +
+    sqrt(gamma) w e_a`` (``e_d = e[..., :-1]``, ``e_r = e[..., -1]``; ``O(K^2)`` per
+    annotator, where a Cholesky factor per row was ``O(K^4)``: 2 s at K = 100)."""
     return (
         b
-        + e / jnp.sqrt(solve.d)
-        + solve.v * (e_r / jnp.sqrt(solve.den))[..., None]
+        + e[..., :-1] / jnp.sqrt(solve.d)
+        + solve.v * (e[..., -1] / jnp.sqrt(solve.den))[..., None]
         + jnp.sqrt(solve.gamma)[:, None, None] * solve.w * e_a[..., None, None]
     )
 
@@ -354,13 +344,12 @@ def _log_marginal(
     E: jnp.ndarray,
     hyper: HDSHyper,
     eps: jnp.ndarray,
-    eps_r: jnp.ndarray,
     eps_a: jnp.ndarray,
 ) -> jnp.ndarray:
     """Log marginal likelihood of the expected counts ``E`` at the scales
     ``(sigma, tau)`` (each annotator's logits integrated out by importance sampling from
-    their Laplace approximation with the standard-normal draws ``eps [S, W, K, K-1]``,
-    ``eps_r [S, W, K]``, ``eps_a [S, W]``; ``mu`` at its optimum), plus the log priors of
+    their Laplace approximation with the standard-normal draws ``eps [S, W, K, K]``,
+    ``eps_a [S, W]`` (see :func:`_laplace_draws`); ``mu`` at its optimum), plus the log priors of
     ``mu`` and the scales."""
     sigma, tau = scales[0], scales[1]
     h = hyper._replace(sigma=sigma, tau=tau)
@@ -381,7 +370,7 @@ def _log_marginal(
 
     # one draw at a time: vectorised over the draws as well, XLA's CPU fusion of these
     # broadcasts and reductions gave wrong values beyond ~65,000 logits (jax 0.10.2)
-    log_w = jax.lax.map(one_draw, (eps, eps_r, eps_a))  # [S, W]
+    log_w = jax.lax.map(one_draw, (eps, eps_a))  # [S, W]
     rows = jax.nn.logsumexp(log_w, axis=0) - jnp.log(eps.shape[0])
     prior_mu = -0.5 * (((mu - hyper.mean_logit) / hyper.mean_scale) ** 2).sum()
     return rows.sum() + prior_mu - 0.5 * ((scales / hyper.scale_prior) ** 2).sum()
@@ -411,16 +400,15 @@ def _eb_scales(
     # padding rows of a shape bucket leave the real annotators' draws as they are
     def row_draws(w: jnp.ndarray) -> tuple[jnp.ndarray, jnp.ndarray]:
         k1, k2 = jax.random.split(jax.random.fold_in(key, w))
-        e = jax.random.normal(k1, (_IS_DRAWS, K, K), E.dtype)  # the last column: e_r
+        e = jax.random.normal(k1, (_IS_DRAWS, K, K), E.dtype)
         return e, jax.random.normal(k2, (_IS_DRAWS,), E.dtype)
 
-    e_all, eps_a = jax.vmap(row_draws, out_axes=1)(jnp.arange(W))  # [S, W, K, K], [S, W]
-    eps, eps_r = e_all[..., :-1], e_all[..., -1]
+    eps, eps_a = jax.vmap(row_draws, out_axes=1)(jnp.arange(W))  # [S, W, K, K], [S, W]
 
     def best(s_grid: jnp.ndarray, t_grid: jnp.ndarray) -> jnp.ndarray:
         pairs = jnp.stack(jnp.broadcast_arrays(s_grid[:, None], t_grid[None, :]), -1)
         pairs = pairs.reshape(-1, 2)
-        values = jax.lax.map(lambda s: _log_marginal(s, E, hyper, eps, eps_r, eps_a), pairs)
+        values = jax.lax.map(lambda s: _log_marginal(s, E, hyper, eps, eps_a), pairs)
         values = jnp.where(jnp.isfinite(values), values, -jnp.inf)
         return pairs[jnp.argmax(values)]
 
@@ -470,9 +458,9 @@ def _interval_draws(
 
     def noise(key: jnp.ndarray) -> jnp.ndarray:  # N(0, H^-1) draws [n, W, K, K-1]
         k1, k2 = jax.random.split(key)
-        e = jax.random.normal(k1, (n, W, K, K), E.dtype)  # the last column: e_r
+        e = jax.random.normal(k1, (n, W, K, K), E.dtype)
         e_a = jax.random.normal(k2, (n, W), E.dtype)
-        return _laplace_draws(jnp.zeros_like(b), solve, e[..., :-1], e[..., -1], e_a)
+        return _laplace_draws(jnp.zeros_like(b), solve, e, e_a)
 
     def mala(
         i: int, carry: tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray, jnp.ndarray]
